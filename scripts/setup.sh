@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs everything gvisor-cri needs on a Debian 12 machine, then builds it.
+# Idempotent: safe to run again. Run as root from anywhere.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+export DEBIAN_FRONTEND=noninteractive
+
+. /etc/os-release
+backports="${VERSION_CODENAME}-backports"
+backports_file=/etc/apt/sources.list.d/gvisor-cri-backports.sources
+
+# runsc must come from backports (systrap, port-forward --stream, --overlay2).
+# The suite is added by copying the machine's own Debian source and changing
+# only the suite, so no mirror host is ever named here.
+add_backports_source() {
+  if grep -rqsE "^[^#]*${backports}" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return
+  fi
+  local deb822=/etc/apt/sources.list.d/debian.sources
+  if [ -f "$deb822" ]; then
+    awk -v codename="$VERSION_CODENAME" -v suite="$backports" '
+      BEGIN { RS=""; ORS="\n\n" }
+      {
+        n = split($0, lines, "\n"); keep = 0
+        for (i = 1; i <= n; i++)
+          if (lines[i] ~ /^Suites:/) {
+            m = split(lines[i], words, /[ \t]+/)
+            for (j = 2; j <= m; j++) if (words[j] == codename) keep = 1
+          }
+        if (!keep || done) next
+        out = ""
+        for (i = 1; i <= n; i++) {
+          if (lines[i] ~ /^#/) continue
+          if (lines[i] ~ /^Suites:/) lines[i] = "Suites: " suite
+          out = out lines[i] "\n"
+        }
+        printf "%s\n", out; done = 1
+      }' "$deb822" >"$backports_file"
+  elif [ -f /etc/apt/sources.list ]; then
+    backports_file=/etc/apt/sources.list.d/gvisor-cri-backports.list
+    awk -v codename="$VERSION_CODENAME" -v suite="$backports" '
+      $1 == "deb" && !done {
+        for (i = 2; i <= NF; i++) if ($i == codename) { $i = suite; print; done = 1; next }
+      }' /etc/apt/sources.list >"$backports_file"
+  fi
+  if [ ! -s "$backports_file" ]; then
+    echo "setup: found no Debian apt source for ${VERSION_CODENAME} to derive ${backports} from" >&2
+    rm -f "$backports_file"
+    exit 1
+  fi
+}
+
+packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+runsc_ok=0
+if command -v runsc >/dev/null && runsc --help 2>&1 | grep -q port-forward; then runsc_ok=1; fi
+
+if [ ${#missing[@]} -gt 0 ] || [ $runsc_ok = 0 ]; then
+  add_backports_source
+  apt-get update -qq
+  # docker-registry's package would start a registry on :5000; tests start their own.
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+  apt-get install -y -qq --no-install-recommends -t "$backports" runsc >/dev/null
+fi
+
+cd "$repo"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build
+echo "setup: done ($(runsc --version 2>&1 | head -n1))"
