@@ -82,60 +82,6 @@ function toProto3Json(type: protobuf.Type, msg: protobuf.Message): unknown {
   return JSON.parse(JSON.stringify(obj));
 }
 
-/**
- * Known defects of the fixture's JSON (never of its bytes). Upstream declares
- * `KeyValue.value` (container env values) as `string`: every published
- * k8s.io/cri-api api.proto, including the 1.36 one that all other 169
- * messages here match, has `string value = 2;`. The vectors nevertheless
- * render it as base64, i.e. as if it were `bytes`. On the wire string and
- * bytes are identical (the hex of all three affected vectors is checked
- * unchanged), so we keep upstream's type and translate the expected JSON
- * here. The check below fails if the fixture ever stops needing this, so
- * the erratum cannot outlive the defect silently.
- */
-const JSON_ERRATA: ReadonlyMap<string, ReadonlySet<string>> = new Map([
-  ['runtime.v1.KeyValue', new Set(['value'])],
-]);
-
-/**
- * Deep copy of a vector's JSON with the errata applied (base64 -> UTF-8 for
- * listed string fields), at any nesting depth. Returns how many values it
- * rewrote.
- */
-function applyErrata(type: protobuf.Type, json: unknown): { json: unknown; fixed: number } {
-  let fixed = 0;
-  const visit = (t: protobuf.Type, value: unknown): unknown => {
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
-    const errata = JSON_ERRATA.get(t.fullName.replace(/^\./, ''));
-    const out: Record<string, unknown> = {};
-    for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-      const field = t.fields[key];
-      if (field === undefined) {
-        out[key] = v; // unknown field: leave it for the comparison to flag
-      } else if (errata?.has(key) && field.type === 'string' && typeof v === 'string') {
-        const text = Buffer.from(v, 'base64').toString('utf8');
-        assert.equal(Buffer.from(text, 'utf8').toString('base64'), v, `${t.name}.${key}: erratum no longer applies`);
-        out[key] = text;
-        fixed++;
-      } else if (field.resolvedType instanceof protobuf.Type) {
-        const sub = field.resolvedType;
-        if (field.map) {
-          out[key] = Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, visit(sub, x)]));
-        } else if (field.repeated) {
-          out[key] = (v as unknown[]).map((x) => visit(sub, x));
-        } else {
-          out[key] = visit(sub, v);
-        }
-      } else {
-        out[key] = v;
-      }
-    }
-    return out;
-  };
-  const result = visit(type, json);
-  return { json: result, fixed };
-}
-
 function hexOf(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('hex');
 }
@@ -147,18 +93,6 @@ test('vectors cover exactly the messages of runtime.v1', () => {
   assert.deepEqual([...types.keys()].sort(), vectorNames);
 });
 
-test('fixture JSON errata are still needed and narrowly scoped', () => {
-  const affected = vectors.filter((v) => {
-    const type = types.get(v.message);
-    return type !== undefined && applyErrata(type, v.json).fixed > 0;
-  });
-  // KeyValue itself plus the two messages that embed it in our vectors.
-  assert.deepEqual(
-    affected.map((v) => v.message).sort(),
-    ['runtime.v1.ContainerConfig', 'runtime.v1.CreateContainerRequest', 'runtime.v1.KeyValue'],
-  );
-});
-
 test('every vector decodes to its JSON and its JSON encodes to its bytes', async (t) => {
   let decodeOk = 0;
   let encodeOk = 0;
@@ -166,7 +100,7 @@ test('every vector decodes to its JSON and its JSON encodes to its bytes', async
     await t.test(v.message, () => {
       const type = types.get(v.message);
       assert.ok(type, `no message ${v.message} in our proto`);
-      const expected = applyErrata(type, v.json).json as Record<string, unknown>;
+      const expected = v.json as Record<string, unknown>;
 
       // upstream bytes -> our decoder -> JSON
       const decoded = type.decode(Buffer.from(v.hex, 'hex'));
