@@ -1,0 +1,267 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Parser, type ReadEntry } from 'tar';
+import { CriError, GrpcStatus, failedPrecondition } from '../cri-api/errors.js';
+import type { Logger } from '../cri-api/logger.js';
+
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_MARKER = '.wh..wh..opq';
+
+/** A layer that must not be applied: it tries to reach outside the snapshot or is not a valid tar. */
+export class UnsafeLayerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsafeLayerError';
+  }
+}
+
+/** Splits a tar path into clean components, refusing anything that could leave the root. */
+function cleanPath(raw: string, what: string): string[] {
+  if (raw.startsWith('/')) throw new UnsafeLayerError(`${what} "${raw}" is an absolute path`);
+  const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new UnsafeLayerError(`${what} "${raw}" contains a ".." component`);
+  return parts;
+}
+
+async function lstatOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+async function compression(path: string): Promise<'gzip' | 'none'> {
+  const fh = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(4), 0, 4, 0);
+    if (bytesRead >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) return 'gzip';
+    if (bytesRead === 4 && buffer.readUInt32LE(0) === 0xfd2fb528) throw failedPrecondition('zstd-compressed layers are not supported');
+    return 'none';
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Applies one layer tar (gzip or plain) on top of the tree at `root`, with
+ * OCI whiteout semantics, checking that the uncompressed stream hashes to
+ * `diffId`. `root` may share inodes (hard links) with lower snapshots, so
+ * nothing existing is ever written in place: a replaced entry is unlinked and
+ * created anew. Nothing is written outside `root`: entries with absolute
+ * paths or "..", entries under a symlink and hard links to outside make the
+ * layer fail with UnsafeLayerError.
+ */
+export async function applyLayer(root: string, blobPath: string, diffId: string, logger: Logger): Promise<void> {
+  const applier = new LayerApplier(root, logger);
+  const hash = createHash('sha256');
+  const file = createReadStream(blobPath);
+  const stream = (await compression(blobPath)) === 'gzip' ? file.pipe(createGunzip()) : file;
+  file.on('error', (err) => stream.destroy(err));
+
+  const parser = new Parser({ strict: true });
+  let failure: unknown;
+  let signalFailure!: (err: unknown) => void;
+  const failed = new Promise<never>((_, reject) => (signalFailure = reject));
+  failed.catch(() => undefined);
+  const fail = (err: unknown): void => {
+    if (failure === undefined) {
+      failure = err;
+      signalFailure(err);
+    }
+  };
+  // The parser emits an entry only after the previous one was consumed, so
+  // chaining keeps entries in order and one at a time.
+  let chain: Promise<void> = Promise.resolve();
+  parser.on('entry', (entry: ReadEntry) => {
+    chain = chain.then(async () => {
+      if (failure !== undefined) entry.resume();
+      else await applier.apply(entry);
+    }).catch(fail);
+  });
+  parser.on('error', (err: Error) => fail(new UnsafeLayerError(`not a valid tar: ${err.message}`)));
+  const ended = new Promise<void>((resolve) => parser.on('end', () => resolve()));
+
+  try {
+    for await (const chunk of stream) {
+      if (failure !== undefined) break;
+      hash.update(chunk as Buffer);
+      if (!parser.write(chunk as Buffer)) await Promise.race([once(parser, 'drain'), failed]);
+    }
+    if (failure === undefined) {
+      parser.end();
+      await Promise.race([ended, failed]);
+      await chain;
+    }
+  } catch (err) {
+    fail(err);
+  }
+  if (failure !== undefined) {
+    if ((failure as NodeJS.ErrnoException).code === 'Z_DATA_ERROR') throw new UnsafeLayerError(`gzip stream is corrupt: ${(failure as Error).message}`);
+    throw failure;
+  }
+  const actual = `sha256:${hash.digest('hex')}`;
+  if (actual !== diffId) throw new CriError(GrpcStatus.DATA_LOSS, `uncompressed layer has digest ${actual}, the image config says ${diffId}`);
+  await applier.finish();
+}
+
+class LayerApplier {
+  /** Paths (relative, "/"-joined) this layer created: an opaque marker keeps them. */
+  private readonly written = new Set<string>();
+  /** Directories whose mtime is set last, since adding children changes it. */
+  private readonly dirTimes: { path: string; mtime: Date }[] = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async apply(entry: ReadEntry): Promise<void> {
+    try {
+      await this.applyEntry(entry);
+    } finally {
+      // Whatever happened, the body must be drained for the parser to move on.
+      if (!entry.emittedEnd) entry.resume();
+    }
+  }
+
+  private async applyEntry(entry: ReadEntry): Promise<void> {
+    const parts = cleanPath(entry.path, 'entry');
+    if (parts.length === 0) return;
+    const name = parts[parts.length - 1];
+    const parentParts = parts.slice(0, -1);
+    const parent = await this.ensureDirs(parentParts, entry.path);
+    const rel = parts.join('/');
+
+    if (name === OPAQUE_MARKER) {
+      await this.clearLower(parent, parentParts.join('/'));
+      return;
+    }
+    if (name.startsWith(WHITEOUT_PREFIX)) {
+      const victim = name.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') throw new UnsafeLayerError(`whiteout "${entry.path}" names no file`);
+      await rm(join(parent, victim), { recursive: true, force: true });
+      return;
+    }
+
+    const target = join(parent, name);
+    const existing = await lstatOrNull(target);
+    const mode = (entry.mode ?? 0o644) & 0o7777;
+    const uid = entry.uid ?? 0;
+    const gid = entry.gid ?? 0;
+    const mtime = entry.mtime ?? new Date(0);
+
+    if (entry.type === 'Directory') {
+      // Directories of a snapshot are its own (only files are shared), so changing them in place is safe.
+      if (existing && !existing.isDirectory()) await rm(target, { force: true });
+      if (!existing || !existing.isDirectory()) await mkdir(target, { mode: 0o700 });
+      await this.own(target, uid, gid);
+      await chmod(target, mode);
+      this.dirTimes.push({ path: target, mtime });
+      this.markWritten(rel);
+      return;
+    }
+
+    if (existing) await rm(target, { recursive: existing.isDirectory(), force: true });
+    switch (entry.type) {
+      case 'File':
+      case 'OldFile':
+      case 'ContiguousFile': {
+        // "wx": a fresh inode, and O_EXCL never follows a symlink planted at the path.
+        await pipeline(entry, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
+        await this.own(target, uid, gid);
+        await chmod(target, mode);
+        await utimes(target, mtime, mtime);
+        break;
+      }
+      case 'SymbolicLink': {
+        // The link's target is read inside the container; only writing through it is dangerous.
+        await symlink(entry.linkpath ?? '', target);
+        await this.own(target, uid, gid);
+        await lutimes(target, mtime, mtime);
+        break;
+      }
+      case 'Link': {
+        const sourceParts = cleanPath(entry.linkpath ?? '', `hard link "${entry.path}" to`);
+        if (sourceParts.length === 0) throw new UnsafeLayerError(`hard link "${entry.path}" has an empty target`);
+        const sourceDir = await this.existingDirs(sourceParts.slice(0, -1), entry.linkpath ?? '');
+        const source = join(sourceDir, sourceParts[sourceParts.length - 1]);
+        const st = await lstatOrNull(source);
+        if (!st) throw new UnsafeLayerError(`hard link "${entry.path}" points to "${entry.linkpath}", which does not exist`);
+        if (st.isDirectory()) throw new UnsafeLayerError(`hard link "${entry.path}" points to directory "${entry.linkpath}"`);
+        // Metadata is left alone: the inode may be shared with lower snapshots.
+        await link(source, target);
+        break;
+      }
+      default:
+        // Device nodes and FIFOs cannot be made from node; gVisor provides /dev itself.
+        this.logger.debug({ path: entry.path, type: entry.type }, 'layer entry type not supported, skipped');
+        return;
+    }
+    this.markWritten(rel);
+  }
+
+  /** Walks (creating as needed) the parent directories, refusing symlinks and non-directories. */
+  private async ensureDirs(parts: string[], entryPath: string): Promise<string> {
+    let dir = this.root;
+    for (const part of parts) {
+      dir = join(dir, part);
+      const st = await lstatOrNull(dir);
+      if (!st) {
+        await mkdir(dir, { mode: 0o755 });
+        continue;
+      }
+      if (st.isSymbolicLink()) throw new UnsafeLayerError(`entry "${entryPath}" would be written through symlink "${part}"`);
+      if (!st.isDirectory()) throw new UnsafeLayerError(`entry "${entryPath}": parent "${part}" is not a directory`);
+    }
+    return dir;
+  }
+
+  /** Like ensureDirs for the source of a hard link: every component must already be a real directory. */
+  private async existingDirs(parts: string[], linkPath: string): Promise<string> {
+    let dir = this.root;
+    for (const part of parts) {
+      dir = join(dir, part);
+      const st = await lstatOrNull(dir);
+      if (!st || !st.isDirectory()) throw new UnsafeLayerError(`hard link target "${linkPath}" does not lie in directories of the layer (at "${part}")`);
+    }
+    return dir;
+  }
+
+  /** An opaque directory keeps only what this layer put in it. */
+  private async clearLower(dir: string, rel: string): Promise<void> {
+    for (const child of await readdir(dir, { withFileTypes: true })) {
+      const childRel = rel === '' ? child.name : `${rel}/${child.name}`;
+      if (!this.written.has(childRel)) await rm(join(dir, child.name), { recursive: true, force: true });
+      else if (child.isDirectory()) await this.clearLower(join(dir, child.name), childRel);
+    }
+  }
+
+  private async own(path: string, uid: number, gid: number): Promise<void> {
+    try {
+      await lchown(path, uid, gid);
+    } catch (err) {
+      // Unprivileged (rootless): ownership cannot be kept, content still can.
+      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    }
+  }
+
+  /** Marks a path and its ancestors as this layer's own. */
+  private markWritten(rel: string): void {
+    const parts = rel.split('/');
+    for (let i = 1; i <= parts.length; i++) this.written.add(parts.slice(0, i).join('/'));
+  }
+
+  async finish(): Promise<void> {
+    for (const { path, mtime } of this.dirTimes.reverse()) {
+      const st = await lstatOrNull(path);
+      if (st?.isDirectory()) await utimes(path, mtime, mtime);
+    }
+  }
+}

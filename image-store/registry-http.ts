@@ -1,0 +1,155 @@
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { rootCertificates } from 'node:tls';
+import { deadlineExceeded, unavailable } from '../cri-api/errors.js';
+
+/** A response whose body has not been read yet: the caller consumes or discards it. */
+export interface HttpResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: http.IncomingMessage;
+  /** Final URL after redirects. */
+  url: URL;
+}
+
+export interface HttpRequestOptions {
+  method?: 'GET' | 'HEAD' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+  /** PEM file of an extra CA for https. */
+  caFile?: string;
+  /** The request fails when the socket sees no traffic for this long. */
+  idleTimeoutMs: number;
+  signal?: AbortSignal;
+  /** What is being fetched, for error messages ("manifest of docker.io/library/busybox:latest"). */
+  what: string;
+}
+
+const MAX_REDIRECTS = 5;
+const agents = new Map<string, https.Agent>();
+
+function httpsAgent(caFile: string | undefined): https.Agent {
+  const key = caFile ?? '';
+  let agent = agents.get(key);
+  if (!agent) {
+    // The extra CA adds to the system roots instead of replacing them.
+    const ca = caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
+    agent = new https.Agent({ keepAlive: true, ca });
+    agents.set(key, agent);
+  }
+  return agent;
+}
+
+const httpAgent = new http.Agent({ keepAlive: true });
+
+/** Network-level failures that mean "try another endpoint / the registry is down". */
+export function isNetworkError(err: unknown): boolean {
+  return err instanceof HttpNetworkError;
+}
+
+export class HttpNetworkError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string) {
+    super(message);
+    this.name = 'HttpNetworkError';
+    this.code = code;
+  }
+}
+
+/** True for errors of a TLS handshake against a server that speaks plain HTTP. */
+export function isTlsProtocolError(err: unknown): boolean {
+  return err instanceof HttpNetworkError && (/^ERR_SSL_|^EPROTO$/.test(err.code) || /wrong version number|packet length too long/i.test(err.message));
+}
+
+function describeNetworkError(err: NodeJS.ErrnoException, url: URL): HttpNetworkError {
+  const code = err.code ?? 'UNKNOWN';
+  const host = url.host;
+  if (code === 'ECONNREFUSED') return new HttpNetworkError(`connection to ${host} refused`, code);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new HttpNetworkError(`cannot resolve ${url.hostname}`, code);
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS_CERT/.test(code)) {
+    return new HttpNetworkError(`TLS certificate of ${host} not trusted (${err.message}); set ca_file for this registry`, code);
+  }
+  return new HttpNetworkError(`request to ${host} failed: ${err.message}`, code);
+}
+
+/**
+ * One HTTP(S) request with redirects followed. Authorization is sent only to
+ * the original host: registries redirect blob downloads to storage servers
+ * that must not see the registry token.
+ */
+export async function httpRequest(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> {
+  let current = url;
+  const originHost = url.host;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const headers = { ...opts.headers };
+    if (current.host !== originHost) delete headers.Authorization;
+    const res = await requestOnce(current, { ...opts, headers });
+    if ([301, 302, 303, 307, 308].includes(res.status) && res.headers.location) {
+      res.body.resume();
+      current = new URL(res.headers.location, current);
+      continue;
+    }
+    return res;
+  }
+  throw unavailable(`${opts.what}: more than ${MAX_REDIRECTS} redirects from ${url.host}`);
+}
+
+function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    if (opts.signal?.aborted) {
+      reject(opts.signal.reason);
+      return;
+    }
+    const isHttps = url.protocol === 'https:';
+    const options: https.RequestOptions = {
+      method: opts.method ?? 'GET',
+      headers: { 'User-Agent': 'gvisor-cri', ...opts.headers },
+      agent: isHttps ? httpsAgent(opts.caFile) : httpAgent,
+      signal: opts.signal,
+    };
+    const req = (isHttps ? https : http).request(url, options, (res) => {
+      // From here on watchIdle() guards the body: it can fail the body stream
+      // with a clear error, which destroying the request cannot.
+      req.setTimeout(0);
+      watchIdle(res, opts.idleTimeoutMs, () => `${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`);
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
+    });
+    req.setTimeout(opts.idleTimeoutMs, () => {
+      req.destroy(deadlineExceeded(`${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`));
+    });
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.name === 'CriError' || err.name === 'AbortError') reject(err);
+      else reject(describeNetworkError(err, url));
+    });
+    req.end(opts.body);
+  });
+}
+
+/** Fails `body` with DEADLINE_EXCEEDED when no byte arrives for `ms`. */
+function watchIdle(body: http.IncomingMessage, ms: number, message: () => string): void {
+  let timer = setTimeout(fire, ms);
+  function fire(): void {
+    body.destroy(deadlineExceeded(message()));
+  }
+  body.on('data', () => {
+    clearTimeout(timer);
+    timer = setTimeout(fire, ms);
+  });
+  body.on('close', () => clearTimeout(timer));
+}
+
+/** Reads a whole (small) body, refusing anything larger than `limit` bytes. */
+export async function readBody(res: HttpResponse, limit: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      res.body.destroy();
+      throw unavailable(`${what}: response from ${res.url.host} larger than ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
