@@ -1,0 +1,364 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  CriError,
+  alreadyExists,
+  deadlineExceeded,
+  failedPrecondition,
+  internal,
+  invalidArgument,
+  notFound,
+  wrapError,
+} from '../cri-api/errors.js';
+import { CniCache, type CacheEntry } from './cni-cache.js';
+import { BUILTIN_SOURCE, builtinConfig, loadConfig, missingPluginMessage, type ConfigState } from './cni-config.js';
+import { addList, checkList, delList, hasPrevResultOnDel, type ListCall, type RuntimeConfig } from './cni-list.js';
+import { CniPluginError } from './cni-plugin.js';
+import { podAddresses, podIps } from './cni-result.js';
+import { createNetns, createPlaceholderNetns, netnsExists, removeNetns } from './netns.js';
+import type { NetworkOptions, NetworkStatus, PodNetworkRequest, PodNetworkResult } from './types.js';
+
+const IFNAME = 'eth0';
+const RELOAD_DEBOUNCE_MS = 100;
+const REWATCH_DELAY_MS = 1000;
+/** Delays before the 2nd and 3rd DEL attempt of a teardown. */
+const DEL_RETRY_DELAYS_MS = [250, 1000];
+/** containerd's choice: a rate limit with no burst limit. */
+const UNLIMITED_BURST = 2 ** 31 - 1;
+const NOT_READY_REASON = 'NetworkPluginNotReady';
+
+// CNI_CONTAINERID's rule (alphanumeric start, then [A-Za-z0-9_.-]); it also names files here.
+const POD_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Maps a failure of one step to a CriError whose message says which pod and which step. */
+function stepError(err: unknown, context: string): CriError {
+  if (err instanceof CriError) return wrapError(err, context);
+  if (err instanceof CniPluginError) {
+    if (err.failure === 'not-found') return failedPrecondition(`${context}: ${err.message}`);
+    if (err.failure === 'timeout') return deadlineExceeded(`${context}: ${err.message}`);
+  }
+  return internal(`${context}: ${err instanceof Error ? err.message : String(err)}`, err);
+}
+
+function checkRequest(req: PodNetworkRequest): void {
+  if (!POD_ID.test(req.podId)) throw invalidArgument(`pod network: pod id "${req.podId}" must match ${POD_ID.source}`);
+  // CNI_ARGS is "K=V;K=V": these characters would corrupt it.
+  for (const [k, v] of [['name', req.name], ['namespace', req.namespace], ['uid', req.uid]] as const) {
+    if (v === '' || /[;=\s]/.test(v)) throw invalidArgument(`pod network for pod ${req.podId}: ${k} "${v}" must be non-empty without ";", "=" or spaces`);
+  }
+  for (const p of req.portMappings) {
+    const ok = ['tcp', 'udp', 'sctp'].includes(p.protocol) && p.containerPort >= 1 && p.containerPort <= 65535 && p.hostPort >= 0 && p.hostPort <= 65535;
+    if (!ok) throw invalidArgument(`pod network for pod ${req.namespace}/${req.name}: bad port mapping ${JSON.stringify(p)}`);
+  }
+}
+
+function runtimeConfigFor(req: PodNetworkRequest): RuntimeConfig {
+  const rc: RuntimeConfig = {};
+  // Like containerd: a mapping without a host port only documents the container port.
+  const ports = req.portMappings.filter((p) => p.hostPort > 0);
+  if (ports.length > 0) rc.portMappings = ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIp }));
+  const bw = req.bandwidth;
+  if (bw && (bw.ingressRate !== undefined || bw.egressRate !== undefined)) {
+    rc.bandwidth = {};
+    if (bw.ingressRate !== undefined) Object.assign(rc.bandwidth, { ingressRate: bw.ingressRate, ingressBurst: UNLIMITED_BURST });
+    if (bw.egressRate !== undefined) Object.assign(rc.bandwidth, { egressRate: bw.egressRate, egressBurst: UNLIMITED_BURST });
+  }
+  if (req.dns) rc.dns = { servers: req.dns.servers, searches: req.dns.searches, options: req.dns.options };
+  return rc;
+}
+
+const podLabel = (e: CacheEntry): string => {
+  const arg = (k: string): string | undefined => e.args.find(([key]) => key === k)?.[1];
+  const name = arg('K8S_POD_NAME');
+  return name ? `${arg('K8S_POD_NAMESPACE')}/${name} (${e.podId})` : e.podId;
+};
+
+/**
+ * Pod networking: one network namespace per pod, wired by the node's CNI
+ * plugins. Knows the CNI config in force (watching its directory) and every
+ * pod it set up (an on-disk cache that survives restarts).
+ */
+export class NetworkManager {
+  private state: ConfigState = { ok: false, message: 'CNI config not loaded yet' };
+  private watcher: FSWatcher | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private rewatch: NodeJS.Timeout | undefined;
+  private reloading: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  private constructor(
+    private readonly opts: NetworkOptions,
+    private readonly cache: CniCache,
+    private readonly netnsDir: string,
+  ) {}
+
+  /** Loads the CNI config and the result cache, and starts watching the config dir. */
+  static async open(opts: NetworkOptions): Promise<NetworkManager> {
+    if (opts.binDirs.length === 0) throw invalidArgument('network: at least one CNI bin dir is needed');
+    if (!(opts.pluginTimeoutMs > 0)) throw invalidArgument(`network: plugin timeout must be positive, got ${opts.pluginTimeoutMs}`);
+    const netnsDir = join(opts.runDir, 'netns');
+    const cache = new CniCache(join(opts.stateDir, 'cni', 'cache'));
+    try {
+      await mkdir(opts.confDir, { recursive: true });
+      await mkdir(netnsDir, { recursive: true, mode: 0o755 });
+      for (const bad of await cache.load()) opts.logger.warn({ file: bad }, 'ignoring unreadable CNI cache entry');
+    } catch (err) {
+      throw stepError(err, 'network: prepare directories');
+    }
+    const m = new NetworkManager(opts, cache, netnsDir);
+    await m.reload();
+    m.watchConfDir();
+    return m;
+  }
+
+  /** Re-reads the config dir now (the watcher does this on every change). */
+  reload(): Promise<void> {
+    this.reloading = this.reloading.then(async () => {
+      const def = this.opts.defaultNetwork;
+      const builtin = def ? () => builtinConfig(def.bridge, def.subnet, join(this.opts.stateDir, 'cni', 'ipam')) : undefined;
+      const next = await loadConfig(this.opts.confDir, builtin);
+      const prev = this.state;
+      this.state = next;
+      if (JSON.stringify(prev) === JSON.stringify(next)) return;
+      if (next.ok && next.source === BUILTIN_SOURCE) {
+        this.opts.logger.info({ network: next.list.name, bridge: def?.bridge, subnet: def?.subnet, confDir: this.opts.confDir }, 'no CNI config found: using the built-in bridge network');
+      } else if (next.ok) {
+        this.opts.logger.info({ network: next.list.name, file: next.source, cniVersion: next.list.cniVersion }, 'CNI config loaded');
+      } else {
+        this.opts.logger.warn({ reason: next.message }, 'no usable CNI config: pod network not ready');
+      }
+    });
+    return this.reloading;
+  }
+
+  private watchConfDir(): void {
+    if (this.closed) return;
+    try {
+      this.watcher = watch(this.opts.confDir, () => this.scheduleReload());
+      this.watcher.on('error', (err) => this.restartWatch(err));
+    } catch (err) {
+      this.restartWatch(err);
+    }
+  }
+
+  // The dir may vanish and come back (e.g. a config management tool replacing it): watch again later.
+  private restartWatch(err: unknown): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.closed) return;
+    this.opts.logger.warn({ confDir: this.opts.confDir, err: (err as Error).message }, 'watching CNI config dir failed; retrying');
+    this.scheduleReload();
+    this.rewatch = setTimeout(() => this.watchConfDir(), REWATCH_DELAY_MS);
+    this.rewatch.unref();
+  }
+
+  private scheduleReload(): void {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.reload().catch((err: unknown) => this.opts.logger.error({ err }, 'reloading CNI config failed'));
+    }, RELOAD_DEBOUNCE_MS);
+    this.debounce.unref();
+  }
+
+  /** The CRI NetworkReady condition. */
+  status(): NetworkStatus {
+    const s = this.state;
+    if (!s.ok) return { ready: false, reason: NOT_READY_REASON, message: s.message };
+    const missing = missingPluginMessage(s.list, this.opts.binDirs);
+    if (missing) return { ready: false, reason: NOT_READY_REASON, message: `${missing} (needed by ${s.source})` };
+    return { ready: true, reason: '', message: '' };
+  }
+
+  /** Serialises work on one pod; different pods proceed in parallel. */
+  private async withLock<T>(podId: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(podId) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(podId, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(podId) === tail) this.locks.delete(podId);
+    }
+  }
+
+  private listCall(e: CacheEntry, netns: string): ListCall {
+    return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, runtimeConfig: e.runtimeConfig };
+  }
+
+  /** Creates the pod's netns and runs CNI ADD; on any failure undoes both and throws. */
+  setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
+    checkRequest(req);
+    const ctx = `set up network for pod ${req.namespace}/${req.name} (${req.podId})`;
+    return this.withLock(req.podId, async () => {
+      if (this.cache.get(req.podId)) throw alreadyExists(`${ctx}: already set up; tear it down first`);
+      const s = this.state;
+      if (!s.ok) throw failedPrecondition(`${ctx}: network not ready: ${s.message}`);
+      const missing = missingPluginMessage(s.list, this.opts.binDirs);
+      if (missing) throw failedPrecondition(`${ctx}: ${missing}`);
+      const entry: CacheEntry = {
+        format: 1,
+        podId: req.podId,
+        netnsPath: join(this.netnsDir, req.podId),
+        ifName: IFNAME,
+        args: [
+          ['IgnoreUnknown', '1'],
+          ['K8S_POD_NAMESPACE', req.namespace],
+          ['K8S_POD_NAME', req.name],
+          ['K8S_POD_INFRA_CONTAINER_ID', req.podId],
+          ['K8S_POD_UID', req.uid],
+        ],
+        runtimeConfig: runtimeConfigFor(req),
+        config: s.list,
+        configSource: s.source,
+      };
+      const started = Date.now();
+      // The entry goes to disk before anything is created, so a crash at any later point leaves enough to undo it.
+      let step = 'write CNI cache';
+      try {
+        await this.cache.put(entry);
+        step = 'create network namespace';
+        await removeNetns(entry.netnsPath);
+        await createNetns(entry.netnsPath);
+        step = `CNI ADD of network "${s.list.name}" (${s.source})`;
+        const result = await addList(s.list, this.listCall(entry, entry.netnsPath));
+        step = 'read CNI result';
+        const ips = podIps(result, IFNAME);
+        if (ips.length === 0) throw new Error(`no IP address for ${IFNAME} in the result: ${JSON.stringify(result)}`);
+        step = 'write CNI cache';
+        await this.cache.put({ ...entry, result, ips });
+        this.opts.logger.info({ pod: `${req.namespace}/${req.name}`, podId: req.podId, ips, netns: entry.netnsPath, ms: Date.now() - started }, 'pod network set up');
+        return { netnsPath: entry.netnsPath, ips, interfaceName: IFNAME };
+      } catch (err) {
+        const undone = await this.rollback(entry);
+        const e = stepError(err, `${ctx}: ${step}`);
+        if (undone) throw e;
+        throw new CriError(e.code, `${e.message} (rollback incomplete: teardown will retry)`, { cause: err });
+      }
+    });
+  }
+
+  /** Undoes a failed setup; false when CNI DEL failed and the cache entry is kept for a later teardown. */
+  private async rollback(entry: CacheEntry): Promise<boolean> {
+    try {
+      const alive = await netnsExists(entry.netnsPath);
+      await delList(entry.config, this.listCall(entry, alive ? entry.netnsPath : ''), undefined);
+    } catch (err) {
+      this.opts.logger.error({ podId: entry.podId, err: (err as Error).message }, 'CNI DEL after a failed setup failed');
+      return false;
+    }
+    try {
+      await removeNetns(entry.netnsPath);
+      await this.cache.remove(entry.podId);
+      return true;
+    } catch (err) {
+      this.opts.logger.error({ podId: entry.podId, err: (err as Error).message }, 'removing netns after a failed setup failed');
+      return false;
+    }
+  }
+
+  /** CNI DEL with the cached config and result, then removes netns and cache; a pod already gone is fine. */
+  teardown(podId: string): Promise<void> {
+    if (!POD_ID.test(podId)) return Promise.reject(invalidArgument(`tear down pod network: pod id "${podId}" must match ${POD_ID.source}`));
+    return this.withLock(podId, async () => {
+      const entry = this.cache.get(podId);
+      const netnsPath = entry?.netnsPath ?? join(this.netnsDir, podId);
+      const ctx = `tear down network of pod ${entry ? podLabel(entry) : podId}`;
+      if (entry) {
+        const started = Date.now();
+        const netns = await this.netnsForDel(entry);
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await delList(entry.config, this.listCall(entry, netns), entry.result);
+            break;
+          } catch (err) {
+            const delay = DEL_RETRY_DELAYS_MS[attempt];
+            if (delay === undefined) throw stepError(err, `${ctx}: CNI DEL of network "${entry.config.name}" (${attempt + 1} attempts)`);
+            this.opts.logger.warn({ podId, attempt: attempt + 1, err: (err as Error).message }, 'CNI DEL failed; retrying');
+            await sleep(delay);
+          }
+        }
+        this.opts.logger.info({ pod: podLabel(entry), ms: Date.now() - started }, 'pod network torn down');
+      }
+      try {
+        await removeNetns(netnsPath);
+        await this.cache.remove(podId);
+      } catch (err) {
+        throw stepError(err, `${ctx}: remove network namespace ${netnsPath}`);
+      }
+    });
+  }
+
+  /**
+   * The CNI_NETNS for a DEL. When the pod's namespace vanished (deleted by
+   * hand, or the node lost it) a placeholder with the old addresses stands in;
+   * failing that, DEL runs with an empty CNI_NETNS, which the spec allows.
+   */
+  private async netnsForDel(entry: CacheEntry): Promise<string> {
+    if (await netnsExists(entry.netnsPath)) return entry.netnsPath;
+    const cidrs = podAddresses(entry.result, entry.ifName);
+    if (cidrs.length === 0) return '';
+    try {
+      await createPlaceholderNetns(entry.netnsPath, entry.ifName, cidrs);
+      this.opts.logger.info({ podId: entry.podId, addresses: cidrs }, 'pod netns was gone: CNI DEL runs in a placeholder holding its old addresses');
+      return entry.netnsPath;
+    } catch (err) {
+      this.opts.logger.warn({ podId: entry.podId, err: (err as Error).message }, 'pod netns was gone and no placeholder could be made: CNI DEL without a netns');
+      return '';
+    }
+  }
+
+  /** CNI CHECK of a set-up pod (a no-op for configs older than 0.4.0 or with disableCheck). */
+  check(podId: string): Promise<void> {
+    return this.withLock(podId, async () => {
+      const entry = this.cache.get(podId);
+      if (!entry?.result) throw notFound(`check network of pod ${podId}: not set up`);
+      const ctx = `check network of pod ${podLabel(entry)}`;
+      if (!hasPrevResultOnDel(entry.config.cniVersion) || entry.config.disableCheck === true) return;
+      if (!(await netnsExists(entry.netnsPath))) throw failedPrecondition(`${ctx}: network namespace ${entry.netnsPath} is gone`);
+      try {
+        await checkList(entry.config, this.listCall(entry, entry.netnsPath), entry.result);
+      } catch (err) {
+        throw stepError(err, `${ctx}: CNI CHECK`);
+      }
+    });
+  }
+
+  /** The pod's network as set up, from the on-disk cache. */
+  result(podId: string): PodNetworkResult | undefined {
+    const entry = this.cache.get(podId);
+    if (!entry?.ips) return undefined;
+    return { netnsPath: entry.netnsPath, ips: [...entry.ips], interfaceName: IFNAME };
+  }
+
+  /** After a restart: tears down every pod network (cache entry or netns) the runtime no longer knows. */
+  async recover(livePodIds: Set<string>): Promise<void> {
+    const ids = new Set(this.cache.ids());
+    for (const name of await readdir(this.netnsDir).catch(() => [] as string[])) {
+      if (POD_ID.test(name)) ids.add(name);
+    }
+    for (const id of ids) {
+      if (livePodIds.has(id)) continue;
+      try {
+        await this.teardown(id);
+        this.opts.logger.info({ podId: id }, 'removed network of a pod the runtime no longer knows');
+      } catch (err) {
+        this.opts.logger.error({ podId: id, err: (err as Error).message }, 'removing network of an unknown pod failed');
+      }
+    }
+  }
+
+  /** Stops watching the config dir. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.debounce);
+    clearTimeout(this.rewatch);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}

@@ -1,0 +1,68 @@
+import { open, readFile, rm } from 'node:fs/promises';
+import { ToolError, ipInNetns, umount, unshareNet } from './tools.js';
+
+/**
+ * Pod network namespaces are files under <runDir>/netns with a namespace
+ * bind-mounted on them: they outlive the process that made them, so a
+ * restarted daemon finds them again by path.
+ */
+
+/** Mount points in this mount namespace, as /proc/self/mountinfo spells them (octal escapes undone). */
+async function mountPoints(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const field = line.split(' ')[4];
+    if (field) out.add(field.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
+  }
+  return out;
+}
+
+/** Whether a namespace is still mounted on path. */
+export async function netnsExists(path: string): Promise<boolean> {
+  return (await mountPoints()).has(path);
+}
+
+/** Creates a new network namespace on path with its loopback up; leaves nothing behind on failure. */
+export async function createNetns(path: string): Promise<void> {
+  const fh = await open(path, 'wx', 0o444);
+  await fh.close();
+  try {
+    await unshareNet(path);
+    await ipInNetns(path, ['link', 'set', 'lo', 'up']);
+  } catch (err) {
+    await removeNetns(path).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Unmounts and deletes the namespace file; a path already gone is fine. */
+export async function removeNetns(path: string): Promise<void> {
+  // A path can carry stacked mounts if something bound it twice; peel them all.
+  for (let i = 0; i < 8 && (await netnsExists(path)); i++) {
+    try {
+      await umount(path);
+    } catch (err) {
+      if (!(err instanceof ToolError) || (await netnsExists(path))) throw err;
+    }
+  }
+  await rm(path, { force: true });
+}
+
+/**
+ * Recreates a namespace that vanished before CNI DEL, holding an ifName
+ * with the pod's old addresses: some plugins (bridge with ipMasq) learn what
+ * to clean up from the addresses they find there, and leak otherwise.
+ */
+export async function createPlaceholderNetns(path: string, ifName: string, cidrs: readonly string[]): Promise<void> {
+  await removeNetns(path);
+  await createNetns(path);
+  try {
+    // A veth with both ends inside: the dummy driver is not in every kernel, veth is (the bridge plugin needs it).
+    await ipInNetns(path, ['link', 'add', ifName, 'type', 'veth', 'peer', 'name', 'placeholder0']);
+    for (const cidr of cidrs) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName]);
+  } catch (err) {
+    await removeNetns(path).catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,46 @@
+import { execa } from 'execa';
+
+/**
+ * The external tools this module runs for network namespaces, each through
+ * one typed function. Argument building, timeouts and error mapping live here.
+ */
+
+const TOOL_TIMEOUT_MS = 10_000;
+
+/** A tool run that failed: names the command line and carries its stderr. */
+export class ToolError extends Error {
+  constructor(
+    readonly tool: string,
+    readonly args: readonly string[],
+    readonly stderr: string,
+    detail: string,
+  ) {
+    super(`${tool} ${args.join(' ')}: ${detail}${stderr ? `: ${stderr}` : ''}`);
+    this.name = 'ToolError';
+  }
+}
+
+async function run(tool: string, args: string[]): Promise<string> {
+  const r = await execa(tool, args, { reject: false, timeout: TOOL_TIMEOUT_MS, forceKillAfterDelay: 1000, stdin: 'ignore' });
+  if (r.timedOut) throw new ToolError(tool, args, r.stderr.trim(), `timed out after ${TOOL_TIMEOUT_MS} ms`);
+  if (r.failed) {
+    const detail = r.exitCode !== undefined ? `exit code ${r.exitCode}` : (r.shortMessage ?? 'could not run');
+    throw new ToolError(tool, args, r.stderr.trim(), detail);
+  }
+  return r.stdout;
+}
+
+/** `unshare --net=FILE true`: makes a new network namespace and bind-mounts it on FILE (which must exist). */
+export async function unshareNet(file: string): Promise<void> {
+  await run('unshare', [`--net=${file}`, 'true']);
+}
+
+/** `umount PATH`. */
+export async function umount(path: string): Promise<void> {
+  await run('umount', [path]);
+}
+
+/** `nsenter --net=NETNS ip ARGS...`: iproute2 inside a namespace given by path (`ip -n` only takes names). */
+export async function ipInNetns(netns: string, args: string[]): Promise<string> {
+  return run('nsenter', [`--net=${netns}`, 'ip', ...args]);
+}

@@ -1,0 +1,209 @@
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { silentLogger } from '../../cri-api/logger.js';
+import type { NetworkOptions } from '../../network/index.js';
+
+/**
+ * A private CNI world for one network test file: its own conf/run/state
+ * dirs, bridge name, network name and subnet (from the file's index and the
+ * pid, so files and concurrent runs do not collide), leak counters, and a
+ * cleanup that also removes what an earlier killed run left behind.
+ */
+
+export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
+const TMP_PREFIX = 'gvcri-net';
+
+export interface LeakCounts {
+  netnsMounts: number;
+  netnsFiles: number;
+  veths: number;
+  ipamAllocations: number;
+  iptablesRules: number;
+}
+
+export interface NetTestEnv {
+  root: string;
+  confDir: string;
+  runDir: string;
+  stateDir: string;
+  ipamDir: string;
+  bridge: string;
+  netName: string;
+  /** e.g. "10.201.37" */
+  prefix: string;
+  subnet: string;
+  gateway: string;
+  options(extra?: Partial<NetworkOptions>): NetworkOptions;
+  /** A bridge + host-local + portmap conflist (the usual node config) as `<file>` in confDir. */
+  writeConflist(o?: { file?: string; subnet?: string; cniVersion?: string; dir?: string; extraPlugins?: object[] }): Promise<string>;
+  counts(): Promise<LeakCounts>;
+  cleanup(): Promise<void>;
+}
+
+interface Recorded {
+  bridge: string;
+  netName: string;
+  prefix: string;
+}
+
+async function mountsUnder(dir: string): Promise<string[]> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(`${dir}/`));
+}
+
+/** Deletes NAT rules naming the network or its subnet, and the per-pod chains they jump to. */
+async function removeIptablesRules(netName: string, prefix: string): Promise<void> {
+  const save = (await execa('iptables-save', ['-t', 'nat'], { reject: false })).stdout;
+  const chains = new Set<string>();
+  const deletes: string[] = [];
+  for (const line of save.split('\n')) {
+    if (!line.startsWith('-A ') || !(line.includes(netName) || line.includes(`${prefix}.`))) continue;
+    const target = /-j (CNI-[A-Za-z0-9-]+)/.exec(line)?.[1];
+    if (target && !target.startsWith('CNI-HOSTPORT-')) chains.add(target);
+    deletes.push(`-D ${line.slice(3)}`);
+  }
+  for (const c of chains) deletes.push(`-F ${c}`, `-X ${c}`);
+  if (deletes.length === 0) return;
+  // iptables-restore parses the saved quoting itself; each line on its own so one stale rule does not block the rest.
+  for (const d of deletes) await execa('iptables-restore', ['-w', '--noflush'], { input: `*nat\n${d}\nCOMMIT\n`, reject: false });
+}
+
+async function removeWorld(root: string, r: Recorded | undefined): Promise<void> {
+  for (const m of (await mountsUnder(root)).reverse()) await execa('umount', [m], { reject: false });
+  if (r) {
+    await execa('ip', ['link', 'del', r.bridge], { reject: false });
+    await removeIptablesRules(r.netName, r.prefix);
+  }
+  await rm(root, { recursive: true, force: true });
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/** Removes the worlds of earlier runs of this test file whose process is gone. */
+async function removeLeftovers(index: number): Promise<void> {
+  const re = new RegExp(`^${TMP_PREFIX}${index}-(\\d+)-`);
+  for (const name of await readdir(tmpdir())) {
+    const pid = Number(re.exec(name)?.[1] ?? NaN);
+    if (Number.isNaN(pid) || alive(pid)) continue;
+    const root = join(tmpdir(), name);
+    const r = await readFile(join(root, 'world.json'), 'utf8').then((t) => JSON.parse(t) as Recorded).catch(() => undefined);
+    await removeWorld(root, r);
+  }
+}
+
+/** index: distinct per test file (1..50). */
+export async function makeNetTestEnv(index: number): Promise<NetTestEnv> {
+  await removeLeftovers(index);
+  const root = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}${index}-${process.pid}-`));
+  const prefix = `10.${200 + index}.${process.pid % 250}`;
+  const rec: Recorded = { bridge: `gvt${index}x${process.pid % 1000}`, netName: `gvt-net${index}-${process.pid}`, prefix };
+  await writeFile(join(root, 'world.json'), JSON.stringify(rec));
+  await mkdir(join(root, 'conf'));
+  const env: NetTestEnv = {
+    root,
+    confDir: join(root, 'conf'),
+    runDir: join(root, 'run'),
+    stateDir: join(root, 'state'),
+    ipamDir: join(root, 'ipam'),
+    bridge: rec.bridge,
+    netName: rec.netName,
+    prefix,
+    subnet: `${prefix}.0/24`,
+    gateway: `${prefix}.1`,
+    options: (extra) => ({
+      confDir: env.confDir,
+      binDirs: CNI_BIN_DIRS,
+      runDir: env.runDir,
+      stateDir: env.stateDir,
+      pluginTimeoutMs: 20_000,
+      logger: silentLogger,
+      ...extra,
+    }),
+    async writeConflist(o = {}) {
+      const file = join(o.dir ?? env.confDir, o.file ?? '10-test.conflist');
+      const conf = {
+        cniVersion: o.cniVersion ?? '1.0.0',
+        name: env.netName,
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: env.bridge,
+            isGateway: true,
+            ipMasq: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet: o.subnet ?? env.subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: env.ipamDir },
+          },
+          { type: 'portmap', capabilities: { portMappings: true } },
+          ...(o.extraPlugins ?? []),
+        ],
+      };
+      await writeFile(file, JSON.stringify(conf, null, 2));
+      return file;
+    },
+    async counts() {
+      const veths = (await execa('ip', ['-o', 'link', 'show', 'master', env.bridge], { reject: false })).stdout.split('\n').filter((l) => l.trim() !== '').length;
+      const ipam = await readdir(join(env.ipamDir, env.netName)).catch(() => [] as string[]);
+      const rules = (await execa('iptables-save', [], { reject: false })).stdout.split('\n').filter((l) => l.includes(env.netName) || l.includes(`${prefix}.`));
+      return {
+        netnsMounts: (await mountsUnder(env.runDir)).length,
+        netnsFiles: (await readdir(join(env.runDir, 'netns')).catch(() => [] as string[])).length,
+        veths,
+        ipamAllocations: ipam.filter((f) => /^\d+\.\d+\.\d+\.\d+$|:/.test(f)).length,
+        iptablesRules: rules.length,
+      };
+    },
+    cleanup: () => removeWorld(root, rec),
+  };
+  return env;
+}
+
+/** Runs a command inside a network namespace (by path). */
+export async function inNetns(netns: string, cmd: string[], o: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await execa('nsenter', [`--net=${netns}`, ...cmd], { reject: false, input: o.input ?? '', timeout: o.timeoutMs ?? 10_000 });
+  return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * One TCP exchange with busybox nc: a one-shot listener (in listenNs, or the
+ * host when undefined) answers "pong", the client (in dialNs or the host)
+ * sends "ping", retrying until the listener is up. Resolves to what each side got.
+ */
+export async function tcpExchange(o: { listenNs?: string; port: number; dialNs?: string; dialAddr: string; dialPort?: number }): Promise<{ server: string; client: string }> {
+  const wrap = (ns: string | undefined, cmd: string[]): [string, string[]] => (ns ? ['nsenter', [`--net=${ns}`, ...cmd]] : [cmd[0]!, cmd.slice(1)]);
+  const listen = ['busybox', 'nc', '-l', '-p', String(o.port)];
+  const [sc, sa] = wrap(o.listenNs, listen);
+  const server = execa(sc, sa, { input: 'pong\n', reject: false, timeout: 10_000 });
+  try {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const [cc, ca] = wrap(o.dialNs, ['busybox', 'nc', '-w', '2', o.dialAddr, String(o.dialPort ?? o.port)]);
+      const c = await execa(cc, ca, { input: 'ping\n', reject: false, timeout: 5000 });
+      if (c.exitCode === 0 && c.stdout !== '') return { server: (await server).stdout, client: c.stdout };
+      if (Date.now() > deadline) return { server: '', client: `${c.stdout}${c.stderr}` };
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    server.kill('SIGKILL');
+  }
+}
+
+/** A TCP port free on loopback right now. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
