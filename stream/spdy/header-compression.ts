@@ -1,0 +1,81 @@
+// SPDY/3 header compression: one zlib stream per direction for the whole
+// connection, primed with the SPDY/3 dictionary, each block ended by a
+// Z_SYNC_FLUSH. Node's zlib streams are asynchronous and its synchronous
+// helpers close their context after one call, so each context serializes its
+// blocks through a promise chain: results come back strictly in call order.
+
+import zlib from 'node:zlib';
+import { SPDY3_DICTIONARY } from './dictionary.js';
+import { SpdyProtocolError } from './frames.js';
+
+/** A decompressed header block larger than this is treated as an attack. */
+const MAX_HEADER_BLOCK = 1 << 20;
+
+class ZlibContext {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private tail: Promise<unknown> = Promise.resolve();
+  private failure: Error | undefined;
+
+  constructor(private readonly z: zlib.Deflate | zlib.Inflate, private readonly what: string) {
+    z.on('data', (c: Buffer) => {
+      this.size += c.length;
+      // Past the limit keep counting but stop holding output: bounds memory against a zlib bomb.
+      if (this.size <= MAX_HEADER_BLOCK) this.chunks.push(c);
+    });
+    z.on('error', (err: Error) => { this.failure = err; });
+  }
+
+  process(input: Buffer): Promise<Buffer> {
+    const run = (): Promise<Buffer> => new Promise((resolve, reject) => {
+      if (this.failure) { reject(this.wrap(this.failure)); return; }
+      this.z.write(input);
+      this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+        const size = this.size;
+        const out = size <= MAX_HEADER_BLOCK ? Buffer.concat(this.chunks, size) : undefined;
+        this.chunks = [];
+        this.size = 0;
+        if (this.failure) reject(this.wrap(this.failure));
+        else if (!out) reject(new SpdyProtocolError(`SPDY header block ${this.what} gave ${size} bytes, over the ${MAX_HEADER_BLOCK} limit`));
+        else resolve(out);
+      });
+    });
+    const result = this.tail.then(run);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  close(): void {
+    this.z.close();
+  }
+
+  private wrap(err: Error): SpdyProtocolError {
+    return new SpdyProtocolError(`SPDY header block ${this.what} failed: ${err.message}`);
+  }
+}
+
+/** Compresses this side's outgoing header blocks. */
+export class HeaderCompressor {
+  private readonly ctx = new ZlibContext(zlib.createDeflate({ level: 9, dictionary: SPDY3_DICTIONARY }), 'compression');
+
+  compress(block: Buffer): Promise<Buffer> {
+    return this.ctx.process(block);
+  }
+
+  close(): void {
+    this.ctx.close();
+  }
+}
+
+/** Decompresses the peer's incoming header blocks. */
+export class HeaderDecompressor {
+  private readonly ctx = new ZlibContext(zlib.createInflate({ dictionary: SPDY3_DICTIONARY }), 'decompression');
+
+  decompress(block: Buffer): Promise<Buffer> {
+    return this.ctx.process(block);
+  }
+
+  close(): void {
+    this.ctx.close();
+  }
+}
