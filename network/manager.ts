@@ -192,7 +192,7 @@ export class NetworkManager {
   }
 
   /** Creates the pod's netns and runs CNI ADD; on any failure undoes both and throws. */
-  setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
+  async setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
     checkRequest(req);
     const ctx = `set up network for pod ${req.namespace}/${req.name} (${req.podId})`;
     return this.withLock(req.podId, async () => {
@@ -247,24 +247,38 @@ export class NetworkManager {
   private async rollback(entry: CacheEntry): Promise<boolean> {
     try {
       const alive = await netnsExists(entry.netnsPath);
-      await delList(entry.config, this.listCall(entry, alive ? entry.netnsPath : ''), undefined);
-    } catch (err) {
-      this.opts.logger.error({ podId: entry.podId, err: (err as Error).message }, 'CNI DEL after a failed setup failed');
-      return false;
-    }
-    try {
+      await this.delWithRetries(entry, alive ? entry.netnsPath : '');
       await removeNetns(entry.netnsPath);
       await this.cache.remove(entry.podId);
       return true;
     } catch (err) {
-      this.opts.logger.error({ podId: entry.podId, err: (err as Error).message }, 'removing netns after a failed setup failed');
+      this.opts.logger.error({ podId: entry.podId, err: (err as Error).message }, 'undoing a failed pod network setup failed');
       return false;
     }
   }
 
+  /**
+   * CNI DEL, tried again on failure: a plugin that failed half-way through
+   * ADD can trip over its own missing pieces on the first DEL (e.g. bridge
+   * removing a masquerade chain it never made) and succeed on the next.
+   */
+  private async delWithRetries(entry: CacheEntry, netns: string): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await delList(entry.config, this.listCall(entry, netns), entry.result);
+        return;
+      } catch (err) {
+        const delay = DEL_RETRY_DELAYS_MS[attempt];
+        if (delay === undefined) throw stepError(err, `CNI DEL of network "${entry.config.name}" (${attempt + 1} attempts)`);
+        this.opts.logger.warn({ podId: entry.podId, attempt: attempt + 1, err: (err as Error).message }, 'CNI DEL failed; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
   /** CNI DEL with the cached config and result, then removes netns and cache; a pod already gone is fine. */
-  teardown(podId: string): Promise<void> {
-    if (!POD_ID.test(podId)) return Promise.reject(invalidArgument(`tear down pod network: pod id "${podId}" must match ${POD_ID.source}`));
+  async teardown(podId: string): Promise<void> {
+    if (!POD_ID.test(podId)) throw invalidArgument(`tear down pod network: pod id "${podId}" must match ${POD_ID.source}`);
     return this.withLock(podId, async () => {
       const entry = this.cache.get(podId);
       const netnsPath = entry?.netnsPath ?? join(this.netnsDir, podId);
@@ -272,16 +286,10 @@ export class NetworkManager {
       if (entry) {
         const started = Date.now();
         const netns = await this.netnsForDel(entry);
-        for (let attempt = 0; ; attempt++) {
-          try {
-            await delList(entry.config, this.listCall(entry, netns), entry.result);
-            break;
-          } catch (err) {
-            const delay = DEL_RETRY_DELAYS_MS[attempt];
-            if (delay === undefined) throw stepError(err, `${ctx}: CNI DEL of network "${entry.config.name}" (${attempt + 1} attempts)`);
-            this.opts.logger.warn({ podId, attempt: attempt + 1, err: (err as Error).message }, 'CNI DEL failed; retrying');
-            await sleep(delay);
-          }
+        try {
+          await this.delWithRetries(entry, netns);
+        } catch (err) {
+          throw wrapError(err, ctx);
         }
         this.opts.logger.info({ pod: podLabel(entry), ms: Date.now() - started }, 'pod network torn down');
       }

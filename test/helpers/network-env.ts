@@ -39,6 +39,8 @@ export interface NetTestEnv {
   /** A bridge + host-local + portmap conflist (the usual node config) as `<file>` in confDir. */
   writeConflist(o?: { file?: string; subnet?: string; cniVersion?: string; dir?: string; extraPlugins?: object[] }): Promise<string>;
   counts(): Promise<LeakCounts>;
+  /** The bridge keeps its gateway address: delete it before using another subnet on it. */
+  deleteBridge(): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -159,6 +161,9 @@ export async function makeNetTestEnv(index: number): Promise<NetTestEnv> {
         ipamAllocations: ipam.filter((f) => /^\d+\.\d+\.\d+\.\d+$|:/.test(f)).length,
         iptablesRules: rules.length,
       };
+    },
+    async deleteBridge() {
+      await execa('ip', ['link', 'del', env.bridge], { reject: false });
     },
     cleanup: () => removeWorld(root, rec),
   };
