@@ -1,6 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { deadlineExceeded, unavailable } from '../cri-api/errors.js';
 
@@ -8,7 +9,7 @@ import { deadlineExceeded, unavailable } from '../cri-api/errors.js';
 export interface HttpResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
-  body: http.IncomingMessage;
+  body: Readable;
   /** Final URL after redirects. */
   url: URL;
 }
@@ -112,8 +113,8 @@ function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> 
       // From here on watchIdle() guards the body: it can fail the body stream
       // with a clear error, which destroying the request cannot.
       req.setTimeout(0);
-      watchIdle(res, opts.idleTimeoutMs, () => `${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`);
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url });
+      const body = watchIdle(res, opts.idleTimeoutMs, () => `${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`);
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body, url });
     });
     req.setTimeout(opts.idleTimeoutMs, () => {
       req.destroy(deadlineExceeded(`${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`));
@@ -126,17 +127,28 @@ function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> 
   });
 }
 
-/** Fails `body` with DEADLINE_EXCEEDED when no byte arrives for `ms`. */
-function watchIdle(body: http.IncomingMessage, ms: number, message: () => string): void {
+/** The body as a stream that fails with DEADLINE_EXCEEDED when no byte arrives for `ms`. */
+function watchIdle(res: http.IncomingMessage, ms: number, message: () => string): Readable {
   let timer = setTimeout(fire, ms);
-  function fire(): void {
-    body.destroy(deadlineExceeded(message()));
-  }
-  body.on('data', () => {
-    clearTimeout(timer);
-    timer = setTimeout(fire, ms);
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      clearTimeout(timer);
+      timer = setTimeout(fire, ms);
+      done(null, chunk);
+    },
   });
-  body.on('close', () => clearTimeout(timer));
+  function fire(): void {
+    const err = deadlineExceeded(message());
+    out.destroy(err);
+    res.destroy(err);
+  }
+  res.on('error', (err) => out.destroy(err));
+  out.on('close', () => {
+    clearTimeout(timer);
+    if (!res.complete) res.destroy();
+  });
+  res.on('end', () => clearTimeout(timer));
+  return res.pipe(out);
 }
 
 /** Reads a whole (small) body, refusing anything larger than `limit` bytes. */

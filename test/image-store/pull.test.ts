@@ -1,0 +1,259 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lstat, mkdtemp, readFile, readdir, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { CriError } from '../../cri-api/errors.js';
+import { silentLogger } from '../../cri-api/logger.js';
+import { ImageStore, type ImageStoreOptions } from '../../image-store/index.js';
+import { busyboxEntries, pushTestImage, pushTestIndex, randomLayer, type PushedImage } from '../helpers/image-builder.js';
+import { registryBlobPath, startProxy, startRegistry, type TestProxy, type TestRegistry } from '../helpers/registry-server.js';
+
+let registry: TestRegistry;
+let proxy: TestProxy;
+let base: PushedImage;
+let app: PushedImage;
+const tmpDirs: string[] = [];
+
+const appConfig = { Entrypoint: ['/bin/sh', '-c'], Cmd: ['echo hello'], Env: ['PATH=/bin', 'GREETING=hi'], WorkingDir: '/srv', User: '1000:1000', StopSignal: 'SIGINT', Labels: { a: 'b' } };
+
+before(async () => {
+  registry = await startRegistry();
+  proxy = await startProxy(registry.url);
+  const layer1 = {
+    entries: [
+      ...busyboxEntries(),
+      { path: 'etc/doomed', content: 'deleted by layer 2' },
+      { path: 'etc/kept', content: 'kept' },
+      { path: 'opq/', type: 'dir' as const },
+      { path: 'opq/lower-file', content: 'hidden by opaque dir' },
+      { path: 'opq/sub/', type: 'dir' as const },
+      { path: 'opq/sub/deep', content: 'hidden too' },
+      { path: 'etc/replaced', content: 'old content' },
+      { path: 'owned', content: 'x', uid: 1234, gid: 5678, mode: 0o4750 },
+      { path: 'hard-a', content: 'shared inode' },
+      { path: 'hard-b', type: 'link' as const, linkpath: 'hard-a' },
+    ],
+  };
+  const layer2 = {
+    entries: [
+      { path: 'etc/.wh.doomed' },
+      { path: 'opq/', type: 'dir' as const },
+      { path: 'opq/new-file', content: 'from layer 2' },
+      { path: 'opq/.wh..wh..opq' },
+      { path: 'etc/replaced', content: 'new content' },
+      { path: 'srv/', type: 'dir' as const, mode: 0o750, uid: 1000, gid: 1000 },
+    ],
+  };
+  base = await pushTestImage(registry.url, 'test/base', { tag: 'v1', layers: [layer1] });
+  app = await pushTestImage(registry.url, 'test/app', { tag: 'v1', layers: [layer1, layer2], config: appConfig, format: 'docker' });
+});
+
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+  for (const d of tmpDirs) await rm(d, { recursive: true, force: true });
+});
+
+async function openStore(extra: Partial<ImageStoreOptions> = {}, stateDir?: string): Promise<{ store: ImageStore; stateDir: string }> {
+  const dir = stateDir ?? (await mkdtemp(join(tmpdir(), 'gvcri-images-')));
+  tmpDirs.push(dir);
+  const store = await ImageStore.open({ stateDir: dir, registries: {}, maxConcurrentDownloads: 3, pullProgressTimeoutMs: 10_000, logger: silentLogger, ...extra });
+  return { store, stateDir: dir };
+}
+
+const isCode = (code: status, ...words: string[]) => (err: unknown): boolean => {
+  assert.ok(err instanceof CriError, `not a CriError: ${String(err)}`);
+  assert.equal(err.code, code, err.message);
+  for (const w of words) assert.ok(err.message.includes(w), `"${err.message}" lacks "${w}"`);
+  return true;
+};
+
+test('pull by tag unpacks layers with whiteouts, opaque dirs, links, ownership and config', async () => {
+  const { store } = await openStore();
+  const image = await store.pull(app.ref);
+  assert.equal(image.id, app.configDigest);
+  assert.deepEqual(image.repoTags, [`${registry.host}/test/app:v1`]);
+  assert.deepEqual(image.repoDigests, [`${registry.host}/test/app@${app.manifestDigest}`]);
+  assert.deepEqual(image.layers, app.diffIds);
+  assert.equal(image.size, app.size);
+  assert.deepEqual(image.config, appConfig);
+
+  const root = await store.rootfs(image.id);
+  assert.equal(await readlink(join(root, 'bin/sh')), 'busybox');
+  assert.ok((await stat(join(root, 'bin/busybox'))).size > 100_000);
+  await assert.rejects(lstat(join(root, 'etc/doomed')), { code: 'ENOENT' });
+  assert.equal(await readFile(join(root, 'etc/kept'), 'utf8'), 'kept');
+  assert.deepEqual((await readdir(join(root, 'opq'))).sort(), ['new-file']);
+  assert.equal(await readFile(join(root, 'etc/replaced'), 'utf8'), 'new content');
+  const owned = await stat(join(root, 'owned'));
+  assert.equal(owned.uid, 1234);
+  assert.equal(owned.gid, 5678);
+  assert.equal(owned.mode & 0o7777, 0o4750);
+  assert.equal((await stat(join(root, 'hard-a'))).ino, (await stat(join(root, 'hard-b'))).ino);
+  const srv = await stat(join(root, 'srv'));
+  assert.equal(srv.mode & 0o7777, 0o750);
+  assert.equal(srv.uid, 1000);
+  assert.equal((await stat(join(root, 'tmp'))).mode & 0o7777, 0o1777);
+
+  // The lower snapshot (the base image's whole rootfs) is untouched by layer 2.
+  const baseImage = await store.pull(base.ref);
+  const lower = await store.rootfs(baseImage.id);
+  assert.notEqual(lower, root);
+  assert.equal(await readFile(join(lower, 'etc/replaced'), 'utf8'), 'old content');
+  assert.equal(await readFile(join(lower, 'etc/doomed'), 'utf8'), 'deleted by layer 2');
+  assert.deepEqual((await readdir(join(lower, 'opq'))).sort(), ['lower-file', 'sub']);
+});
+
+test('pull by digest, and by tag@digest', async () => {
+  const { store } = await openStore();
+  const image = await store.pull(app.digestRef);
+  assert.equal(image.id, app.configDigest);
+  assert.deepEqual(image.repoTags, []);
+  assert.deepEqual(image.repoDigests, [app.digestRef]);
+  assert.equal(store.resolve(app.digestRef)?.id, image.id);
+  const again = await store.pull(`${registry.host}/test/app:v1@${app.manifestDigest}`);
+  assert.equal(again.id, image.id);
+});
+
+test('pull through a multi-arch index picks linux/amd64 (or the configured platform)', async () => {
+  const arm = await pushTestImage(registry.url, 'test/multi', { tag: 'arm64-only', layers: [{ entries: [{ path: 'arch', content: 'arm64' }] }], architecture: 'arm64' });
+  const amd = await pushTestImage(registry.url, 'test/multi', { tag: 'amd64-only', layers: [{ entries: [{ path: 'arch', content: 'amd64' }] }] });
+  const index = await pushTestIndex(registry.url, 'test/multi', 'v1', [
+    { image: arm, os: 'linux', architecture: 'arm64', variant: 'v8' },
+    { image: amd, os: 'linux', architecture: 'amd64' },
+  ]);
+  const { store } = await openStore({ platform: { os: 'linux', architecture: 'amd64' } });
+  const image = await store.pull(index.ref);
+  assert.equal(image.id, amd.configDigest);
+  assert.deepEqual(image.repoDigests, [`${registry.host}/test/multi@${index.digest}`]);
+  assert.equal(await readFile(join(await store.rootfs(image.id), 'arch'), 'utf8'), 'amd64');
+
+  const { store: armStore } = await openStore({ platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+  assert.equal((await armStore.pull(index.ref)).id, arm.configDigest);
+  const { store: s390 } = await openStore({ platform: { os: 'linux', architecture: 's390x' } });
+  await assert.rejects(s390.pull(index.ref), isCode(status.NOT_FOUND, 'linux/s390x', 'linux/amd64'));
+});
+
+test('re-pull fetches no blob; concurrent pulls share the downloads', async () => {
+  const big = await pushTestImage(registry.url, 'test/big', { layers: [randomLayer(3, 'a.bin', true), randomLayer(12, 'b.bin'), { entries: busyboxEntries() }] });
+  const { store } = await openStore({ registries: { [registry.host]: { mirrors: [proxy.url], insecure: false } } });
+  proxy.requests.length = 0;
+  const name = `${registry.host}/test/big:latest`;
+  const [a, b, c] = await Promise.all([store.pull(name), store.pull(name), store.pull(`${registry.host}/test/big`)]);
+  assert.equal(a.id, big.configDigest);
+  assert.deepEqual(a, b);
+  assert.deepEqual(a, c);
+  const blobGets = (): string[] => proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).map((r) => r.path);
+  assert.equal(blobGets().length, 4, JSON.stringify(blobGets()));
+  assert.equal(new Set(blobGets()).size, 4);
+
+  proxy.requests.length = 0;
+  await store.pull(name);
+  assert.deepEqual(blobGets(), []);
+  assert.equal(proxy.requests.filter((r) => r.path.includes('/manifests/')).length, 1);
+  proxy.requests.length = 0;
+  await store.pull(big.digestRef);
+  assert.deepEqual(proxy.requests, [], 'pull by digest of a stored image needs no request');
+  const root = await store.rootfs(a.id);
+  assert.equal((await stat(join(root, 'data/b.bin'))).size, 12 * 1024 * 1024);
+});
+
+test('a corrupted blob fails the pull and stores nothing', async () => {
+  const img = await pushTestImage(registry.url, 'test/corrupt', { layers: [{ entries: [{ path: 'f', content: 'genuine content' }] }] });
+  const data = registryBlobPath(registry, img.layerDigests[0]);
+  const genuine = await readFile(data);
+  const bad = Buffer.from(genuine);
+  bad[bad.length - 5] ^= 0xff;
+  await writeFile(data, bad);
+  const { store, stateDir } = await openStore();
+  await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[0], 'test/corrupt'));
+  assert.equal(store.list().length, 0);
+  assert.equal(store.resolve(img.ref), undefined);
+  assert.ok(!(await readdir(join(stateDir, 'images/blobs/sha256'))).includes(img.layerDigests[0].slice(7)));
+  assert.deepEqual(await readdir(join(stateDir, 'images/snapshots')), []);
+  assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
+  await writeFile(data, genuine);
+  assert.equal((await store.pull(img.ref)).id, img.configDigest);
+});
+
+test('missing image is NOT_FOUND naming it; registry down is UNAVAILABLE', async () => {
+  const { store } = await openStore();
+  await assert.rejects(store.pull(`${registry.host}/test/nothing:here`), isCode(status.NOT_FOUND, `${registry.host}/test/nothing:here`));
+  await assert.rejects(store.pull(`${registry.host}/test/app:nope`), isCode(status.NOT_FOUND, 'test/app:nope'));
+  const down = await startRegistry();
+  await down.stop();
+  await assert.rejects(store.pull(`${down.host}/test/app:v1`), isCode(status.UNAVAILABLE, down.host, 'refused'));
+  // A dead mirror is skipped: the registry itself serves.
+  const { store: mirrored } = await openStore({ registries: { [registry.host]: { mirrors: [`http://${down.host}`], insecure: true } } });
+  assert.equal((await mirrored.pull(base.ref)).id, base.configDigest);
+});
+
+test('a stalled download is aborted after pullProgressTimeoutMs', async (t) => {
+  const net = await import('node:net');
+  const server = net.createServer((sock) => sock.on('data', () => undefined));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const host = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  const { store } = await openStore({ pullProgressTimeoutMs: 300, registries: { [host]: { mirrors: [], insecure: true } } });
+  const started = Date.now();
+  await assert.rejects(store.pull(`${host}/stall/me:v1`), isCode(status.DEADLINE_EXCEEDED, host, 'no data'));
+  assert.ok(Date.now() - started < 5000);
+  server.close();
+});
+
+test('records survive reopening; remove untags, then removes and collects garbage', async () => {
+  const { store, stateDir } = await openStore();
+  const image = await store.pull(app.ref);
+  const root = await store.rootfs(image.id);
+  const reopened = (await openStore({}, stateDir)).store;
+  assert.deepEqual(reopened.resolve(app.ref), image);
+  assert.deepEqual(reopened.resolve(image.id), image);
+  assert.deepEqual(reopened.resolve(image.id.slice(7, 19)), image);
+  assert.equal(reopened.resolve(image.id.slice(7, 15)), undefined, 'prefix shorter than 12 is no id');
+  assert.equal(await reopened.rootfs(image.id), root);
+
+  // A second tag for the same image.
+  await registryRetag('test/app', 'v1', 'other');
+  await reopened.pull(`${registry.host}/test/app:other`);
+  assert.deepEqual(reopened.resolve(image.id)?.repoTags, [`${registry.host}/test/app:v1`, `${registry.host}/test/app:other`]);
+  await reopened.remove(`${registry.host}/test/app:other`);
+  assert.deepEqual(reopened.resolve(image.id)?.repoTags, [`${registry.host}/test/app:v1`]);
+
+  // A container holds the image: its snapshot survives RemoveImage until released.
+  await reopened.acquire(image.id, 'container-1');
+  await reopened.remove(image.id.slice(7, 30));
+  assert.equal(reopened.resolve(image.id), undefined);
+  assert.deepEqual(reopened.list(), []);
+  assert.ok((await stat(join(root, 'bin/busybox'))).isFile());
+  assert.deepEqual(await readdir(join(stateDir, 'images/blobs/sha256')), []);
+  const again = (await openStore({}, stateDir)).store;
+  assert.ok((await stat(join(root, 'bin/busybox'))).isFile(), 'holders are persisted');
+  await again.release('container-1');
+  await assert.rejects(stat(root), { code: 'ENOENT' });
+  assert.deepEqual(await readdir(join(stateDir, 'images/snapshots')), []);
+  await again.remove('unknown:image');
+  await again.remove('sha256:' + 'f'.repeat(64));
+});
+
+test('interrupted pulls leave nothing visible after reopening', async () => {
+  const { stateDir } = await openStore();
+  await writeFile(join(stateDir, 'images/tmp/blob-leftover'), 'partial');
+  await writeFile(join(stateDir, 'images/blobs/sha256', 'a'.repeat(64)), 'orphan');
+  const { store } = await openStore({}, stateDir);
+  assert.deepEqual(store.list(), []);
+  assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
+  assert.deepEqual(await readdir(join(stateDir, 'images/blobs/sha256')), []);
+  const info = await store.fsInfo();
+  assert.equal(info.mountpoint, join(stateDir, 'images'));
+  assert.ok(info.usedBytes > 0 && info.inodesUsed > 0 && info.timestampNs > 0n);
+});
+
+/** Tags an existing manifest again (PUT the same bytes under a new tag). */
+async function registryRetag(name: string, from: string, to: string): Promise<void> {
+  const res = await fetch(`${registry.url}/v2/${name}/manifests/${from}`, { headers: { Accept: 'application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json' } });
+  const body = Buffer.from(await res.arrayBuffer());
+  const put = await fetch(`${registry.url}/v2/${name}/manifests/${to}`, { method: 'PUT', headers: { 'Content-Type': res.headers.get('content-type') ?? '' }, body });
+  assert.equal(put.status, 201);
+}
