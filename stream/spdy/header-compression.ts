@@ -16,6 +16,7 @@ class ZlibContext {
   private size = 0;
   private tail: Promise<unknown> = Promise.resolve();
   private failure: Error | undefined;
+  private failCurrent: ((err: Error) => void) | undefined;
 
   constructor(private readonly z: zlib.Deflate | zlib.Inflate, private readonly what: string) {
     z.on('data', (c: Buffer) => {
@@ -23,14 +24,21 @@ class ZlibContext {
       // Past the limit keep counting but stop holding output: bounds memory against a zlib bomb.
       if (this.size <= MAX_HEADER_BLOCK) this.chunks.push(c);
     });
-    z.on('error', (err: Error) => { this.failure = err; });
+    // A corrupt input errors the stream and its flush callback never runs: fail the waiting call here.
+    z.on('error', (err: Error) => {
+      this.failure = err;
+      this.failCurrent?.(this.wrap(err));
+      this.failCurrent = undefined;
+    });
   }
 
   process(input: Buffer): Promise<Buffer> {
     const run = (): Promise<Buffer> => new Promise((resolve, reject) => {
       if (this.failure) { reject(this.wrap(this.failure)); return; }
+      this.failCurrent = reject;
       this.z.write(input);
       this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
+        this.failCurrent = undefined;
         const size = this.size;
         const out = size <= MAX_HEADER_BLOCK ? Buffer.concat(this.chunks, size) : undefined;
         this.chunks = [];
