@@ -1,0 +1,130 @@
+/**
+ * What the runsc in use can do, probed once at daemon start: version,
+ * subcommands and flags from its help, and — with a throwaway sandbox in a
+ * throwaway netns — whether it needs the netns workaround on this kernel
+ * and which capability names it accepts. The probed part is cached in the
+ * run dir (cleared at boot), keyed by runsc binary and kernel.
+ */
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { internal } from '../cri-api/errors.js';
+import type { Logger } from '../cri-api/logger.js';
+import { ALL_LINUX_CAPABILITIES } from './capabilities.js';
+import type { InfraRootfs } from './infra-rootfs.js';
+import { buildExecProcess, buildSandboxSpec, writeBundle } from './oci-spec.js';
+import { RunscError, type Runsc } from './runsc.js';
+
+export interface RunscFeatures {
+  /** First line of `runsc --version`. */
+  version: string;
+  portForward: boolean;
+  overlay2: boolean;
+  ociSeccomp: boolean;
+  /** `runsc start` of a sandbox in a pod netns needs the mount workaround (gvisor.md "Kernel >= 6.x"). */
+  netnsWorkaround: boolean;
+  /** Capability names this runsc accepts, in kernel order. */
+  capabilities: string[];
+}
+
+interface CacheEntry {
+  key: string;
+  netnsWorkaround: boolean;
+  capabilities: string[];
+}
+
+export interface ProbeOptions {
+  runsc: Runsc;
+  /** Scratch and cache directory (under the run dir). */
+  workDir: string;
+  infra: InfraRootfs;
+  logger: Logger;
+}
+
+const ROOT_NETNS_ERROR = /root network namespace/i;
+const UNKNOWN_CAP = /unknown capability "?(CAP_[A-Z_]+)"?/;
+
+export async function probeRunscFeatures(opts: ProbeOptions): Promise<RunscFeatures> {
+  const { runsc, workDir, logger } = opts;
+  const version = (await runsc.version()).split('\n')[0]?.trim() ?? '';
+  const help = await runsc.help('help');
+  const flags = await runsc.help('flags');
+  const base = {
+    version,
+    portForward: /^\s+port-forward\s/m.test(help),
+    overlay2: /^\s+-overlay2\b/m.test(flags),
+    ociSeccomp: /^\s+-oci-seccomp\b/m.test(flags),
+  };
+  const bin = await stat(runsc.options.binary);
+  const key = `${version}|${bin.size}|${bin.mtimeMs}|${release()}`;
+  const cachePath = join(workDir, 'runsc-features.json');
+  const cached = await readFile(cachePath, 'utf8').then((t) => JSON.parse(t) as CacheEntry).catch(() => undefined);
+  if (cached?.key === key) return { ...base, netnsWorkaround: cached.netnsWorkaround, capabilities: cached.capabilities };
+
+  const started = Date.now();
+  const probed = await probeWithSandbox(opts);
+  logger.info({ version, ...probed, ms: Date.now() - started }, 'probed runsc');
+  await mkdir(workDir, { recursive: true });
+  await writeFile(cachePath, JSON.stringify({ key, ...probed } satisfies CacheEntry));
+  return { ...base, ...probed };
+}
+
+/** The `ip netns` wrapper for the probe's throwaway namespace. */
+async function ipNetns(args: string[]): Promise<void> {
+  const r = await execa('ip', ['netns', ...args], { reject: false, timeout: 10_000, stdin: 'ignore' });
+  if (r.exitCode !== 0) throw internal(`ip netns ${args.join(' ')}: ${r.stderr.trim() || r.shortMessage}`);
+}
+
+async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'key'>> {
+  const { runsc, workDir, infra } = opts;
+  const id = `gvcri-probe-${process.pid}`;
+  const netns = `gvcri-probe-${process.pid}`;
+  const bundle = join(workDir, id);
+  await runsc.delete([id], { force: true }).catch(() => undefined);
+  await ipNetns(['del', netns]).catch(() => undefined);
+  await ipNetns(['add', netns]);
+  try {
+    const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: `/run/netns/${netns}`, daemonOomScoreAdj: 1000 });
+    await writeBundle(bundle, spec);
+    let netnsWorkaround = false;
+    await runsc.create(id, { bundle, network: 'sandbox' });
+    try {
+      await runsc.start(id);
+    } catch (err) {
+      if (!(err instanceof RunscError && ROOT_NETNS_ERROR.test(err.stderr))) throw err;
+      netnsWorkaround = true;
+      // A failed start leaves a half-made sandbox: make it again.
+      await runsc.delete([id], { force: true });
+      await runsc.create(id, { bundle, network: 'sandbox' });
+      await runsc.start(id, { netnsWorkaround: `/run/netns/${netns}` });
+    }
+    const capabilities = await probeCapabilities(runsc, id, bundle, infra);
+    return { netnsWorkaround, capabilities };
+  } finally {
+    await runsc.delete([id], { force: true }).catch((err: unknown) => opts.logger.warn({ err }, 'removing the runsc probe sandbox'));
+    await ipNetns(['del', netns]).catch(() => undefined);
+    await rm(bundle, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Execs the infra program with every Linux capability; runsc names the first
+ * one it does not know, which is dropped before the next try.
+ */
+async function probeCapabilities(runsc: Runsc, id: string, bundle: string, infra: InfraRootfs): Promise<string[]> {
+  let caps = [...ALL_LINUX_CAPABILITIES];
+  const processFile = join(bundle, 'probe-process.json');
+  for (let i = 0; i <= ALL_LINUX_CAPABILITIES.length; i++) {
+    await writeFile(processFile, JSON.stringify(buildExecProcess({ args: infra.args, env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: caps })));
+    try {
+      await runsc.execDetached(id, { processFile });
+      return caps;
+    } catch (err) {
+      const unknown = err instanceof RunscError ? UNKNOWN_CAP.exec(err.stderr)?.[1] : undefined;
+      if (!unknown || !caps.includes(unknown)) throw err;
+      caps = caps.filter((c) => c !== unknown);
+    }
+  }
+  return caps;
+}
