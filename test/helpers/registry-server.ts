@@ -27,6 +27,8 @@ export interface TestRegistry {
   storageDir: string;
   /** PEM of the CA that signed the registry's certificate (TLS variant). */
   caFile?: string;
+  /** The token server's URL (token-auth variant). */
+  tokenRealm?: string;
   /** Requests the token server answered, in order. */
   tokenRequests: { account?: string; scope?: string; status: number }[];
   stop(): Promise<void>;
@@ -166,7 +168,7 @@ export async function startRegistry(opts: { tls?: boolean; tokenAuth?: TokenAuth
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url, host: `127.0.0.1:${port}`, storageDir, caFile, tokenRequests, stop };
+  return { url, host: `127.0.0.1:${port}`, storageDir, caFile, tokenRealm: tokenServer?.realm, tokenRequests, stop };
 }
 
 export interface TestProxy {
