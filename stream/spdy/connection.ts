@@ -106,6 +106,9 @@ export class SpdyConnection {
   private nextPingId: number;
   private goawaySent = false;
   private goawayReceived = false;
+  private peerEnded = false;
+  private peerEndHandled = false;
+  private finalized = false;
   private socketGone = false;
   private closeTimer: NodeJS.Timeout | undefined;
   private resolveClosed!: () => void;
@@ -272,6 +275,9 @@ export class SpdyConnection {
     } finally {
       this.processing = false;
     }
+    // The peer's EOF and the socket's close wait for frames that arrived before them.
+    if (this.peerEnded) this.afterPeerEnd();
+    if (this.socketGone) this.afterSocketClose();
   }
 
   /** Returns a promise only for frames that carry a header block (they wait for zlib). */
@@ -384,6 +390,13 @@ export class SpdyConnection {
   }
 
   private onPeerEnd(): void {
+    this.peerEnded = true;
+    if (!this.processing) this.afterPeerEnd();
+  }
+
+  private afterPeerEnd(): void {
+    if (this.peerEndHandled) return;
+    this.peerEndHandled = true;
     // The peer will send nothing more; streams still open on its side never finish.
     for (const s of [...this.streams.values()]) {
       if (!s.remoteFin) s.destroy();
@@ -396,6 +409,12 @@ export class SpdyConnection {
     clearTimeout(this.idleTimer);
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.out = [];
+    if (!this.processing) this.afterSocketClose();
+  }
+
+  private afterSocketClose(): void {
+    if (this.finalized) return;
+    this.finalized = true;
     this.inbox = [];
     for (const s of [...this.streams.values()]) s.destroy();
     for (const [, p] of this.pendingCreates) p.reject(new Error('SPDY connection closed before the stream was accepted'));
