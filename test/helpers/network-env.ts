@@ -81,21 +81,18 @@ async function removeWorld(root: string, r: Recorded | undefined): Promise<void>
   await rm(root, { recursive: true, force: true });
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
+/** Whether pid is a live process (a zombie whose parent died before reaping it counts as dead). */
+async function alive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat !== '' && !/^\d+ \(.*\) Z /s.test(stat);
+}
 
 /** Removes the worlds of earlier runs of this test file whose process is gone. */
 async function removeLeftovers(index: number): Promise<void> {
   const re = new RegExp(`^${TMP_PREFIX}${index}-(\\d+)-`);
   for (const name of await readdir(tmpdir())) {
     const pid = Number(re.exec(name)?.[1] ?? NaN);
-    if (Number.isNaN(pid) || alive(pid)) continue;
+    if (Number.isNaN(pid) || (await alive(pid))) continue;
     const root = join(tmpdir(), name);
     const r = await readFile(join(root, 'world.json'), 'utf8').then((t) => JSON.parse(t) as Recorded).catch(() => undefined);
     await removeWorld(root, r);
