@@ -16,7 +16,7 @@ import { BUILTIN_SOURCE, builtinConfig, loadConfig, missingPluginMessage, type C
 import { addList, checkList, delList, hasPrevResultOnDel, type ListCall, type RuntimeConfig } from './cni-list.js';
 import { CniPluginError } from './cni-plugin.js';
 import { podAddresses, podIps } from './cni-result.js';
-import { createNetns, createPlaceholderNetns, netnsExists, removeNetns } from './netns.js';
+import { createNetns, createPlaceholderNetns, netnsExists, removeNetns, restoreAddresses } from './netns.js';
 import type { NetworkOptions, NetworkStatus, PodNetworkRequest, PodNetworkResult } from './types.js';
 
 const IFNAME = 'eth0';
@@ -238,7 +238,7 @@ export class NetworkManager {
         const undone = await this.rollback(entry);
         const e = stepError(err, `${ctx}: ${step}`);
         if (undone) throw e;
-        throw new CriError(e.code, `${e.message} (rollback incomplete: teardown will retry)`, { cause: err });
+        throw new CriError(e.code, `${e.message} (undo incomplete: teardown of this pod, or recover after a restart, finishes it)`, { cause: err });
       }
     });
   }
@@ -303,13 +303,19 @@ export class NetworkManager {
   }
 
   /**
-   * The CNI_NETNS for a DEL. When the pod's namespace vanished (deleted by
-   * hand, or the node lost it) a placeholder with the old addresses stands in;
-   * failing that, DEL runs with an empty CNI_NETNS, which the spec allows.
+   * The CNI_NETNS for a DEL, holding the pod's addresses as ADD left them
+   * (plugins find what to clean up through them). A vanished namespace gets
+   * a placeholder with those addresses; failing that, DEL runs with an empty
+   * CNI_NETNS, which the spec allows.
    */
   private async netnsForDel(entry: CacheEntry): Promise<string> {
-    if (await netnsExists(entry.netnsPath)) return entry.netnsPath;
     const cidrs = podAddresses(entry.result, entry.ifName);
+    if (await netnsExists(entry.netnsPath)) {
+      await restoreAddresses(entry.netnsPath, entry.ifName, cidrs).catch((err: unknown) =>
+        this.opts.logger.warn({ podId: entry.podId, err: (err as Error).message }, 'could not put the pod addresses back before CNI DEL'),
+      );
+      return entry.netnsPath;
+    }
     if (cidrs.length === 0) return '';
     try {
       await createPlaceholderNetns(entry.netnsPath, entry.ifName, cidrs);

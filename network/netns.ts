@@ -66,3 +66,21 @@ export async function createPlaceholderNetns(path: string, ifName: string, cidrs
     throw err;
   }
 }
+
+/**
+ * Puts back on ifName whichever of cidrs it lost. runsc (--network=sandbox)
+ * moves the pod's addresses into gVisor and strips them from the netns; the
+ * bridge plugin's DEL finds its masquerade rules through those addresses.
+ * A namespace without ifName is left alone.
+ */
+export async function restoreAddresses(path: string, ifName: string, cidrs: readonly string[]): Promise<void> {
+  let shown: string;
+  try {
+    shown = await ipInNetns(path, ['-o', 'addr', 'show', 'dev', ifName]);
+  } catch {
+    return;
+  }
+  for (const cidr of cidrs) {
+    if (!shown.includes(` ${cidr} `)) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName]);
+  }
+}

@@ -82,6 +82,25 @@ describe('pod network with real CNI plugins', () => {
     assert.deepEqual(await env.counts(), { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 });
   });
 
+  it('tears down cleanly after gVisor took the addresses out of the netns', async () => {
+    const r = await net.setup(pod('pe1', { portMappings: [{ protocol: 'tcp', containerPort: 80, hostPort: await freePort(), hostIp: '' }] }));
+    // What runsc --network=sandbox does to the pod netns when the sandbox starts.
+    await inNetns(r.netnsPath, ['ip', 'addr', 'flush', 'dev', 'eth0']);
+    await net.teardown('pe1');
+    assert.deepEqual(await env.counts(), { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 });
+  });
+
+  it('sets up pods in parallel with distinct addresses', async () => {
+    const ids = ['pp1', 'pp2', 'pp3', 'pp4'];
+    const results = await Promise.all(ids.map((id) => net.setup(pod(id))));
+    try {
+      assert.equal(new Set(results.map((r) => r.ips[0])).size, ids.length);
+    } finally {
+      await Promise.all(ids.map((id) => net.teardown(id)));
+    }
+    assert.deepEqual(await env.counts(), { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 });
+  });
+
   it('passes DNS to resolv.conf and writes hosts and hostname', async () => {
     const dir = join(env.root, 'podfiles');
     const files = await writePodFiles(dir, {
