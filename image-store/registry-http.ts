@@ -44,11 +44,7 @@ function httpsAgent(caFile: string | undefined): https.Agent {
 
 const httpAgent = new http.Agent({ keepAlive: true });
 
-/** Network-level failures that mean "try another endpoint / the registry is down". */
-export function isNetworkError(err: unknown): boolean {
-  return err instanceof HttpNetworkError;
-}
-
+/** A network-level failure: "try another endpoint" / "the registry is down". */
 export class HttpNetworkError extends Error {
   readonly code: string;
   constructor(message: string, code: string) {

@@ -286,14 +286,12 @@ export class ImageStore {
       held.push(...this.protect(ids));
     };
     try {
-      const top = await this.manifest(session, ref.digest ?? ref.tag ?? 'latest', signal);
-      hold([top.digest]);
+      const top = await this.manifest(session, ref.digest ?? ref.tag ?? 'latest', signal, hold);
       let manifest = top.parsed;
       const manifestDigests = [top.digest];
       if (manifest.kind === 'index') {
         const chosen = choosePlatform(manifest, this.platform, `image "${name}"`);
-        const platformManifest = await this.manifest(session, chosen.digest, signal);
-        hold([platformManifest.digest]);
+        const platformManifest = await this.manifest(session, chosen.digest, signal, hold);
         manifestDigests.push(platformManifest.digest);
         if (platformManifest.parsed.kind !== 'manifest') throw failedPrecondition(`image "${name}": index entry ${chosen.digest} is itself an index`);
         manifest = platformManifest.parsed;
@@ -332,13 +330,15 @@ export class ImageStore {
   }
 
   /** A manifest from the local store when asked by digest and present, else from the registry (then kept). */
-  private async manifest(session: RegistrySession, reference: string, signal: AbortSignal): Promise<{ digest: string; parsed: ReturnType<typeof parseManifest> }> {
+  private async manifest(session: RegistrySession, reference: string, signal: AbortSignal, hold: (ids: string[]) => void): Promise<{ digest: string; parsed: ReturnType<typeof parseManifest> }> {
     const what = `manifest ${reference}`;
+    if (reference.startsWith('sha256:')) hold([reference]);
     if (reference.startsWith('sha256:') && (await this.blobs.has(reference))) {
       return { digest: reference, parsed: parseManifest(await this.blobs.read(reference), undefined, what) };
     }
     const fetched = await session.getManifest(reference, signal);
     const parsed = parseManifest(fetched.bytes, fetched.contentType, what);
+    if (fetched.digest !== reference) hold([fetched.digest]);
     await this.blobs.putBytes(fetched.digest, fetched.bytes, what);
     return { digest: fetched.digest, parsed };
   }
@@ -520,23 +520,27 @@ export class ImageStore {
     }
   }
 
-  /** Deletes blobs and snapshots no image, holder or pull in progress refers to. Under the lock. */
+  /**
+   * Deletes blobs and snapshots no image, holder or pull in progress refers
+   * to. Under the lock; pulls are not, so their protections are checked
+   * right before each deletion.
+   */
   private async collectGarbage(): Promise<void> {
-    const keep = new Set<string>(this.inUse.keys());
+    const keep = new Set<string>();
     for (const image of this.images.values()) {
       for (const d of [...image.manifestDigests, image.configDigest, ...image.layerDigests, ...image.chainIds]) keep.add(d);
     }
     for (const holder of this.holders.values()) for (const c of holder.chainIds) keep.add(c);
+    const garbage = (id: string): boolean => !keep.has(id) && !this.inUse.has(id);
     let blobs = 0;
     let snapshots = 0;
     for (const name of await readdir(join(this.dir, 'blobs', 'sha256'))) {
-      const digest = `sha256:${name}`;
-      if (keep.has(digest)) continue;
+      if (!garbage(`sha256:${name}`)) continue;
       await rm(join(this.dir, 'blobs', 'sha256', name), { force: true });
       blobs++;
     }
     for (const chain of await this.snapshots.list()) {
-      if (keep.has(chain)) continue;
+      if (!garbage(chain)) continue;
       await this.snapshots.remove(chain);
       snapshots++;
     }

@@ -143,6 +143,7 @@ test('re-pull fetches no blob; concurrent pulls share the downloads', async () =
   const name = `${registry.host}/test/big:latest`;
   const [a, b, c] = await Promise.all([store.pull(name), store.pull(name), store.pull(`${registry.host}/test/big`)]);
   assert.equal(a.id, big.configDigest);
+  assert.deepEqual(a.repoTags, [name], 'the name stays the registry\'s though the mirror served it');
   assert.deepEqual(a, b);
   assert.deepEqual(a, c);
   const blobGets = (): string[] => proxy.requests.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).map((r) => r.path);
@@ -158,6 +159,21 @@ test('re-pull fetches no blob; concurrent pulls share the downloads', async () =
   assert.deepEqual(proxy.requests, [], 'pull by digest of a stored image needs no request');
   const root = await store.rootfs(a.id);
   assert.equal((await stat(join(root, 'data/b.bin'))).size, 12 * 1024 * 1024);
+});
+
+test('a caller that gives up does not cancel the pull others wait for', async () => {
+  const img = await pushTestImage(registry.url, 'test/abort', { layers: [randomLayer(4, 'r.bin', true)] });
+  const { store } = await openStore();
+  const quitter = new AbortController();
+  const first = store.pull(img.ref, undefined, quitter.signal);
+  const second = store.pull(img.ref);
+  quitter.abort(new Error('caller went away'));
+  await assert.rejects(first, /caller went away/);
+  assert.equal((await second).id, img.configDigest);
+  const alone = new AbortController();
+  const lonely = store.pull(`${registry.host}/test/corrupt-never-pushed:x`, undefined, alone.signal);
+  alone.abort(new Error('gone'));
+  await assert.rejects(lonely, /gone/);
 });
 
 test('a corrupted blob fails the pull and stores nothing', async () => {
