@@ -108,7 +108,7 @@ export class ImageStore {
   private holders = new Map<string, Holder>();
   private lockTail: Promise<unknown> = Promise.resolve();
   private readonly pulls = new Map<string, SharedPull>();
-  private readonly blobDownloads = new Map<string, Promise<void>>();
+  private readonly blobDownloads = new Map<string, { promise: Promise<void>; signal: AbortSignal }>();
   private readonly snapshotBuilds = new Map<string, Promise<void>>();
   /** Blobs and snapshots of pulls in progress: not yet referenced by a record, not garbage. */
   private readonly inUse = new Map<string, number>();
@@ -142,16 +142,23 @@ export class ImageStore {
   async pull(ref: string, auth?: AuthCredentials, signal?: AbortSignal): Promise<ImageRecord> {
     const parsed = parseReference(ref);
     const name = formatReference(parsed);
-    let shared = this.pulls.get(name);
-    if (!shared) {
+    signal?.throwIfAborted();
+    // Callers with different credentials must not share each other's outcome.
+    const key = `${name} ${sha256hex(JSON.stringify(auth ?? {}))}`;
+    let shared = this.pulls.get(key);
+    // A pull everyone gave up on is not joined: it is failing.
+    if (!shared || shared.controller.signal.aborted) {
       const controller = new AbortController();
       const promise = this.doPull(parsed, name, auth, controller.signal)
         .catch((err: unknown) => {
           throw wrapError(err, `pull image "${name}"`);
         })
-        .finally(() => this.pulls.delete(name));
-      shared = { promise, controller, waiters: 0 };
-      this.pulls.set(name, shared);
+        .finally(() => {
+          if (this.pulls.get(key) === fresh) this.pulls.delete(key);
+        });
+      const fresh: SharedPull = { promise, controller, waiters: 0 };
+      shared = fresh;
+      this.pulls.set(key, shared);
     }
     const mine = shared;
     mine.waiters++;
@@ -348,10 +355,23 @@ export class ImageStore {
     if (await this.blobs.has(desc.digest)) return;
     let download = this.blobDownloads.get(desc.digest);
     if (!download) {
-      download = this.download(session, desc, signal, log).finally(() => this.blobDownloads.delete(desc.digest));
-      this.blobDownloads.set(desc.digest, download);
+      const mine = { promise: this.download(session, desc, signal, log), signal };
+      mine.promise = mine.promise.finally(() => {
+        if (this.blobDownloads.get(desc.digest) === mine) this.blobDownloads.delete(desc.digest);
+      });
+      this.blobDownloads.set(desc.digest, mine);
+      download = mine;
     }
-    await raceAbort(download, signal);
+    try {
+      await raceAbort(download.promise, signal);
+    } catch (err) {
+      // Another pull's download was cancelled under us: this pull still wants the blob.
+      if (download.signal !== signal && download.signal.aborted && !signal.aborted) {
+        if (this.blobDownloads.get(desc.digest) === download) this.blobDownloads.delete(desc.digest);
+        return this.fetchBlob(session, desc, signal, log);
+      }
+      throw err;
+    }
   }
 
   private async download(session: RegistrySession, desc: Descriptor, signal: AbortSignal, log: Logger): Promise<void> {

@@ -237,7 +237,9 @@ class Pusher {
 
 /**
  * Builds an image from `opts` and pushes it as `name:tag` to the registry at
- * `registryUrl` (http://127.0.0.1:PORT or https://...).
+ * `registryUrl` (http://127.0.0.1:PORT or https://...). For a runnable
+ * busybox image:
+ *   pushTestImage(registry.url, 'test/busybox', { layers: [{ entries: busyboxEntries() }], config: { Cmd: ['sh'] } })
  */
 export async function pushTestImage(registryUrl: string, name: string, opts: PushOptions): Promise<PushedImage> {
   const built = buildImage(opts);
