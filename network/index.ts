@@ -8,3 +8,4 @@ export type { DnsConfig, NetworkOptions, NetworkStatus, PodNetworkRequest, PodNe
 export { NetworkManager } from './manager.js';
 export { writePodFiles } from './pod-files.js';
 export { SUPPORTED_CNI_VERSIONS } from './cni-config.js';
+export { createNetns, removeNetns } from './netns.js';

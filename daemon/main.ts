@@ -1,0 +1,62 @@
+import { createLogger } from '../cri-api/logger.js';
+import { ConfigError, configToToml, loadConfig, OPTIONS, parseArgs } from './config.js';
+import { runDaemon } from './daemon.js';
+import { runCheck } from './check.js';
+import { VERSION } from './version.js';
+
+const USAGE = `gvisor-cri ${VERSION}: a Kubernetes CRI runtime that runs every pod in a gVisor sandbox
+
+Usage:
+  gvisor-cri [daemon] [flags]   serve CRI on the unix socket
+  gvisor-cri config [flags]     print the effective configuration as TOML
+  gvisor-cri check [flags]      preflight checks for this node (exit 0 only if all required pass)
+  gvisor-cri --version
+
+Flags (also settable in the config file, see README):
+${OPTIONS.filter((o) => !o.fileOnly).map((o) => `  --${o.name.padEnd(26)} ${o.doc}`).join('\n')}
+`;
+
+/** Exit codes: 0 ok, 1 runtime failure (or failed checks), 2 bad usage or configuration. */
+export async function main(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (argv.includes('--version')) {
+    process.stdout.write(`gvisor-cri ${VERSION}\n`);
+    return 0;
+  }
+  // --json belongs to `check` alone, not to the shared option set.
+  const json = argv.includes('--json');
+  let command: string;
+  let config;
+  try {
+    const args = parseArgs(argv.filter((a) => a !== '--json'));
+    command = args.rest[0] ?? 'daemon';
+    const extra = args.rest.slice(1);
+    if (!['daemon', 'config', 'check'].includes(command)) throw new ConfigError(`unknown command "${command}" (see --help)`);
+    if (extra.length > 0) throw new ConfigError(`unexpected argument "${extra[0]}" (see --help)`);
+    if (json && command !== 'check') throw new ConfigError('--json goes with the check command only');
+    config = await loadConfig(args.flags);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`gvisor-cri: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (command === 'config') {
+    process.stdout.write(configToToml(config));
+    return 0;
+  }
+  if (command === 'check') return runCheck(config, { json });
+  const logger = createLogger(config.logLevel);
+  try {
+    await runDaemon(config, logger);
+    return 0;
+  } catch (err) {
+    logger.fatal({ err }, 'gvisor-cri failed to start');
+    process.stderr.write(`gvisor-cri: ${(err as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,123 @@
+import { join } from 'node:path';
+import { access, constants } from 'node:fs/promises';
+import type { Logger } from '../cri-api/logger.js';
+import { ImageStore } from '../image-store/index.js';
+import { NetworkManager } from '../network/index.js';
+import { Runsc } from '../runtime/runsc.js';
+import { probeRunscFeatures, type RunscFeatures } from '../runtime/runsc-features.js';
+import { ensureInfraRootfs, type InfraRootfs } from '../runtime/infra-rootfs.js';
+import type { Condition, RuntimeInfo } from '../runtime/runtime-info.js';
+import { configToToml, type Config } from './config.js';
+import { VERSION } from './version.js';
+
+/** Runtime handler names we serve: the default one and an explicit "runsc" for RuntimeClass. */
+export const RUNTIME_HANDLERS = ['', 'runsc'] as const;
+
+/** Everything the RPC handlers work with, opened once at start-up. */
+export interface Services {
+  config: Config;
+  logger: Logger;
+  info: RuntimeInfo;
+  images: ImageStore;
+  network: NetworkManager;
+  runsc: Runsc;
+  infra: InfraRootfs;
+  /** Undefined while runsc is missing or unusable (RuntimeReady=false says why). */
+  features: RunscFeatures | undefined;
+  streamUrl: string;
+  close(): Promise<void>;
+}
+
+export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>): Runsc {
+  const overlay = config.overlayMedium === 'memory' ? 'root:memory' : `root:dir=${join(config.runDir, 'overlay')}`;
+  return new Runsc({
+    binary: config.runsc,
+    root: join(config.runDir, 'runsc'),
+    platform: config.runscPlatform,
+    overlay2: features === undefined || features.overlay2 ? overlay : undefined,
+    ociSeccomp: features?.ociSeccomp ?? false,
+    extraFlags: config.runscExtraFlags,
+  });
+}
+
+/** Probes runsc; a failure is reported as a not-ready condition, not a crash, so Status can tell kubelet why. */
+async function probeRuntime(config: Config, infra: InfraRootfs, logger: Logger): Promise<{ features?: RunscFeatures; condition: Condition }> {
+  try {
+    await access(config.runsc, constants.X_OK);
+  } catch {
+    return { condition: { ready: false, reason: 'RunscNotFound', message: `runsc not found or not executable at ${config.runsc} (set --runsc)` } };
+  }
+  try {
+    const features = await probeRunscFeatures({ runsc: runscFor(config), workDir: join(config.runDir, 'probe'), infra, logger });
+    return { features, condition: { ready: true, reason: '', message: '' } };
+  } catch (err) {
+    return { condition: { ready: false, reason: 'RunscNotUsable', message: `runsc at ${config.runsc} does not work: ${(err as Error).message}` } };
+  }
+}
+
+export async function openServices(config: Config, logger: Logger): Promise<Services> {
+  const infra = await ensureInfraRootfs(config.stateDir);
+  let probe = await probeRuntime(config, infra, logger);
+  if (!probe.condition.ready) logger.warn({ reason: probe.condition.reason, message: probe.condition.message }, 'runtime not ready');
+  const runsc = runscFor(config, probe.features);
+  const network = await NetworkManager.open({
+    confDir: config.cniConfDir,
+    binDirs: config.cniBinDirs,
+    runDir: config.runDir,
+    stateDir: config.stateDir,
+    pluginTimeoutMs: config.cniPluginTimeout * 1000,
+    defaultNetwork: config.defaultNetwork ? { bridge: config.defaultNetworkBridge, subnet: config.defaultNetworkSubnet } : undefined,
+    logger: logger.child({ module: 'network' }),
+  });
+  let images: ImageStore;
+  try {
+    images = await ImageStore.open({
+      stateDir: config.stateDir,
+      registries: config.registries,
+      maxConcurrentDownloads: config.maxConcurrentDownloads,
+      pullProgressTimeoutMs: config.pullProgressTimeout * 1000,
+      logger: logger.child({ module: 'image-store' }),
+    });
+  } catch (err) {
+    network.close();
+    throw err;
+  }
+  let podCidr = '';
+  const info: RuntimeInfo = {
+    version: VERSION,
+    handlers: RUNTIME_HANDLERS,
+    async runtimeCondition() {
+      // Re-probe only while not ready, so installing runsc later heals the node without a restart.
+      if (!probe.condition.ready) probe = await probeRuntime(config, infra, logger);
+      return probe.condition;
+    },
+    networkCondition: () => network.status(),
+    async verboseInfo() {
+      return {
+        runsc: { path: config.runsc, version: probe.features?.version ?? '', platform: config.runscPlatform, features: probe.features ?? null },
+        podCidr,
+        config: configToToml(config),
+      };
+    },
+    setPodCidr(cidr) {
+      podCidr = cidr;
+      logger.info({ podCidr: cidr }, 'kubelet set the pod CIDR');
+    },
+  };
+  return {
+    config,
+    logger,
+    info,
+    images,
+    network,
+    runsc,
+    infra,
+    get features() {
+      return probe.features;
+    },
+    streamUrl: '',
+    async close() {
+      network.close();
+    },
+  };
+}
