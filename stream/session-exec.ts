@@ -50,6 +50,16 @@ export async function runExecOrAttach(cached: ExecOrAttach, backend: StreamBacke
   await channels.finish(outcome);
 }
 
+/** How long server shutdown waits for an aborted backend to return before closing anyway. */
+export const CLOSE_GRACE_MS = 3000;
+
+/** Waits for p, but no longer than ms. */
+export async function boundedWait(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
+
 /** Waits until everything written to w is flushed to the transport (or w is gone). */
 export async function settleWritable(w: Writable | Duplex | undefined): Promise<void> {
   if (!w) return;
@@ -72,6 +82,7 @@ export class SpdyExecSession implements Session {
   private readonly creationTimer: NodeJS.Timeout;
   private readonly logger: Logger;
   private started = false;
+  private running: Promise<void> | undefined;
 
   constructor(socket: Duplex, head: Buffer, private readonly version: number, private readonly cached: ExecOrAttach, private readonly ctx: SessionContext) {
     const { req } = cached;
@@ -93,9 +104,11 @@ export class SpdyExecSession implements Session {
     });
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.abort.abort(new Error('streaming server shutting down'));
-    return this.conn.shutdown();
+    // Let the aborted backend return so the client still gets a status.
+    if (this.running) await boundedWait(this.running, CLOSE_GRACE_MS);
+    await this.conn.shutdown();
   }
 
   private onStream(stream: SpdyStream): void {
@@ -143,7 +156,7 @@ export class SpdyExecSession implements Session {
     if (stdout) channels.stdout = stdout;
     if (stderr) channels.stderr = stderr;
     if (resize) channels.resize = resize;
-    void runExecOrAttach(this.cached, this.ctx.backend, channels, this.logger);
+    this.running = runExecOrAttach(this.cached, this.ctx.backend, channels, this.logger);
   }
 
   private async finish(outcome: SessionOutcome): Promise<void> {

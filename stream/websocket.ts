@@ -5,7 +5,7 @@
 import { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { createWebSocketStream, type WebSocket } from 'ws';
-import { runExecOrAttach, settleWritable, type ExecChannels, type ExecOrAttach } from './session-exec.js';
+import { CLOSE_GRACE_MS, boundedWait, runExecOrAttach, settleWritable, type ExecChannels, type ExecOrAttach } from './session-exec.js';
 import { SpdyPortForwardSession } from './session-portforward.js';
 import { ResizeQueue, parseTerminalSize } from './resize.js';
 import { errorMessage, type Session, type SessionContext } from './session.js';
@@ -134,6 +134,7 @@ export class WebSocketExecSession implements Session {
   private readonly abort = new AbortController();
   private readonly channels: ChannelSocket;
   private readonly logger: Logger;
+  private running: Promise<void> | undefined;
 
   constructor(ws: WebSocket, protocol: string, private readonly cached: ExecOrAttach, private readonly ctx: SessionContext) {
     this.logger = ctx.logger.child({ session: cached.kind, containerId: cached.req.containerId, protocol: protocol || 'binary' });
@@ -145,9 +146,11 @@ export class WebSocketExecSession implements Session {
     this.run();
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.abort.abort(new Error('streaming server shutting down'));
-    return this.channels.closeNormally();
+    // Let the aborted backend return so the client still gets a status.
+    if (this.running) await boundedWait(this.running, CLOSE_GRACE_MS);
+    await this.channels.closeNormally();
   }
 
   private run(): void {
@@ -168,7 +171,7 @@ export class WebSocketExecSession implements Session {
     }
     // An empty message on the lowest channel we write tells the client the session is up.
     ch.send(io.stdout ? Channel.STDOUT : io.stderr ? Channel.STDERR : Channel.ERROR, Buffer.alloc(0));
-    void runExecOrAttach(this.cached, this.ctx.backend, io, this.logger);
+    this.running = runExecOrAttach(this.cached, this.ctx.backend, io, this.logger);
   }
 
   private async finish(io: ExecChannels, outcome: SessionOutcome): Promise<void> {
