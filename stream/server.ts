@@ -259,6 +259,9 @@ export class StreamServer {
       ports = result;
     }
     this.wsProtocol.set(req, chosen);
+    // ws rejects subprotocols that are not RFC 7230 tokens, yet crictl offers "SPDY/3.1+portforward.k8s.io":
+    // negotiation is done above, so hand ws a valid stand-in; handleProtocols answers with the real name.
+    if (chosen) req.headers['sec-websocket-protocol'] = 'negotiated';
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       let session: Session;
       if (cached.kind === 'portforward') {
