@@ -252,5 +252,8 @@ export class WebSocketPortForwardSession implements Session {
 
 /** Port-forward with SPDY frames tunnelled in binary WebSocket messages. */
 export function tunnelSpdyPortForward(ws: WebSocket, req: PortForwardRequest, ctx: SessionContext): Session {
-  return new SpdyPortForwardSession(createWebSocketStream(ws), Buffer.alloc(0), req, ctx);
+  const duplex = createWebSocketStream(ws);
+  // ws's stream wrapper never closes if the peer vanishes mid-close; the WebSocket's close is final.
+  ws.once('close', () => setImmediate(() => duplex.destroy()));
+  return new SpdyPortForwardSession(duplex, Buffer.alloc(0), req, ctx);
 }

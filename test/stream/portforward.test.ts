@@ -86,6 +86,19 @@ describe('port-forward over SPDY', () => {
     await conn.shutdown(2000);
   });
 
+  it('closes an idle connection with GOAWAY, PINGs counting as traffic', async (t) => {
+    const server = await startTestServer(t, new HostBackend(), { idleTimeoutMs: 400 });
+    const conn = await spdyPortForward(server.getPortForwardUrl({ podSandboxId: 'pod1', ports: [] }));
+    for (let i = 0; i < 5; i++) {
+      await conn.ping();
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    assert.equal(conn.isClosed, false);
+    const started = Date.now();
+    await conn.closed;
+    assert.ok(Date.now() - started < 2000);
+  });
+
   it('writes a timeout on the error stream of an incomplete pair', async (t) => {
     const server = await startTestServer(t, new HostBackend(), { streamCreationTimeoutMs: 200 });
     const conn = await spdyPortForward(server.getPortForwardUrl({ podSandboxId: 'pod1', ports: [] }));
