@@ -5,7 +5,7 @@
  * and which capability names it accepts. The probed part is cached in the
  * run dir (cleared at boot), keyed by runsc binary and kernel.
  */
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -88,16 +88,23 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
     const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: `/run/netns/${netns}`, daemonOomScoreAdj: 1000 });
     await writeBundle(bundle, spec);
     let netnsWorkaround = false;
-    await runsc.create(id, { bundle, network: 'sandbox' });
+    // The sandbox inherits create's stdio: a pipe would keep runsc's caller waiting for EOF until the sandbox dies.
+    const devNull = await open('/dev/null', 'r+');
+    const stdio = { stdin: devNull.fd, stdout: devNull.fd, stderr: devNull.fd };
     try {
-      await runsc.start(id);
-    } catch (err) {
-      if (!(err instanceof RunscError && ROOT_NETNS_ERROR.test(err.stderr))) throw err;
-      netnsWorkaround = true;
-      // A failed start leaves a half-made sandbox: make it again.
-      await runsc.delete([id], { force: true });
-      await runsc.create(id, { bundle, network: 'sandbox' });
-      await runsc.start(id, { netnsWorkaround: `/run/netns/${netns}` });
+      await runsc.create(id, { bundle, network: 'sandbox', stdio });
+      try {
+        await runsc.start(id);
+      } catch (err) {
+        if (!(err instanceof RunscError && ROOT_NETNS_ERROR.test(err.stderr))) throw err;
+        netnsWorkaround = true;
+        // A failed start leaves a half-made sandbox: make it again.
+        await runsc.delete([id], { force: true });
+        await runsc.create(id, { bundle, network: 'sandbox', stdio });
+        await runsc.start(id, { netnsWorkaround: `/run/netns/${netns}` });
+      }
+    } finally {
+      await devNull.close();
     }
     const capabilities = await probeCapabilities(runsc, id, bundle, infra);
     return { netnsWorkaround, capabilities };
