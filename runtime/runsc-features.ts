@@ -13,8 +13,8 @@ import { internal } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
 import { ALL_LINUX_CAPABILITIES } from './capabilities.js';
 import type { InfraRootfs } from './infra-rootfs.js';
-import { buildExecProcess, buildSandboxSpec, writeBundle } from './oci-spec.js';
-import { RunscError, type Runsc } from './runsc.js';
+import { ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildSandboxSpec, writeBundle, type OciSpec } from './oci-spec.js';
+import { RunscError, type Runsc, type RunscStdio } from './runsc.js';
 
 export interface RunscFeatures {
   /** First line of `runsc --version`. */
@@ -103,11 +103,11 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
         await runsc.create(id, { bundle, network: 'sandbox', stdio });
         await runsc.start(id, { netnsWorkaround: `/run/netns/${netns}` });
       }
+      const capabilities = await probeCapabilities(runsc, id, bundle, stdio);
+      return { netnsWorkaround, capabilities };
     } finally {
       await devNull.close();
     }
-    const capabilities = await probeCapabilities(runsc, id, bundle, infra);
-    return { netnsWorkaround, capabilities };
   } finally {
     await runsc.delete([id], { force: true }).catch((err: unknown) => opts.logger.warn({ err }, 'removing the runsc probe sandbox'));
     await ipNetns(['del', netns]).catch(() => undefined);
@@ -116,21 +116,27 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
 }
 
 /**
- * Execs the infra program with every Linux capability; runsc names the first
- * one it does not know, which is dropped before the next try.
+ * Starts a sub-container holding every Linux capability; a runsc that does
+ * not know one names it, and it is dropped before the next try.
  */
-async function probeCapabilities(runsc: Runsc, id: string, bundle: string, infra: InfraRootfs): Promise<string[]> {
+async function probeCapabilities(runsc: Runsc, sandboxId: string, bundle: string, stdio: RunscStdio): Promise<string[]> {
   let caps = [...ALL_LINUX_CAPABILITIES];
-  const processFile = join(bundle, 'probe-process.json');
+  const base = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpec;
   for (let i = 0; i <= ALL_LINUX_CAPABILITIES.length; i++) {
-    await writeFile(processFile, JSON.stringify(buildExecProcess({ args: infra.args, env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: caps })));
+    const id = `${sandboxId}-caps${i}`;
+    const dir = join(bundle, `caps${i}`);
+    const set = { bounding: caps, effective: caps, permitted: caps };
+    await writeBundle(dir, { ...base, process: { ...base.process, capabilities: set }, annotations: { [ANNOTATION_CONTAINER_TYPE]: 'container', [ANNOTATION_SANDBOX_ID]: sandboxId } });
     try {
-      await runsc.execDetached(id, { processFile });
+      await runsc.create(id, { bundle: dir, stdio });
+      await runsc.start(id, { stdio });
       return caps;
     } catch (err) {
       const unknown = err instanceof RunscError ? UNKNOWN_CAP.exec(err.stderr)?.[1] : undefined;
       if (!unknown || !caps.includes(unknown)) throw err;
       caps = caps.filter((c) => c !== unknown);
+    } finally {
+      await runsc.delete([id], { force: true }).catch(() => undefined);
     }
   }
   return caps;
