@@ -1,0 +1,27 @@
+/** The runtime module's public surface: the pod/container lifecycle, its RPC handlers, and the runsc layer the daemon wires up. */
+export { PodRuntime, UNKNOWN_EXIT_CODE, type PodRuntimeOptions } from './runtime.js';
+export type { ContainerRecord, SandboxRecord, ContainerPhase, SandboxPhase } from './store.js';
+export { RunPodSandbox, POD_RUNTIME_HANDLERS } from './run-pod-sandbox.js';
+export { StopPodSandbox } from './stop-pod-sandbox.js';
+export { RemovePodSandbox } from './remove-pod-sandbox.js';
+export { PodSandboxStatus } from './pod-sandbox-status.js';
+export { ListPodSandbox } from './list-pod-sandbox.js';
+export { CreateContainer } from './create-container.js';
+export { StartContainer } from './start-container.js';
+export { StopContainer } from './stop-container.js';
+export { RemoveContainer } from './remove-container.js';
+export { ContainerStatus } from './container-status.js';
+export { ListContainers } from './list-containers.js';
+export { UpdateContainerResources } from './update-container-resources.js';
+export { ReopenContainerLog } from './reopen-container-log.js';
+export { ExecSync } from './exec-sync.js';
+export { Version } from './version.js';
+export { Status } from './status.js';
+export { RuntimeConfig } from './runtime-config.js';
+export { UpdateRuntimeConfig } from './update-runtime-config.js';
+export type { Condition, RuntimeInfo } from './runtime-info.js';
+export { Runsc, RunscError, isGone, type RunscOptions, type RunscNetwork } from './runsc.js';
+export { probeRunscFeatures, type RunscFeatures } from './runsc-features.js';
+export { ensureInfraRootfs, type InfraRootfs } from './infra-rootfs.js';
+export { SandboxDriver } from './sandbox-driver.js';
+export { OutputFifo, StdinFifo } from './log-pipe.js';

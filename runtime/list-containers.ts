@@ -1,0 +1,30 @@
+import type { CallContext } from '../cri-api/server.js';
+import type { ListContainersRequest__Output } from '../cri-api/generated/runtime/v1/ListContainersRequest.js';
+import type { ListContainersResponse } from '../cri-api/generated/runtime/v1/ListContainersResponse.js';
+import { containerState } from './container-status.js';
+import { matchesLabels } from './list-pod-sandbox.js';
+import type { PodRuntime } from './runtime.js';
+
+/** Answered from memory. Id and pod id filters match a prefix, as containerd's do. */
+export async function ListContainers(rt: PodRuntime, req: ListContainersRequest__Output, _ctx: CallContext): Promise<ListContainersResponse> {
+  const f = req.filter;
+  const containers = rt
+    .listContainers()
+    .filter((c) => !f?.id || c.id.startsWith(f.id))
+    .filter((c) => !f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+    .filter((c) => !f?.state || containerState(c) === f.state.state)
+    .filter((c) => matchesLabels(c.labels, f?.label_selector))
+    .map((c) => ({
+      id: c.id,
+      pod_sandbox_id: c.sandboxId,
+      metadata: { name: c.name, attempt: c.attempt },
+      image: { image: c.image },
+      image_ref: c.imageId,
+      image_id: c.imageId,
+      state: containerState(c),
+      created_at: c.createdAtNs,
+      labels: c.labels,
+      annotations: c.annotations,
+    }));
+  return { containers };
+}

@@ -1,0 +1,705 @@
+/**
+ * The pod and container lifecycle behind the CRI RuntimeService: records,
+ * the runsc sandbox driver, log plumbing and one exit waiter per running
+ * container. Handlers (one file per RPC) validate and call in here.
+ */
+import { randomBytes } from 'node:crypto';
+import { hostname as osHostname } from 'node:os';
+import { mkdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { Readable } from 'node:stream';
+import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
+import type { LinuxContainerResources__Output } from '../cri-api/generated/runtime/v1/LinuxContainerResources.js';
+import type { PodSandboxConfig__Output } from '../cri-api/generated/runtime/v1/PodSandboxConfig.js';
+import { alreadyExists, deadlineExceeded, failedPrecondition, invalidArgument, notFound, unavailable, wrapError } from '../cri-api/errors.js';
+import type { Logger } from '../cri-api/logger.js';
+import type { ImageStore } from '../image-store/index.js';
+import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
+import { resolveCapabilities } from './capabilities.js';
+import { mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
+import { CriLogWriter } from './cri-log.js';
+import type { InfraRootfs } from './infra-rootfs.js';
+import { OutputFifo, StdinFifo } from './log-pipe.js';
+import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj } from './oci-spec.js';
+import type { RunscFeatures } from './runsc-features.js';
+import { isGone, Runsc } from './runsc.js';
+import { SandboxDriver, type ExecSyncResult } from './sandbox-driver.js';
+import { nowNs, RecordStore, type ContainerRecord, type SandboxRecord } from './store.js';
+import { recoverState } from './recover.js';
+
+export interface PodRuntimeOptions {
+  /** Records live under <stateDir>/pods and <stateDir>/containers. */
+  stateDir: string;
+  /** Bundles, pod files and FIFOs live under <runDir>/pods and <runDir>/containers. */
+  runDir: string;
+  runsc: Runsc;
+  images: ImageStore;
+  network: NetworkManager;
+  infra: InfraRootfs;
+  /** The probed runsc features; undefined while runsc is unusable. */
+  features: () => RunscFeatures | undefined;
+  logger: Logger;
+}
+
+/** Exit code reported when the real one was lost (containerd's choice too). */
+export const UNKNOWN_EXIT_CODE = 255;
+/** 128 + SIGKILL: what a container killed with its pod reports. */
+const KILLED_EXIT_CODE = 137;
+/** How long an exited container's output may take to reach EOF before its log is closed anyway. */
+const OUTPUT_DRAIN_MS = 2000;
+/** How long to wait for the exit waiter after a stop before recording the exit ourselves. */
+const EXIT_RECORD_WAIT_MS = 10_000;
+
+/** A running (or created) container's stdio, held by the daemon. */
+interface LiveIo {
+  stdout: OutputFifo;
+  stderr: OutputFifo;
+  stdin?: StdinFifo;
+  writer?: CriLogWriter;
+  pumps: Promise<void>[];
+}
+
+interface Waiter {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/** Runs `fn` after every earlier call with the same key has settled. */
+class KeyedLock {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.tails.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.tails.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.tails.get(key) === tail) this.tails.delete(key);
+    }
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const newId = (): string => randomBytes(32).toString('hex');
+const podLabel = (s: SandboxRecord): string => `${s.namespace}/${s.name} (${s.id.slice(0, 12)})`;
+
+export class PodRuntime {
+  readonly sandboxes: RecordStore<SandboxRecord>;
+  readonly containers: RecordStore<ContainerRecord>;
+  readonly driver: SandboxDriver;
+  /**
+   * Boots host-network sandboxes: `runsc start` of the infra container needs
+   * --network=host too, and the driver passes the mode to create only.
+   */
+  private readonly hostNetworkDriver: SandboxDriver;
+  readonly logger: Logger;
+  private readonly opts: PodRuntimeOptions;
+  private readonly live = new Map<string, LiveIo>();
+  private readonly waiters = new Map<string, Waiter>();
+  private readonly locks = new KeyedLock();
+  private readonly loggedOnce = new Set<string>();
+  /** Pods being stopped: their containers' lost exits are kills, not unknowns. */
+  private readonly stoppingPods = new Set<string>();
+  private daemonOomScoreAdj = 0;
+  private closed = false;
+
+  private constructor(opts: PodRuntimeOptions) {
+    this.opts = opts;
+    this.logger = opts.logger;
+    this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox');
+    this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container');
+    this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
+    this.hostNetworkDriver = new SandboxDriver(new Runsc({ ...opts.runsc.options, network: 'host' }), opts.logger.child({ module: 'sandbox-driver' }));
+  }
+
+  /** Loads the records and rebuilds live state (recover.ts). Pods keep running across this. */
+  static async open(opts: PodRuntimeOptions): Promise<PodRuntime> {
+    const rt = new PodRuntime(opts);
+    rt.daemonOomScoreAdj = await readDaemonOomScoreAdj();
+    await mkdir(opts.runsc.options.root, { recursive: true, mode: 0o700 });
+    await rt.sandboxes.load(opts.logger);
+    await rt.containers.load(opts.logger);
+    await recoverState(rt, { runsc: opts.runsc, network: opts.network, logger: opts.logger });
+    return rt;
+  }
+
+  /** Stops waiting and reading; leaves every pod and container running. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const waiters = [...this.waiters.values()];
+    for (const w of waiters) w.controller.abort();
+    await Promise.allSettled(waiters.map((w) => w.done));
+    await Promise.allSettled([...this.live.keys()].map((id) => this.closeIo(id, false)));
+  }
+
+  // --- paths -------------------------------------------------------------------
+
+  podDir(id: string): string {
+    return join(this.opts.runDir, 'pods', id);
+  }
+
+  containerDir(id: string): string {
+    return join(this.opts.runDir, 'containers', id);
+  }
+
+  /** The stdin FIFO of a container opened with stdin, for attach. */
+  stdinOf(id: string): StdinFifo | undefined {
+    return this.live.get(id)?.stdin;
+  }
+
+  // --- pod sandboxes -------------------------------------------------------------
+
+  /** Sandboxes CRI may see: half-made ones are not listed. */
+  listSandboxes(): SandboxRecord[] {
+    return this.sandboxes.list().filter((s) => s.phase !== 'creating');
+  }
+
+  getSandbox(id: string): SandboxRecord | undefined {
+    const s = this.sandboxes.find(id);
+    return s && s.phase !== 'creating' ? s : undefined;
+  }
+
+  async runPodSandbox(config: PodSandboxConfig__Output, runtimeHandler: string): Promise<string> {
+    const meta = config.metadata!;
+    const key = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
+    const features = this.requireFeatures();
+    const nsOpts = config.linux?.security_context?.namespace_options;
+    const rec = await this.locks.run(`pod-name:${key}`, async () => {
+      const dup = this.sandboxes.list().find((s) => s.name === meta.name && s.namespace === meta.namespace && s.uid === meta.uid && s.attempt === meta.attempt);
+      if (dup) throw alreadyExists(`pod sandbox ${meta.namespace}/${meta.name} (uid ${meta.uid}, attempt ${meta.attempt}) already exists as ${dup.id}; remove it first`);
+      const r: SandboxRecord = {
+        id: newId(),
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        attempt: meta.attempt,
+        phase: 'creating',
+        createdAtNs: nowNs(),
+        runtimeHandler,
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        hostname: config.hostname || meta.name,
+        logDirectory: config.log_directory,
+        hostNetwork: nsOpts?.network === 'NODE',
+        namespaceModes: { network: nsOpts?.network ?? 'POD', pid: nsOpts?.pid ?? 'POD', ipc: nsOpts?.ipc ?? 'POD' },
+        privileged: config.linux?.security_context?.privileged ?? false,
+        ips: [],
+      };
+      if (r.hostNetwork && !config.hostname) r.hostname = osHostname();
+      // Written before anything is made, so a crash mid-way is rolled back at restart.
+      await this.sandboxes.put(r);
+      return r;
+    });
+    return this.locks.run(rec.id, async () => {
+      try {
+        await this.bringUpSandbox(rec, config, features);
+      } catch (err) {
+        await this.rollbackSandbox(rec);
+        throw wrapError(err, `run pod sandbox ${meta.namespace}/${meta.name}`);
+      }
+      this.logger.info({ pod: podLabel(rec), ips: rec.ips, hostNetwork: rec.hostNetwork }, 'pod sandbox ready');
+      return rec.id;
+    });
+  }
+
+  private async bringUpSandbox(rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures): Promise<void> {
+    const dns = config.dns_config ? { servers: [...config.dns_config.servers], searches: [...config.dns_config.searches], options: [...config.dns_config.options] } : undefined;
+    if (!rec.hostNetwork) {
+      const ports: PortMapping[] = config.port_mappings.map((p) => ({
+        protocol: p.protocol === 'UDP' ? 'udp' : p.protocol === 'SCTP' ? 'sctp' : 'tcp',
+        containerPort: p.container_port,
+        hostPort: p.host_port,
+        hostIp: p.host_ip,
+      }));
+      const net = await this.opts.network.setup({ podId: rec.id, name: rec.name, namespace: rec.namespace, uid: rec.uid, portMappings: ports, dns });
+      rec.netnsPath = net.netnsPath;
+      rec.ips = net.ips;
+    }
+    const dir = this.podDir(rec.id);
+    rec.etcFiles = await writePodFiles(join(dir, 'etc'), { hostname: rec.hostname, dns, ips: rec.ips });
+    const spec = buildSandboxSpec({
+      id: rec.id,
+      hostname: rec.hostname,
+      rootfsDir: this.opts.infra.rootfsDir,
+      args: this.opts.infra.args,
+      netnsPath: rec.netnsPath,
+      annotations: {
+        'io.kubernetes.cri.sandbox-name': rec.name,
+        'io.kubernetes.cri.sandbox-namespace': rec.namespace,
+        'io.kubernetes.cri.sandbox-uid': rec.uid,
+      },
+      cgroupParent: config.linux?.cgroup_parent || undefined,
+      sysctls: config.linux?.sysctls,
+      etcFiles: rec.etcFiles,
+      daemonOomScoreAdj: this.daemonOomScoreAdj,
+    });
+    const driver = rec.hostNetwork ? this.hostNetworkDriver : this.driver;
+    rec.pid = await driver.createSandbox({
+      id: rec.id,
+      bundleDir: join(dir, 'bundle'),
+      spec,
+      networkMode: rec.hostNetwork ? 'host' : 'sandbox',
+      netnsPath: rec.netnsPath,
+      needsNetnsWorkaround: features.netnsWorkaround,
+      logPath: join(dir, 'sandbox.log'),
+    });
+    rec.phase = 'ready';
+    await this.sandboxes.put(rec);
+  }
+
+  /** Undoes whatever part of a sandbox exists: runsc state, network, files, record. */
+  async rollbackSandbox(rec: SandboxRecord): Promise<void> {
+    const log = this.logger.child({ pod: podLabel(rec) });
+    await this.driver.removeSandbox(rec.id, []).catch((err: unknown) => log.error({ err }, 'rollback: removing the runsc sandbox failed'));
+    if (!rec.hostNetwork) await this.opts.network.teardown(rec.id).catch((err: unknown) => log.error({ err }, 'rollback: tearing down the pod network failed'));
+    await rm(this.podDir(rec.id), { recursive: true, force: true });
+    await this.sandboxes.delete(rec.id);
+  }
+
+  /** Unknown ids succeed, as containerd does (the RPC is idempotent). */
+  async stopPodSandbox(id: string): Promise<void> {
+    const rec = this.getSandbox(id);
+    if (!rec) return;
+    await this.locks.run(rec.id, () => this.stopPodLocked(rec));
+  }
+
+  private async stopPodLocked(rec: SandboxRecord): Promise<void> {
+    const ctrs = this.containers.list().filter((c) => c.sandboxId === rec.id);
+    this.stoppingPods.add(rec.id);
+    try {
+      // One SIGKILL of the sandbox ends every container in it (containerd stops them forcibly too).
+      await this.driver.stopSandbox(rec.id, ctrs.map((c) => c.id));
+      for (const c of ctrs) await this.settleExit(c, KILLED_EXIT_CODE);
+    } catch (err) {
+      throw wrapError(err, `stop pod sandbox ${podLabel(rec)}`);
+    } finally {
+      this.stoppingPods.delete(rec.id);
+    }
+    if (!rec.hostNetwork) {
+      try {
+        await this.opts.network.teardown(rec.id);
+      } catch (err) {
+        throw wrapError(err, `stop pod sandbox ${podLabel(rec)}: tear down network`);
+      }
+    }
+    if (rec.phase !== 'notready') {
+      rec.phase = 'notready';
+      await this.sandboxes.put(rec);
+      this.logger.info({ pod: podLabel(rec) }, 'pod sandbox stopped');
+    }
+  }
+
+  /** Unknown ids succeed. A ready pod is stopped first. */
+  async removePodSandbox(id: string): Promise<void> {
+    const rec = this.getSandbox(id);
+    if (!rec) return;
+    await this.locks.run(rec.id, async () => {
+      if (!this.sandboxes.get(rec.id)) return;
+      await this.stopPodLocked(rec);
+      for (const c of this.containers.list().filter((x) => x.sandboxId === rec.id)) {
+        await this.locks.run(c.id, () => this.removeContainerLocked(c));
+      }
+      try {
+        await this.driver.removeSandbox(rec.id, []);
+      } catch (err) {
+        throw wrapError(err, `remove pod sandbox ${podLabel(rec)}`);
+      }
+      await rm(this.podDir(rec.id), { recursive: true, force: true });
+      await this.sandboxes.delete(rec.id);
+      this.logger.info({ pod: podLabel(rec) }, 'pod sandbox removed');
+    });
+  }
+
+  /** runsc's view of a sandbox, for verbose status only. */
+  async sandboxRuntimeState(id: string): Promise<unknown> {
+    return this.opts.runsc.state(id).catch((err: unknown) => ({ error: (err as Error).message }));
+  }
+
+  // --- containers ------------------------------------------------------------------
+
+  listContainers(): ContainerRecord[] {
+    return this.containers.list().filter((c) => c.phase !== 'creating');
+  }
+
+  getContainer(id: string): ContainerRecord | undefined {
+    const c = this.containers.find(id);
+    return c && c.phase !== 'creating' ? c : undefined;
+  }
+
+  private mustContainer(id: string): ContainerRecord {
+    const c = this.getContainer(id);
+    if (!c) throw notFound(`container "${id}" not found`);
+    return c;
+  }
+
+  async createContainer(podId: string, config: ContainerConfig__Output): Promise<string> {
+    const pod = this.getSandbox(podId);
+    if (!pod) throw notFound(`pod sandbox "${podId}" not found`);
+    const name = config.metadata!.name;
+    const attempt = config.metadata!.attempt;
+    return this.locks.run(pod.id, async () => {
+      const ctx = `create container ${name} in pod ${podLabel(pod)}`;
+      if (pod.phase !== 'ready' || !this.sandboxes.get(pod.id)) throw failedPrecondition(`${ctx}: the pod sandbox is not ready`);
+      const features = this.requireFeatures();
+      const imageName = config.image!.image;
+      const image = this.opts.images.resolve(imageName);
+      if (!image) throw notFound(`${ctx}: image "${imageName}" not found; pull it first`);
+      const dup = this.containers.list().find((c) => c.sandboxId === pod.id && c.name === name && c.attempt === attempt);
+      if (dup) throw alreadyExists(`${ctx}: a container named ${name} (attempt ${attempt}) already exists in this pod as ${dup.id}`);
+
+      const rootfs = await this.opts.images.rootfs(image.id);
+      const sc = config.linux?.security_context;
+      const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? '');
+      let seccompProfileText: string | undefined;
+      if (choice.kind === 'localhost') {
+        try {
+          seccompProfileText = await readFile(choice.path, 'utf8');
+        } catch (err) {
+          throw invalidArgument(`${ctx}: seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`);
+        }
+      }
+      const mapped = mapContainerConfig({
+        config,
+        image: image.config,
+        files: { passwd: await readImageFile(rootfs, 'etc/passwd'), group: await readImageFile(rootfs, 'etc/group') },
+        seccompProfileText,
+        podPrivileged: pod.privileged,
+      });
+      for (const note of mapped.notes) this.logOnce(note);
+      if (config.tty) this.logOnce('containers asking for a TTY run without one: receiving the console from runsc needs SCM_RIGHTS, which Node cannot do');
+
+      const id = newId();
+      const rec: ContainerRecord = {
+        id,
+        sandboxId: pod.id,
+        name,
+        attempt,
+        phase: 'creating',
+        createdAtNs: nowNs(),
+        startedAtNs: '0',
+        finishedAtNs: '0',
+        exitCode: 0,
+        reason: '',
+        message: '',
+        image: imageName,
+        imageId: image.id,
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        mounts: mountRecords(mapped.mounts),
+        logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
+        stdin: config.stdin,
+        stdinOnce: config.stdin_once,
+        tty: config.tty,
+        resources: mapped.resources,
+        stopSignal: mapped.stopSignal,
+        user: mapped.user,
+        env: mapped.env,
+        cwd: mapped.cwd,
+        capabilities: resolveCapabilities({ add: mapped.capabilities.add, drop: mapped.capabilities.drop, privileged: mapped.privileged, known: features.capabilities }),
+        noNewPrivileges: mapped.noNewPrivileges,
+      };
+      await this.containers.put(rec);
+      try {
+        await this.opts.images.acquire(image.id, id);
+        // containerd makes a missing host path a directory rather than failing.
+        for (const m of mapped.mounts) {
+          if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
+        }
+        const dir = this.containerDir(id);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        const io = await this.openIo(rec, 'create');
+        const spec = buildContainerSpec({
+          sandboxId: pod.id,
+          rootfsDir: rootfs,
+          readonlyRootfs: mapped.readonlyRootfs,
+          args: mapped.args,
+          env: mapped.env,
+          cwd: mapped.cwd,
+          user: mapped.user,
+          terminal: false,
+          hostname: pod.hostname,
+          capabilities: mapped.capabilities,
+          privileged: mapped.privileged,
+          knownCapabilities: features.capabilities,
+          noNewPrivileges: mapped.noNewPrivileges,
+          mounts: mapped.mounts,
+          etcFiles: pod.etcFiles,
+          maskedPaths: mapped.maskedPaths,
+          readonlyPaths: mapped.readonlyPaths,
+          resources: specResources(mapped.resources),
+          oomScoreAdj: mapped.resources.oomScoreAdj || undefined,
+          daemonOomScoreAdj: this.daemonOomScoreAdj,
+          seccomp: mapped.seccomp,
+          annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
+        });
+        await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: { kind: 'fifo', stdout: io.stdout, stderr: io.stderr, stdin: io.stdin } });
+        rec.phase = 'created';
+        await this.containers.put(rec);
+      } catch (err) {
+        await this.rollbackContainer(rec);
+        throw wrapError(err, ctx);
+      }
+      this.logger.info({ container: id, name, pod: podLabel(pod), image: imageName }, 'container created');
+      return id;
+    });
+  }
+
+  /** Undoes a half-made container: runsc state, stdio, files, image hold, record (in that order). */
+  async rollbackContainer(rec: ContainerRecord): Promise<void> {
+    await this.driver.removeContainer(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: removing the runsc container failed'));
+    await this.closeIo(rec.id, false);
+    await rm(this.containerDir(rec.id), { recursive: true, force: true });
+    await this.opts.images.release(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: releasing the image failed'));
+    await this.containers.delete(rec.id);
+  }
+
+  async startContainer(id: string): Promise<void> {
+    const c = this.mustContainer(id);
+    await this.locks.run(c.id, async () => {
+      const ctx = `start container ${c.name} (${c.id.slice(0, 12)})`;
+      if (c.phase !== 'created') throw failedPrecondition(`${ctx}: container is ${c.phase}, only a created container can start`);
+      const pod = this.sandboxes.get(c.sandboxId);
+      if (pod?.phase !== 'ready') throw failedPrecondition(`${ctx}: its pod sandbox is not ready`);
+      try {
+        // After a restart between create and start the daemon's ends are gone: open them again.
+        const io = this.live.get(c.id) ?? (await this.openIo(c, 'create'));
+        await this.driver.startContainer(c.id, { kind: 'fifo', stdout: io.stdout, stderr: io.stderr, stdin: io.stdin });
+      } catch (err) {
+        // As containerd: a container that failed to start is exited, with why.
+        await this.recordExit(c, 128, 'StartError', (err as Error).message);
+        throw wrapError(err, ctx);
+      }
+      c.phase = 'running';
+      c.startedAtNs = nowNs();
+      await this.containers.put(c);
+      this.startWaiter(c);
+      this.logger.info({ container: c.id, name: c.name }, 'container started');
+    });
+  }
+
+  /** Exited containers succeed; unknown ones are NOT_FOUND. */
+  async stopContainer(id: string, timeoutSec: number): Promise<void> {
+    const c = this.mustContainer(id);
+    await this.locks.run(c.id, () => this.stopContainerLocked(c, timeoutSec));
+  }
+
+  private async stopContainerLocked(c: ContainerRecord, timeoutSec: number): Promise<void> {
+    if (c.phase !== 'running') return;
+    try {
+      await this.driver.stopContainer(c.id, timeoutSec, c.stopSignal);
+    } catch (err) {
+      throw wrapError(err, `stop container ${c.name} (${c.id.slice(0, 12)})`);
+    }
+    await this.settleExit(c, KILLED_EXIT_CODE);
+  }
+
+  /**
+   * After a kill: waits for the waiter to record the exit; if it does not
+   * come, records `fallbackCode` so the state never stays "running" for a
+   * container that is gone.
+   */
+  private async settleExit(c: ContainerRecord, fallbackCode: number): Promise<void> {
+    const w = this.waiters.get(c.id);
+    if (w) await Promise.race([w.done, sleep(EXIT_RECORD_WAIT_MS)]);
+    if (c.phase === 'running') {
+      this.waiters.get(c.id)?.controller.abort();
+      await this.recordExit(c, fallbackCode, 'Error', 'exit status not received from runsc');
+    } else if (c.phase === 'created') {
+      // Its runsc state went with the sandbox; nothing will read its FIFOs.
+      await this.closeIo(c.id, false);
+    }
+  }
+
+  /** Unknown ids succeed (idempotent); a running container is killed first. */
+  async removeContainer(id: string): Promise<void> {
+    const c = this.getContainer(id);
+    if (!c) return;
+    await this.locks.run(c.id, () => this.removeContainerLocked(c));
+  }
+
+  private async removeContainerLocked(c: ContainerRecord): Promise<void> {
+    if (!this.containers.get(c.id)) return;
+    await this.stopContainerLocked(c, 0);
+    try {
+      await this.driver.removeContainer(c.id);
+    } catch (err) {
+      throw wrapError(err, `remove container ${c.name} (${c.id.slice(0, 12)})`);
+    }
+    this.waiters.get(c.id)?.controller.abort();
+    await this.closeIo(c.id, false);
+    await rm(this.containerDir(c.id), { recursive: true, force: true });
+    // Released before the record goes: a crash in between leaves a record whose removal repeats the release.
+    await this.opts.images.release(c.id);
+    await this.containers.delete(c.id);
+    this.logger.info({ container: c.id, name: c.name }, 'container removed');
+  }
+
+  /**
+   * Records new resources. runsc applies limits to the whole sandbox and
+   * cannot update one sub-container, so they are kept and reported only.
+   */
+  async updateContainerResources(id: string, linux: LinuxContainerResources__Output | null): Promise<void> {
+    const c = this.mustContainer(id);
+    await this.locks.run(c.id, async () => {
+      if (!linux) return;
+      const next = resourcesRecord(linux);
+      const merged = { ...c.resources };
+      for (const k of Object.keys(next) as (keyof typeof next)[]) {
+        const v = next[k];
+        if (k === 'unified' ? Object.keys(v as object).length > 0 : v !== 0 && v !== '') (merged as Record<string, unknown>)[k] = v;
+      }
+      c.resources = merged;
+      await this.containers.put(c);
+      this.logOnce('UpdateContainerResources: resources are recorded and reported; runsc cannot change limits of a running sub-container');
+    });
+  }
+
+  async reopenContainerLog(id: string): Promise<void> {
+    const c = this.mustContainer(id);
+    if (c.phase !== 'running') throw failedPrecondition(`reopen log of container ${c.name} (${c.id.slice(0, 12)}): container is ${c.phase}, not running`);
+    const writer = this.live.get(c.id)?.writer;
+    if (!writer) return;
+    try {
+      await writer.reopen();
+    } catch (err) {
+      throw wrapError(err, `reopen log ${c.logPath} of container ${c.id.slice(0, 12)}`);
+    }
+  }
+
+  async execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+    const c = this.mustContainer(id);
+    const ctx = `exec in container ${c.name} (${c.id.slice(0, 12)})`;
+    if (c.phase !== 'running') throw failedPrecondition(`${ctx}: container is ${c.phase}, not running`);
+    const proc = buildExecProcess({ args: cmd, env: c.env, cwd: c.cwd, user: c.user, terminal: false, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
+    let r: ExecSyncResult;
+    try {
+      r = await this.driver.execSync(c.id, proc, timeoutSec * 1000);
+    } catch (err) {
+      if (isGone(err)) throw failedPrecondition(`${ctx}: container is not running`);
+      throw wrapError(err, ctx);
+    }
+    // kubelet's probes read DEADLINE_EXCEEDED as "probe timed out".
+    if (r.timedOut) throw deadlineExceeded(`${ctx}: timeout ${timeoutSec}s exceeded`);
+    return r;
+  }
+
+  // --- internals shared with recover.ts -----------------------------------------
+
+  /** Opens the container's stdio ends and starts copying output into its CRI log. */
+  async openIo(c: ContainerRecord, mode: 'create' | 'reattach'): Promise<LiveIo> {
+    const dir = this.containerDir(c.id);
+    const opened: { close(): Promise<void> }[] = [];
+    try {
+      const stdout = mode === 'create' ? await OutputFifo.create(join(dir, 'stdout'), this.logger) : await OutputFifo.reattach(join(dir, 'stdout'));
+      opened.push(stdout);
+      const stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), this.logger) : await OutputFifo.reattach(join(dir, 'stderr'));
+      opened.push(stderr);
+      let stdin: StdinFifo | undefined;
+      if (c.stdin) {
+        stdin = mode === 'create' ? await StdinFifo.create(join(dir, 'stdin')) : await StdinFifo.reattach(join(dir, 'stdin'));
+        opened.push(stdin);
+      }
+      let writer: CriLogWriter | undefined;
+      if (c.logPath) {
+        writer = new CriLogWriter(c.logPath, { logger: this.logger });
+        await writer.open();
+      }
+      const pumps = writer ? [writer.pump(stdout.reader, 'stdout'), writer.pump(stderr.reader, 'stderr')] : [drain(stdout.reader), drain(stderr.reader)];
+      const io: LiveIo = { stdout, stderr, stdin, writer, pumps };
+      this.live.set(c.id, io);
+      return io;
+    } catch (err) {
+      for (const o of opened) await o.close().catch(() => undefined);
+      throw wrapError(err, `open stdio of container ${c.id.slice(0, 12)}`);
+    }
+  }
+
+  /**
+   * Closes the daemon's stdio ends. With `drain`, first lets the output
+   * reach EOF (bounded), so the log holds everything the container wrote.
+   */
+  async closeIo(id: string, drain: boolean): Promise<void> {
+    const io = this.live.get(id);
+    if (!io) return;
+    this.live.delete(id);
+    const all = Promise.all(io.pumps);
+    if (drain) await Promise.race([all, sleep(OUTPUT_DRAIN_MS)]);
+    await io.stdout.close().catch(() => undefined);
+    await io.stderr.close().catch(() => undefined);
+    await io.stdin?.close().catch(() => undefined);
+    await Promise.race([all, sleep(100)]);
+    await io.writer?.close();
+  }
+
+  /** One `runsc wait` per running container; its answer is the exit. */
+  startWaiter(c: ContainerRecord): void {
+    if (this.waiters.has(c.id) || this.closed) return;
+    const controller = new AbortController();
+    const done = (async (): Promise<void> => {
+      let code: number;
+      let message = '';
+      try {
+        code = await this.driver.waitContainer(c.id, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) return;
+        code = this.stoppingPods.has(c.sandboxId) ? KILLED_EXIT_CODE : UNKNOWN_EXIT_CODE;
+        message = code === UNKNOWN_EXIT_CODE ? `exit status lost: ${(err as Error).message}` : '';
+      }
+      if (c.phase !== 'running' || !this.containers.get(c.id)) return;
+      await this.recordExit(c, code, code === UNKNOWN_EXIT_CODE ? 'Unknown' : undefined, message);
+    })().catch((err: unknown) => this.logger.error({ err, container: c.id }, 'recording a container exit failed'));
+    this.waiters.set(c.id, { controller, done });
+    void done.finally(() => {
+      if (this.waiters.get(c.id)?.done === done) this.waiters.delete(c.id);
+    });
+  }
+
+  /** Marks the container exited, persists, then finishes its log. */
+  async recordExit(c: ContainerRecord, exitCode: number, reason?: string, message = ''): Promise<void> {
+    c.phase = 'exited';
+    c.exitCode = exitCode;
+    c.finishedAtNs = nowNs();
+    // containerd's reasons; OOMKilled is not detected (runsc wait reports only the status).
+    c.reason = reason ?? (exitCode === 0 ? 'Completed' : 'Error');
+    c.message = message;
+    if (this.containers.get(c.id)) await this.containers.put(c);
+    this.logger.info({ container: c.id, name: c.name, exitCode, reason: c.reason }, 'container exited');
+    await this.closeIo(c.id, true);
+  }
+
+  logOnce(message: string): void {
+    if (this.loggedOnce.has(message)) return;
+    this.loggedOnce.add(message);
+    this.logger.info(message);
+  }
+
+  private requireFeatures(): RunscFeatures {
+    const f = this.opts.features();
+    if (!f) throw unavailable('runsc is not usable on this node (see the RuntimeReady condition of Status)');
+    return f;
+  }
+}
+
+/** Reads a file of an image's rootfs, refusing symlinks that leave it (a hostile image must not make us read host files). */
+async function readImageFile(rootfs: string, rel: string): Promise<string | undefined> {
+  try {
+    const real = await realpath(join(rootfs, rel));
+    const inside = relative(await realpath(rootfs), real);
+    if (inside.startsWith('..') || inside === '') return undefined;
+    return await readFile(real, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads and drops output nobody logs, so the pipe never fills. */
+function drain(r: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    r.on('data', () => undefined);
+    r.once('end', resolve);
+    r.once('close', resolve);
+    r.once('error', () => resolve());
+  });
+}
