@@ -30,9 +30,9 @@ export interface RunscOptions {
 
 /** Host file descriptors given to runsc as the container's stdio. */
 export interface RunscStdio {
-  stdin?: number;
-  stdout?: number;
-  stderr?: number;
+  stdin?: number | 'ignore';
+  stdout?: number | 'ignore';
+  stderr?: number | 'ignore';
 }
 
 /** What went wrong, for callers that treat some failures as normal states. */
@@ -181,11 +181,11 @@ export class Runsc {
     if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
     if (opts.userLog) args.push(`--user-log=${opts.userLog}`);
     args.push(id);
-    await this.run('create', id, args, { stdio: opts.stdio, network: opts.network, timeoutMs: opts.timeoutMs });
+    await this.run('create', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, timeoutMs: opts.timeoutMs });
   }
 
   async start(id: string, opts: StartOptions = {}): Promise<void> {
-    await this.run('start', id, ['start', id], { stdio: opts.stdio, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
   }
 
   async state(id: string): Promise<RunscState> {
@@ -226,6 +226,8 @@ export class Runsc {
   }
 
   /**
+   * (No detached variant: `exec --detach --process` fails in runsc 20240729
+   * with "a container-id is required".)
    * Spawns `runsc exec` and hands back the running subprocess: attached, it
    * lives as long as the exec'd process and exits with its code; detached it
    * returns once the process started. The caller owns the subprocess.
@@ -246,15 +248,6 @@ export class Runsc {
       buffer: false,
     };
     return execa(this.options.binary, [...this.globalFlags(), ...args], options) as unknown as ResultPromise<{ reject: false; encoding: 'buffer' }>;
-  }
-
-  /** `runsc exec --detach`: returns once the process started inside the sandbox. */
-  async execDetached(id: string, opts: Omit<ExecOptions, 'detach' | 'consoleSocket'>): Promise<void> {
-    const args = ['exec', `--process=${opts.processFile}`, '--detach'];
-    if (opts.pidFile) args.push(`--pid-file=${opts.pidFile}`);
-    if (opts.internalPidFile) args.push(`--internal-pid-file=${opts.internalPidFile}`);
-    args.push(id);
-    await this.run('exec', id, args);
   }
 
   /** One-shot usage statistics of a container. */
@@ -358,6 +351,15 @@ export class Runsc {
     }
     return { stdout, stderr };
   }
+}
+
+/**
+ * create (root container) and start (sub-container) hand runsc's own stdio
+ * to the container: left as pipes, the sandbox would hold them open and the
+ * call would never finish. Unset streams are /dev/null.
+ */
+function withNullStdio(stdio: RunscStdio | undefined): RunscStdio {
+  return { stdin: stdio?.stdin ?? 'ignore', stdout: stdio?.stdout ?? 'ignore', stderr: stdio?.stderr ?? 'ignore' };
 }
 
 /**
