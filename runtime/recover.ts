@@ -65,6 +65,8 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
         log.error({ err, container: c.id }, 'reattaching container output failed; its log stops here');
       }
       rt.startWaiter(c);
+      // Exited while we were away: runsc wait answers at once; report it before serving.
+      if (listed.get(c.id)?.status === 'stopped') await rt.awaitExitRecord(c.id, 5000);
     } else {
       await rt.recordExit(c, UNKNOWN_EXIT_CODE, 'Unknown', 'the container was gone when the runtime restarted');
     }

@@ -656,6 +656,12 @@ export class PodRuntime {
     });
   }
 
+  /** Resolves when the container's waiter has recorded its exit, or after `ms`. */
+  async awaitExitRecord(id: string, ms: number): Promise<void> {
+    const w = this.waiters.get(id);
+    if (w) await Promise.race([w.done, sleep(ms)]);
+  }
+
   /** Marks the container exited, persists, then finishes its log. */
   async recordExit(c: ContainerRecord, exitCode: number, reason?: string, message = ''): Promise<void> {
     c.phase = 'exited';

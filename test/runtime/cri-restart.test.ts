@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { ContainerRecord, SandboxRecord } from '../../runtime/index.js';
+import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+
+let w: CriWorld;
+
+before(async () => {
+  w = await makeCriWorld(13);
+});
+
+after(async () => {
+  await w?.cleanup();
+});
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+test('after a restart pods and containers keep their state, logs continue, exits while away are reported', async () => {
+  const mainConfig = podConfig('keep', w.logDir);
+  const logDir = mainConfig!.log_directory!;
+  const pod = (await call(w.rt, 'RunPodSandbox', { config: mainConfig, runtime_handler: '' })).pod_sandbox_id;
+  const doomedPod = (await call(w.rt, 'RunPodSandbox', { config: podConfig('doomed', w.logDir), runtime_handler: '' })).pod_sandbox_id;
+  const create = async (p: string, name: string, args: string[]): Promise<string> =>
+    (await call(w.rt, 'CreateContainer', { pod_sandbox_id: p, config: containerConfig(name, w.image, { args }) })).container_id;
+  const start = (id: string) => call(w.rt, 'StartContainer', { container_id: id });
+
+  const ticker = await create(pod, 'ticker', ['sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done']);
+  const quitter = await create(pod, 'quitter', ['sh', '-c', 'sleep 1.5; echo bye; exit 5']);
+  const done = await create(pod, 'done', ['sh', '-c', 'echo early']);
+  const fresh = await create(pod, 'fresh', ['sh', '-c', 'echo fresh-output; sleep 30']);
+  const victim = await create(doomedPod, 'victim', ['sleep', '30']);
+  for (const id of [ticker, quitter, done, victim]) await start(id);
+  await eventually(async () => (await call(w.rt, 'ContainerStatus', { container_id: done, verbose: false })).status?.state === 'CONTAINER_EXITED', 5000, 'done to exit');
+  await eventually(async () => logLines(join(logDir, 'ticker.log')).length >= 3, 5000, 'ticks');
+
+  // The daemon goes away; its pods do not.
+  await w.rt.close();
+  const doomedPid = (await w.runsc.state(doomedPod)).pid;
+  process.kill(doomedPid, 'SIGKILL');
+  // Half-made objects of a crash mid-create, to be rolled back.
+  const halfPod: SandboxRecord = { id: 'c'.repeat(64), name: 'half', namespace: 'test', uid: 'u', attempt: 0, phase: 'creating', createdAtNs: '1', runtimeHandler: '', labels: {}, annotations: {}, hostname: 'half', logDirectory: '', hostNetwork: false, namespaceModes: { network: 'POD', pid: 'POD', ipc: 'POD' }, privileged: false, ips: [] };
+  await writeFile(join(w.stateDir, 'pods', `${halfPod.id}.json`), JSON.stringify(halfPod));
+  const halfCtr = { id: 'd'.repeat(64), sandboxId: pod, name: 'half', attempt: 0, phase: 'creating', imageId: '', mounts: [] } as unknown as ContainerRecord;
+  await writeFile(join(w.stateDir, 'containers', `${halfCtr.id}.json`), JSON.stringify(halfCtr));
+  const ticksBefore = logLines(join(logDir, 'ticker.log')).length;
+  await sleep(2000);
+
+  const rt = await w.reopen();
+  const pods = (await call(rt, 'ListPodSandbox', { filter: null })).items;
+  assert.deepEqual(pods.map((p) => [p.id, p.state]).sort(), [[pod, 'SANDBOX_READY'], [doomedPod, 'SANDBOX_NOTREADY']].sort());
+  const states = Object.fromEntries((await call(rt, 'ListContainers', { filter: null })).containers.map((c) => [c.metadata?.name, c.state]));
+  assert.deepEqual(states, { ticker: 'CONTAINER_RUNNING', quitter: 'CONTAINER_EXITED', done: 'CONTAINER_EXITED', fresh: 'CONTAINER_CREATED', victim: 'CONTAINER_EXITED' });
+
+  const q = (await call(rt, 'ContainerStatus', { container_id: quitter, verbose: false })).status!;
+  assert.equal(q.exit_code, 5, 'the exit that happened while the daemon was away');
+  assert.equal(q.reason, 'Error');
+  // Not asserted: output of a container that exits while the daemon is away dies with
+  // the pipe (its last open descriptor was the sandbox's), see the runtime report.
+  assert.equal((await call(rt, 'ContainerStatus', { container_id: done, verbose: false })).status?.exit_code, 0);
+  const v = (await call(rt, 'ContainerStatus', { container_id: victim, verbose: false })).status!;
+  assert.equal(v.exit_code, 255);
+  assert.equal(v.reason, 'Unknown');
+
+  // The ticker's output written while nobody read waited in the pipe: no tick is lost.
+  await eventually(async () => logLines(join(logDir, 'ticker.log')).length > ticksBefore + 20, 5000, 'ticks after the restart');
+  const ticks = logLines(join(logDir, 'ticker.log'));
+  assert.deepEqual(ticks, ticks.map((_, i) => `tick${i}`));
+
+  // A container created before the restart starts after it, with its output logged.
+  await call(rt, 'StartContainer', { container_id: fresh });
+  await eventually(async () => logLines(join(logDir, 'fresh.log')).includes('fresh-output'), 5000, 'fresh output');
+  const r = await call(rt, 'ExecSync', { container_id: ticker, cmd: ['echo', 'still-here'], timeout: 5 });
+  assert.equal(r.stdout.toString(), 'still-here\n');
+
+  // The half-made records are gone.
+  assert.equal((await readdir(join(w.stateDir, 'pods'))).includes(`${halfPod.id}.json`), false);
+  assert.equal((await readdir(join(w.stateDir, 'containers'))).includes(`${halfCtr.id}.json`), false);
+
+  await call(rt, 'StopContainer', { container_id: ticker, timeout: 0 });
+  assert.equal((await call(rt, 'ContainerStatus', { container_id: ticker, verbose: false })).status?.exit_code, 137);
+  for (const p of [pod, doomedPod]) {
+    await call(rt, 'StopPodSandbox', { pod_sandbox_id: p });
+    await call(rt, 'RemovePodSandbox', { pod_sandbox_id: p });
+  }
+  assert.deepEqual(await w.leftovers(), { netns: [], runsc: [], mounts: [] });
+});
