@@ -4,6 +4,10 @@ import { Status } from '../runtime/status.js';
 import { RuntimeConfig } from '../runtime/runtime-config.js';
 import { UpdateRuntimeConfig } from '../runtime/update-runtime-config.js';
 import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage } from '../image-store/index.js';
+import {
+  ContainerStatus, CreateContainer, ExecSync, ListContainers, ListPodSandbox, PodSandboxStatus, RemoveContainer, RemovePodSandbox,
+  ReopenContainerLog, RunPodSandbox, StartContainer, StopContainer, StopPodSandbox, UpdateContainerResources,
+} from '../runtime/index.js';
 import type { Services } from './services.js';
 
 /** Every implemented RPC, bound to the services it needs; the others answer UNIMPLEMENTED. */
@@ -18,5 +22,19 @@ export function buildHandlers(s: Services): CriHandlers {
     ImageStatus: (req) => ImageStatus(s.images, req),
     RemoveImage: (req) => RemoveImage(s.images, req),
     ImageFsInfo: (req) => ImageFsInfo(s.images, req),
+    RunPodSandbox: (req, ctx) => RunPodSandbox(s.rt, req, ctx),
+    StopPodSandbox: (req, ctx) => StopPodSandbox(s.rt, req, ctx),
+    RemovePodSandbox: (req, ctx) => RemovePodSandbox(s.rt, req, ctx),
+    PodSandboxStatus: (req, ctx) => PodSandboxStatus(s.rt, req, ctx),
+    ListPodSandbox: (req, ctx) => ListPodSandbox(s.rt, req, ctx),
+    CreateContainer: (req, ctx) => CreateContainer(s.rt, req, ctx),
+    StartContainer: (req, ctx) => StartContainer(s.rt, req, ctx),
+    StopContainer: (req, ctx) => StopContainer(s.rt, req, ctx),
+    RemoveContainer: (req, ctx) => RemoveContainer(s.rt, req, ctx),
+    ContainerStatus: (req, ctx) => ContainerStatus(s.rt, req, ctx),
+    ListContainers: (req, ctx) => ListContainers(s.rt, req, ctx),
+    UpdateContainerResources: (req, ctx) => UpdateContainerResources(s.rt, req, ctx),
+    ReopenContainerLog: (req, ctx) => ReopenContainerLog(s.rt, req, ctx),
+    ExecSync: (req, ctx) => ExecSync(s.rt, req, ctx),
   };
 }

@@ -7,6 +7,7 @@ import { Runsc } from '../runtime/runsc.js';
 import { probeRunscFeatures, type RunscFeatures } from '../runtime/runsc-features.js';
 import { ensureInfraRootfs, type InfraRootfs } from '../runtime/infra-rootfs.js';
 import type { Condition, RuntimeInfo } from '../runtime/runtime-info.js';
+import { PodRuntime } from '../runtime/index.js';
 import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
 
@@ -20,6 +21,8 @@ export interface Services {
   info: RuntimeInfo;
   images: ImageStore;
   network: NetworkManager;
+  /** Pods and containers (RuntimeService lifecycle RPCs). */
+  rt: PodRuntime;
   runsc: Runsc;
   infra: InfraRootfs;
   /** Undefined while runsc is missing or unusable (RuntimeReady=false says why). */
@@ -82,6 +85,13 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     network.close();
     throw err;
   }
+  let rt: PodRuntime;
+  try {
+    rt = await PodRuntime.open({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, logger: logger.child({ module: 'runtime' }) });
+  } catch (err) {
+    network.close();
+    throw err;
+  }
   let podCidr = '';
   const info: RuntimeInfo = {
     version: VERSION,
@@ -110,6 +120,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     info,
     images,
     network,
+    rt,
     runsc,
     infra,
     get features() {
@@ -117,6 +128,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     },
     streamUrl: '',
     async close() {
+      await rt.close();
       network.close();
     },
   };
