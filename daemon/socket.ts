@@ -3,7 +3,7 @@ import { lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Whether a live process accepts connections on the unix socket at `path`. */
-function socketAnswers(path: string): Promise<boolean> {
+export function socketAnswers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {

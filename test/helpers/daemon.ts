@@ -5,12 +5,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { createCriClients } from '../../cri-api/server.js';
+import { socketAnswers } from '../../daemon/socket.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BIN = join(REPO_ROOT, 'bin', 'gvisor-cri');
@@ -62,23 +62,12 @@ export function spawnDaemon(args: string[]): ChildProcess {
   return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 async function waitForSocket(path: string, proc: ChildProcess, timeoutMs: number, output: () => string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode} before serving:\n${output()}`);
     // Existing is not enough: a killed daemon leaves its socket behind.
-    if (await answers(path)) return;
+    if (await socketAnswers(path)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`daemon did not create ${path} within ${timeoutMs} ms:\n${output()}`);
