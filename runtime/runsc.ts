@@ -120,6 +120,8 @@ export interface StartOptions {
    * from this netns, is an empty tmpfs (gvisor.md "Kernel >= 6.x").
    */
   netnsWorkaround?: string;
+  /** --network of the sandbox being started; must match what `create` was given. */
+  network?: RunscNetwork;
   timeoutMs?: number;
 }
 
@@ -185,7 +187,7 @@ export class Runsc {
   }
 
   async start(id: string, opts: StartOptions = {}): Promise<void> {
-    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), network: opts.network, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
   }
 
   async state(id: string): Promise<RunscState> {

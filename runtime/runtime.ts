@@ -89,11 +89,6 @@ export class PodRuntime {
   readonly sandboxes: RecordStore<SandboxRecord>;
   readonly containers: RecordStore<ContainerRecord>;
   readonly driver: SandboxDriver;
-  /**
-   * Boots host-network sandboxes: `runsc start` of the infra container needs
-   * --network=host too, and the driver passes the mode to create only.
-   */
-  private readonly hostNetworkDriver: SandboxDriver;
   readonly logger: Logger;
   private readonly opts: PodRuntimeOptions;
   private readonly live = new Map<string, LiveIo>();
@@ -111,7 +106,6 @@ export class PodRuntime {
     this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox');
     this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container');
     this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
-    this.hostNetworkDriver = new SandboxDriver(new Runsc({ ...opts.runsc.options, network: 'host' }), opts.logger.child({ module: 'sandbox-driver' }));
   }
 
   /** Loads the records and rebuilds live state (recover.ts). Pods keep running across this. */
@@ -235,8 +229,7 @@ export class PodRuntime {
       etcFiles: rec.etcFiles,
       daemonOomScoreAdj: this.daemonOomScoreAdj,
     });
-    const driver = rec.hostNetwork ? this.hostNetworkDriver : this.driver;
-    rec.pid = await driver.createSandbox({
+    rec.pid = await this.driver.createSandbox({
       id: rec.id,
       bundleDir: join(dir, 'bundle'),
       spec,

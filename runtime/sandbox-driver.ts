@@ -85,7 +85,7 @@ export class SandboxDriver {
     }
     const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
     try {
-      await this.runsc.start(id, { netnsWorkaround: workaround });
+      await this.runsc.start(id, { network: input.networkMode, netnsWorkaround: workaround });
     } catch (err) {
       await this.runsc.delete([id], { force: true }).catch((e: unknown) => this.logger.warn({ err: e, sandbox: id }, 'cleaning up a sandbox that failed to start'));
       throw err;
