@@ -51,7 +51,8 @@ add_backports_source() {
   fi
 }
 
-packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar)
+# python3, make and g++ build node-pty (TTY exec) from source during npm ci.
+packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++)
 
 missing=()
 for p in "${packages[@]}"; do
