@@ -1,0 +1,196 @@
+/**
+ * The measured cases. Iterations are interleaved across contenders with the
+ * order rotated each time, so machine noise hits all alike. Every step has a
+ * time bound; every failure is recorded; a failed step skips the rest of
+ * that iteration (counted as skipped) and the contender's pods are cleared.
+ */
+import type { Contender, ContainerRef, PodRef } from './contender.js';
+import { STEP, type Recorder } from './results.js';
+
+export interface CaseOptions {
+  runs: number;
+  concurrentRuns: number;
+  warmup: number;
+  concurrentSizes: number[];
+  relistPods: number;
+  /** Pods running when the loaded memory figure is taken. */
+  memoryPods: number;
+  bigImageMiB: number;
+  /** Stops starting new iterations after this instant (ms since epoch). */
+  deadline: number;
+  /** True once the user pressed Ctrl-C. */
+  aborted: () => boolean;
+  log: (line: string) => void;
+}
+
+const STEP_LIMIT_MS = 180_000;
+
+class StepTimeout extends Error {}
+
+/** Runs `fn` with a bound; the returned promise settles by the bound even if `fn` hangs. */
+async function bounded<T>(fn: () => Promise<T>, ms = STEP_LIMIT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([fn(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new StepTimeout(`timed out after ${ms / 1000} s`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Times one step into `rec` (when `record`); undefined when it failed. */
+async function timed<T>(rec: Recorder, c: Contender, step: string, record: boolean, fn: () => Promise<T>): Promise<T | undefined> {
+  const t0 = performance.now();
+  try {
+    const v = await bounded(fn);
+    if (record) rec.sample(c.name, step, performance.now() - t0);
+    return v;
+  } catch (err) {
+    // Failures count in warm-up too: a failure is never hidden.
+    rec.failure(c.name, step, record ? err : new Error(`(warm-up) ${(err as Error).message}`));
+    return undefined;
+  }
+}
+
+const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]);
+
+function stop(opts: CaseOptions, what: string, i: number, total: number, rec: Recorder): boolean {
+  if (opts.aborted()) {
+    rec.notes.push(`${what}: interrupted after ${i} of ${total} iterations`);
+    return true;
+  }
+  if (Date.now() > opts.deadline) {
+    rec.notes.push(`${what}: time bound reached after ${i} of ${total} iterations`);
+    return true;
+  }
+  return false;
+}
+
+async function clearPods(c: Contender, log: (l: string) => void): Promise<void> {
+  await bounded(() => c.removeAllPods(), 300_000).catch((err: unknown) => log(`${c.name}: clearing pods failed: ${(err as Error).message}`));
+}
+
+/** One pod, one container: every lifecycle step in order. */
+async function lifecycleOnce(rec: Recorder, c: Contender, i: number, record: boolean, log: (l: string) => void): Promise<void> {
+  const steps = [STEP.runPod, STEP.startCtr, STEP.exec, STEP.stopCtr, STEP.stopPod];
+  const skipFrom = (k: number): void => {
+    if (record) for (const s of steps.slice(k)) rec.skipped(c.name, s);
+  };
+  const pod = await timed<PodRef>(rec, c, STEP.runPod, record, () => c.runPod(`lc-${i}`));
+  if (!pod) return skipFrom(1);
+  const ctr = await timed<ContainerRef>(rec, c, STEP.startCtr, record, () => c.startContainer(pod));
+  if (ctr) {
+    const ok = (await timed(rec, c, STEP.exec, record, () => c.exec(ctr))) !== undefined;
+    const removed = (await timed(rec, c, STEP.stopCtr, record, () => c.stopRemoveContainer(ctr))) !== undefined;
+    if (!ok || !removed) {
+      await clearPods(c, log);
+      return skipFrom(4);
+    }
+  } else {
+    await clearPods(c, log);
+    return skipFrom(2);
+  }
+  if ((await timed(rec, c, STEP.stopPod, record, () => c.stopRemovePod(pod))) === undefined) await clearPods(c, log);
+}
+
+export async function lifecycleCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
+  const cs = contenders.filter((c) => c.cases.has('lifecycle'));
+  for (let w = 0; w < opts.warmup; w++) for (const c of cs) await lifecycleOnce(rec, c, -1 - w, false, opts.log);
+  for (let i = 0; i < opts.runs; i++) {
+    if (stop(opts, 'lifecycle', i, opts.runs, rec)) return;
+    for (const c of rotate(cs, i)) await lifecycleOnce(rec, c, i, true, opts.log);
+    opts.log(`lifecycle: ${i + 1}/${opts.runs}`);
+  }
+}
+
+/** Starts `n` pods (pod + container each) at once; wall time and per-pod failures. */
+async function burst(rec: Recorder, c: Contender, n: number, iter: number, record: boolean, log: (l: string) => void): Promise<void> {
+  const step = STEP.concurrent(n);
+  const t0 = performance.now();
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, (_, k) => bounded(async () => c.startContainer(await c.runPod(`cc-${iter}-${k}`)))),
+  );
+  const wall = performance.now() - t0;
+  const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (record) {
+    rec.sample(c.name, step, wall);
+    for (const f of failed) rec.failure(c.name, step, f.reason);
+  } else {
+    for (const f of failed) rec.failure(c.name, step, new Error(`(warm-up) ${(f.reason as Error).message}`));
+  }
+  await clearPods(c, log);
+}
+
+export async function concurrentCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
+  const cs = contenders.filter((c) => c.cases.has('concurrent'));
+  const small = Math.min(...opts.concurrentSizes);
+  for (const c of cs) if (opts.warmup > 0) await burst(rec, c, small, -1, false, opts.log);
+  for (let i = 0; i < opts.concurrentRuns; i++) {
+    if (stop(opts, 'concurrent', i, opts.concurrentRuns, rec)) return;
+    for (const n of opts.concurrentSizes) for (const c of rotate(cs, i)) await burst(rec, c, n, i, true, opts.log);
+    opts.log(`concurrent: ${i + 1}/${opts.concurrentRuns}`);
+  }
+}
+
+/** Brings the contender to `target` pods (pod + container), `parallel` at a time; returns how many failed. */
+async function fillPods(c: Contender, have: number, target: number, parallel: number, rec: Recorder, step: string): Promise<number> {
+  let failed = 0;
+  for (let k = have; k < target; k += parallel) {
+    const batch = Array.from({ length: Math.min(parallel, target - k) }, (_, j) => bounded(async () => c.startContainer(await c.runPod(`rl-${k + j}`))));
+    for (const r of await Promise.allSettled(batch)) {
+      if (r.status === 'rejected') {
+        failed++;
+        rec.failure(c.name, step, new Error(`starting pods for the case: ${(r.reason as Error).message}`));
+      }
+    }
+  }
+  return failed;
+}
+
+/**
+ * Per contender in turn (holding many pods at once for all contenders would
+ * measure the machine, not the runtime): memory with `memoryPods` pods, then
+ * kubelet's relist with `relistPods` pods, `runs` times.
+ */
+export async function relistCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
+  for (const c of contenders.filter((x) => x.cases.has('relist'))) {
+    if (stop(opts, `relist/memory (${c.name})`, 0, 1, rec)) return;
+    const step = STEP.relist(opts.relistPods);
+    try {
+      const before = Math.min(opts.memoryPods, opts.relistPods);
+      await fillPods(c, 0, before, 4, rec, step);
+      await new Promise((r) => setTimeout(r, 2000));
+      const daemon = await c.daemonMemory();
+      rec.mem(c.name).loaded = { pods: before, daemon, sandboxes: await c.sandboxMemory() };
+      opts.log(`memory: ${c.name} measured with ${before} pods`);
+      const relist = c.relist?.bind(c);
+      if (!relist) continue;
+      await fillPods(c, before, opts.relistPods, 4, rec, step);
+      await bounded(relist).catch(() => undefined);
+      for (let i = 0; i < opts.runs; i++) {
+        if (opts.aborted() || Date.now() > opts.deadline) break;
+        const n = await timed(rec, c, step, true, relist);
+        if (n !== undefined && n < opts.relistPods && i === 0) rec.notes.push(`relist (${c.name}): only ${n} of ${opts.relistPods} containers were running`);
+      }
+      opts.log(`relist: ${c.name} done`);
+    } finally {
+      await clearPods(c, opts.log);
+    }
+  }
+}
+
+export async function pullCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
+  const cs = contenders.filter((c) => c.cases.has('pull') && c.pullBigImage && c.prepareColdPull);
+  const step = STEP.pull(opts.bigImageMiB);
+  for (let i = 0; i < opts.runs; i++) {
+    if (stop(opts, 'pull', i, opts.runs, rec)) return;
+    for (const c of rotate(cs, i)) {
+      const cold = await bounded(() => c.prepareColdPull!()).then(() => true, (err: unknown) => {
+        rec.failure(c.name, step, new Error(`RemoveImage before the pull: ${(err as Error).message}`));
+        return false;
+      });
+      if (cold) await timed(rec, c, step, true, () => c.pullBigImage!());
+      else rec.skipped(c.name, step);
+    }
+    opts.log(`pull: ${i + 1}/${opts.runs}`);
+  }
+}

@@ -1,0 +1,55 @@
+/** What every contender offers the cases: the same pod and container, driven its own way. */
+import type { MemoryFigure } from './procs.js';
+
+/** relist also takes the memory figures (idle ones are taken at start). */
+export type CaseName = 'lifecycle' | 'concurrent' | 'relist' | 'pull';
+export const ALL_CASES: readonly CaseName[] = ['lifecycle', 'concurrent', 'relist', 'pull'];
+
+export type ContenderName = 'raw' | 'raw-naive' | 'gvisor-cri' | 'containerd' | 'containerd-runc';
+export const ALL_CONTENDERS: readonly ContenderName[] = ['raw', 'raw-naive', 'gvisor-cri', 'containerd', 'containerd-runc'];
+
+export interface PodRef {
+  id: string;
+  name: string;
+}
+
+export interface ContainerRef {
+  id: string;
+  podId: string;
+}
+
+export interface Contender {
+  readonly name: ContenderName;
+  /** One line for tables. */
+  readonly label: string;
+  /** An unsandboxed reference row, never a target. */
+  readonly reference: boolean;
+  readonly cases: ReadonlySet<CaseName>;
+  /** Starts whatever the contender needs (daemon, network, images); throws when it cannot run at all. */
+  start(): Promise<void>;
+  runPod(name: string): Promise<PodRef>;
+  /** Create + start of the bench container (busybox, waits for SIGTERM). */
+  startContainer(pod: PodRef): Promise<ContainerRef>;
+  /** ExecSync(`true`); throws unless it exits 0. */
+  exec(ctr: ContainerRef): Promise<void>;
+  stopRemoveContainer(ctr: ContainerRef): Promise<void>;
+  stopRemovePod(pod: PodRef): Promise<void>;
+  /** kubelet's relist; resolves with the number of containers seen. */
+  relist?(): Promise<number>;
+  /** Untimed: makes the next pull cold (RemoveImage). */
+  prepareColdPull?(): Promise<void>;
+  pullBigImage?(): Promise<void>;
+  /** The contender's own processes (not its sandboxes); undefined when it has none. */
+  daemonMemory(): Promise<MemoryFigure | undefined>;
+  /** Its gVisor sandbox and gofer processes. */
+  sandboxMemory(): Promise<MemoryFigure>;
+  /** Best effort: removes every pod it still has. */
+  removeAllPods(): Promise<void>;
+  /** Stops and removes everything it made; never throws. */
+  stop(): Promise<void>;
+}
+
+/** The command of the bench container: exits promptly on SIGTERM, like a well-behaved app. */
+export const CONTAINER_ARGS = ['sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"];
+/** Grace period StopContainer gets (kubelet's default is 30 s; the container exits at once). */
+export const STOP_TIMEOUT_SEC = 10;

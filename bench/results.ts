@@ -1,0 +1,99 @@
+/** What a bench run records: samples and failures per contender and step, memory figures, and the summaries. */
+import type { ContenderName } from './contender.js';
+import type { MemoryFigure } from './procs.js';
+
+export interface StepRecord {
+  /** Latencies in ms, in the order measured. */
+  samples: number[];
+  /** One message per failed attempt (never dropped). */
+  failures: string[];
+  /** Attempts not made because an earlier step of the same iteration failed. */
+  skipped: number;
+}
+
+export interface MemoryRecord {
+  /** The contender's own processes right after start (no pods). */
+  idle?: MemoryFigure;
+  /** With `pods` pods running, each with one container. */
+  loaded?: { pods: number; daemon?: MemoryFigure; sandboxes: MemoryFigure };
+}
+
+/** How gvisor-cri compares with another contender on one step; targets are printed, never asserted. */
+export interface Target {
+  against: ContenderName;
+  /** gvisor-cri's p50 must be at most this times the other's. */
+  maxRatio: number;
+}
+
+export interface StepDef {
+  key: string;
+  targets: Target[];
+}
+
+export const STEP = {
+  runPod: 'RunPodSandbox',
+  startCtr: 'CreateContainer+StartContainer',
+  exec: 'ExecSync(true)',
+  stopCtr: 'StopContainer+RemoveContainer',
+  stopPod: 'StopPodSandbox+RemovePodSandbox',
+  concurrent: (n: number): string => `start ${n} pods concurrently (wall)`,
+  relist: (n: number): string => `relist with ${n} pods`,
+  pull: (mib: number): string => `PullImage ${mib} MiB, cold`,
+} as const;
+
+const VS_CONTAINERD: Target = { against: 'containerd', maxRatio: 0.8 };
+
+export function targetsFor(step: string): Target[] {
+  if (step === STEP.runPod || step === STEP.startCtr) return [{ against: 'raw', maxRatio: 1.1 }, VS_CONTAINERD];
+  if (step === STEP.exec) return [{ against: 'raw', maxRatio: 1.2 }, VS_CONTAINERD];
+  if (step.startsWith('PullImage')) return [{ against: 'containerd', maxRatio: 1.0 }];
+  return [VS_CONTAINERD];
+}
+
+export class Recorder {
+  readonly steps = new Map<ContenderName, Map<string, StepRecord>>();
+  readonly memory = new Map<ContenderName, MemoryRecord>();
+  /** Step names in first-seen order, for stable tables. */
+  readonly order: string[] = [];
+  readonly notes: string[] = [];
+
+  private rec(c: ContenderName, step: string): StepRecord {
+    if (!this.order.includes(step)) this.order.push(step);
+    let m = this.steps.get(c);
+    if (!m) this.steps.set(c, (m = new Map()));
+    let r = m.get(step);
+    if (!r) m.set(step, (r = { samples: [], failures: [], skipped: 0 }));
+    return r;
+  }
+
+  sample(c: ContenderName, step: string, ms: number): void {
+    this.rec(c, step).samples.push(ms);
+  }
+
+  failure(c: ContenderName, step: string, err: unknown): void {
+    const msg = err instanceof Error ? err.message : String(err);
+    this.rec(c, step).failures.push(msg.replace(/\s+/g, ' ').slice(0, 400));
+  }
+
+  skipped(c: ContenderName, step: string, n = 1): void {
+    this.rec(c, step).skipped += n;
+  }
+
+  mem(c: ContenderName): MemoryRecord {
+    let m = this.memory.get(c);
+    if (!m) this.memory.set(c, (m = {}));
+    return m;
+  }
+
+  get(c: ContenderName, step: string): StepRecord | undefined {
+    return this.steps.get(c)?.get(step);
+  }
+}
+
+/** Nearest-rank percentile of unsorted samples; undefined for none. */
+export function percentile(samples: readonly number[], p: number): number | undefined {
+  if (samples.length === 0) return undefined;
+  const sorted = [...samples].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
