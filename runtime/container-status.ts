@@ -29,7 +29,7 @@ export function linuxResources(r: ResourcesRecord): LinuxContainerResources {
   };
 }
 
-export function containerStatus(c: ContainerRecord): ContainerStatus {
+export function containerStatus(c: ContainerRecord, names: { image: string; imageRef: string }): ContainerStatus {
   return {
     id: c.id,
     metadata: { name: c.name, attempt: c.attempt },
@@ -38,8 +38,8 @@ export function containerStatus(c: ContainerRecord): ContainerStatus {
     started_at: c.startedAtNs,
     finished_at: c.finishedAtNs,
     exit_code: c.exitCode,
-    image: { image: c.image },
-    image_ref: c.imageId,
+    image: { image: names.image },
+    image_ref: names.imageRef,
     image_id: c.imageId,
     reason: c.reason,
     message: c.message,
@@ -57,7 +57,7 @@ export async function ContainerStatus(rt: PodRuntime, req: ContainerStatusReques
   const id = requireId(req.container_id, 'container_id');
   const c = rt.getContainer(id);
   if (!c) throw notFound(`container "${id}" not found`);
-  const res: ContainerStatusResponse = { status: containerStatus(c) };
+  const res: ContainerStatusResponse = { status: containerStatus(c, rt.imageNames(c)) };
   if (req.verbose) {
     const pod = rt.sandboxes.get(c.sandboxId);
     res.info = {

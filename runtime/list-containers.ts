@@ -14,12 +14,13 @@ export async function ListContainers(rt: PodRuntime, req: ListContainersRequest_
     .filter((c) => !f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
     .filter((c) => !f?.state || containerState(c) === f.state.state)
     .filter((c) => matchesLabels(c.labels, f?.label_selector))
-    .map((c) => ({
+    .map((c) => ({ c, names: rt.imageNames(c) }))
+    .map(({ c, names }) => ({
       id: c.id,
       pod_sandbox_id: c.sandboxId,
       metadata: { name: c.name, attempt: c.attempt },
-      image: { image: c.image },
-      image_ref: c.imageId,
+      image: { image: names.image },
+      image_ref: names.imageRef,
       image_id: c.imageId,
       state: containerState(c),
       created_at: c.createdAtNs,

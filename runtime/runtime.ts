@@ -327,6 +327,16 @@ export class PodRuntime {
     return c;
   }
 
+  /**
+   * A container's image as kubelet expects it named (containerd's choice): a
+   * tag rather than a bare id, and a repo digest as image_ref.
+   */
+  imageNames(c: ContainerRecord): { image: string; imageRef: string } {
+    const img = this.opts.images.resolve(c.imageId);
+    const image = c.image.startsWith('sha256:') && img?.repoTags[0] ? img.repoTags[0] : c.image;
+    return { image, imageRef: img?.repoDigests[0] ?? c.imageId };
+  }
+
   async createContainer(podId: string, config: ContainerConfig__Output): Promise<string> {
     const pod = this.getSandbox(podId);
     if (!pod) throw notFound(`pod sandbox "${podId}" not found`);
