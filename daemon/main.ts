@@ -3,6 +3,8 @@ import { ConfigError, configToToml, loadConfig, OPTIONS, parseArgs } from './con
 import { runDaemon } from './daemon.js';
 import { runCheck } from './check.js';
 import { VERSION } from './version.js';
+import { runInstall } from './install.js';
+import { runCtl } from '../ctl/index.js';
 
 const USAGE = `gvisor-cri ${VERSION}: a Kubernetes CRI runtime that runs every pod in a gVisor sandbox
 
@@ -10,6 +12,8 @@ Usage:
   gvisor-cri [daemon] [flags]   serve CRI on the unix socket
   gvisor-cri config [flags]     print the effective configuration as TOML
   gvisor-cri check [flags]      preflight checks for this node (exit 0 only if all required pass)
+  gvisor-cri ctl COMMAND ...    CRI client for operators: pods, ps, images, logs, exec... (see ctl --help)
+  gvisor-cri install [--root DIR] [--prefix DIR]   write the systemd unit and a default config
   gvisor-cri --version
 
 Flags (also settable in the config file, see README):
@@ -18,6 +22,9 @@ ${OPTIONS.filter((o) => !o.fileOnly).map((o) => `  --${o.name.padEnd(26)} ${o.do
 
 /** Exit codes: 0 ok, 1 runtime failure (or failed checks), 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
+  // ctl and install parse their own arguments: their flags are not daemon options.
+  if (argv[0] === 'ctl') return runCtl(argv.slice(1));
+  if (argv[0] === 'install') return runInstall(argv.slice(1));
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
