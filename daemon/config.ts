@@ -33,6 +33,9 @@ export interface Config {
   streamTlsKey: string;
   maxConcurrentDownloads: number;
   pullProgressTimeout: number;
+  metricsAddress: string;
+  metricsPort: number;
+  auditLog: string;
   logLevel: string;
   registries: Record<string, RegistryConfig>;
 }
@@ -54,6 +57,8 @@ export interface OptionDef {
   flagOnly?: boolean;
   /** Only settable in the config file (structured values). */
   fileOnly?: boolean;
+  /** A path option that may be empty (to turn its feature off). */
+  emptyOk?: boolean;
 }
 
 export const DEFAULT_CONFIG_PATH = '/etc/gvisor-cri/config.toml';
@@ -79,6 +84,9 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'stream-tls-key', field: 'streamTlsKey', kind: 'string', default: '', doc: 'PEM key for stream-tls-cert' },
   { name: 'max-concurrent-downloads', field: 'maxConcurrentDownloads', kind: 'int', min: 1, max: 64, default: 3, doc: 'layers of one pull downloaded at once' },
   { name: 'pull-progress-timeout', field: 'pullProgressTimeout', kind: 'int', min: 1, max: 3600, default: 60, doc: 'seconds a pull may go without receiving a byte before it is aborted' },
+  { name: 'metrics-address', field: 'metricsAddress', kind: 'address', default: '127.0.0.1', doc: 'address the Prometheus metrics endpoint (/metrics) binds' },
+  { name: 'metrics-port', field: 'metricsPort', kind: 'int', min: 0, max: 65535, default: 0, doc: 'port of the Prometheus metrics endpoint (0: no endpoint)' },
+  { name: 'audit-log', field: 'auditLog', kind: 'path', emptyOk: true, default: '/var/log/gvisor-cri/audit.log', doc: 'JSON-lines audit log of every Exec, ExecSync, Attach and PortForward request (absolute path; empty: none)' },
   { name: 'log-level', field: 'logLevel', kind: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', doc: 'daemon log level' },
   { name: 'registries', field: 'registries', kind: 'registries', default: {}, doc: 'per-registry-host table: mirrors, insecure, ca_file (see "Registries")', fileOnly: true },
 ];
@@ -109,7 +117,7 @@ function checkValue(o: OptionDef, raw: unknown, where: string): Config[keyof Con
     case 'address':
     case 'enum': {
       if (typeof raw !== 'string') return bad(`expected a string, got ${JSON.stringify(raw)}`);
-      if (o.kind === 'path' && !raw.startsWith('/')) return bad(`must be an absolute path, got "${raw}"`);
+      if (o.kind === 'path' && !raw.startsWith('/') && !(o.emptyOk && raw === '')) return bad(`must be an absolute path, got "${raw}"`);
       if (o.kind === 'enum' && !o.choices!.includes(raw)) return bad(`must be one of ${o.choices!.join(', ')}, got "${raw}"`);
       if (o.kind === 'address' && isIP(raw) === 0 && raw !== 'localhost') return bad(`must be an IP address, got "${raw}"`);
       return raw;

@@ -7,11 +7,29 @@ import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage } from '..
 import {
   ContainerStatus, CreateContainer, ExecSync, ListContainers, ListPodSandbox, PodSandboxStatus, RemoveContainer, RemovePodSandbox,
   ReopenContainerLog, RunPodSandbox, StartContainer, StopContainer, StopPodSandbox, UpdateContainerResources,
+  ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, GetContainerEvents,
 } from '../runtime/index.js';
 import type { Services } from './services.js';
+import { instrumentHandlers } from './metrics.js';
+import { auditHandlers } from './audit.js';
 
-/** Every implemented RPC, bound to the services it needs; the others answer UNIMPLEMENTED. */
+/**
+ * Every implemented RPC, bound to the services it needs; the others answer
+ * UNIMPLEMENTED. ListMetricDescriptors/ListPodSandboxMetrics stay
+ * unimplemented: runsc's export-metrics describes the sentry (syscalls, fs,
+ * netstack counters), not the cAdvisor-named container metrics kubelet asks for.
+ * Every RPC is counted in the metrics; Exec, ExecSync, Attach and
+ * PortForward are also written to the audit log.
+ */
 export function buildHandlers(s: Services): CriHandlers {
+  const audited = auditHandlers(bindHandlers(s), s.audit, {
+    container: (id) => s.rt.getContainer(id),
+    pod: (id) => s.rt.getSandbox(id),
+  });
+  return instrumentHandlers(audited, s.metrics, (ref) => s.images.resolve(ref)?.size);
+}
+
+function bindHandlers(s: Services): CriHandlers {
   return {
     Version: (req) => Version(s.info, req),
     Status: (req) => Status(s.info, req),
@@ -36,5 +54,10 @@ export function buildHandlers(s: Services): CriHandlers {
     UpdateContainerResources: (req, ctx) => UpdateContainerResources(s.rt, req, ctx),
     ReopenContainerLog: (req, ctx) => ReopenContainerLog(s.rt, req, ctx),
     ExecSync: (req, ctx) => ExecSync(s.rt, req, ctx),
+    ContainerStats: (req, ctx) => ContainerStats(s.rt, req, ctx),
+    ListContainerStats: (req, ctx) => ListContainerStats(s.rt, req, ctx),
+    PodSandboxStats: (req, ctx) => PodSandboxStats(s.rt, req, ctx),
+    ListPodSandboxStats: (req, ctx) => ListPodSandboxStats(s.rt, req, ctx),
+    GetContainerEvents: (req, send, ctx) => GetContainerEvents(s.rt, req, send, ctx),
   };
 }

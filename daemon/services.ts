@@ -10,6 +10,8 @@ import type { Condition, RuntimeInfo } from '../runtime/runtime-info.js';
 import { PodRuntime } from '../runtime/index.js';
 import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
+import { DaemonMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
+import { AuditLog } from './audit.js';
 
 /** Runtime handler names we serve: the default one and an explicit "runsc" for RuntimeClass. */
 export const RUNTIME_HANDLERS = ['', 'runsc'] as const;
@@ -28,10 +30,14 @@ export interface Services {
   /** Undefined while runsc is missing or unusable (RuntimeReady=false says why). */
   features: RunscFeatures | undefined;
   streamUrl: string;
+  metrics: DaemonMetrics;
+  /** The /metrics endpoint; undefined unless metrics-port is set. */
+  metricsServer: MetricsServer | undefined;
+  audit: AuditLog;
   close(): Promise<void>;
 }
 
-export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>): Runsc {
+export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>, onCommand?: (subcommand: string, ms: number, ok: boolean) => void): Runsc {
   const overlay = config.overlayMedium === 'memory' ? 'root:memory' : `root:dir=${join(config.runDir, 'overlay')}`;
   return new Runsc({
     binary: config.runsc,
@@ -40,6 +46,7 @@ export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay
     overlay2: features === undefined || features.overlay2 ? overlay : undefined,
     ociSeccomp: features?.ociSeccomp ?? false,
     extraFlags: config.runscExtraFlags,
+    onCommand,
   });
 }
 
@@ -62,7 +69,8 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const infra = await ensureInfraRootfs(config.stateDir);
   let probe = await probeRuntime(config, infra, logger);
   if (!probe.condition.ready) logger.warn({ reason: probe.condition.reason, message: probe.condition.message }, 'runtime not ready');
-  const runsc = runscFor(config, probe.features);
+  const metrics = new DaemonMetrics();
+  const runsc = runscFor(config, probe.features, metrics.observeRunsc);
   const network = await NetworkManager.open({
     confDir: config.cniConfDir,
     binDirs: config.cniBinDirs,
@@ -89,6 +97,17 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   try {
     rt = await PodRuntime.open({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
+    network.close();
+    throw err;
+  }
+  metrics.watch(rt);
+  let audit: AuditLog;
+  let metricsServer: MetricsServer | undefined;
+  try {
+    audit = await AuditLog.open(config.auditLog, logger.child({ module: 'audit' }));
+    if (config.metricsPort > 0) metricsServer = await startMetricsServer(metrics, config.metricsAddress, config.metricsPort, logger.child({ module: 'metrics' }));
+  } catch (err) {
+    await rt.close();
     network.close();
     throw err;
   }
@@ -127,9 +146,14 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
       return probe.features;
     },
     streamUrl: '',
+    metrics,
+    metricsServer,
+    audit,
     async close() {
+      await metricsServer?.close();
       await rt.close();
       network.close();
+      await audit.close();
     },
   };
 }

@@ -26,6 +26,8 @@ export interface RunscOptions {
   extraFlags?: readonly string[];
   /** Timeout of ordinary (non-waiting) calls, in ms. */
   timeoutMs?: number;
+  /** Told of every finished runsc call (metrics): subcommand, wall time, success. */
+  onCommand?: (subcommand: string, ms: number, ok: boolean) => void;
 }
 
 /** Host file descriptors given to runsc as the container's stdio. */
@@ -333,8 +335,10 @@ export class Runsc {
       cancelSignal: opts.cancelSignal,
       maxBuffer: 16 * 1024 * 1024,
     };
+    const started = performance.now();
     const r = await execa(file, argv, options);
     const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+    this.options.onCommand?.(subcommand, performance.now() - started, !r.timedOut && !r.isCanceled && (r.exitCode === 0 || (subcommand === 'wait' && stdout.trim() !== '')));
     let stderr = typeof r.stderr === 'string' ? r.stderr : '';
     if (errLog) {
       stderr = `${stderr}\n${await readErrorLog(errLog)}`;

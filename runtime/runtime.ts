@@ -26,6 +26,9 @@ import { isGone, Runsc } from './runsc.js';
 import { SandboxDriver, type ExecSyncResult } from './sandbox-driver.js';
 import { nowNs, RecordStore, type ContainerRecord, type SandboxRecord } from './store.js';
 import { recoverState } from './recover.js';
+import { StatsCollector } from './stats.js';
+import { containerEvent, EventBus, type ContainerEventType } from './events.js';
+import { containerStatus } from './container-status.js';
 
 export interface PodRuntimeOptions {
   /** Records live under <stateDir>/pods and <stateDir>/containers. */
@@ -90,6 +93,10 @@ export class PodRuntime {
   readonly containers: RecordStore<ContainerRecord>;
   readonly driver: SandboxDriver;
   readonly logger: Logger;
+  /** Usage statistics (ContainerStats & co). */
+  readonly stats: StatsCollector;
+  /** Container and pod lifecycle events (GetContainerEvents). */
+  readonly events: EventBus;
   private readonly opts: PodRuntimeOptions;
   private readonly live = new Map<string, LiveIo>();
   private readonly waiters = new Map<string, Waiter>();
@@ -106,6 +113,14 @@ export class PodRuntime {
     this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox');
     this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container');
     this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
+    const overlay = opts.runsc.options.overlay2 ?? '';
+    this.stats = new StatsCollector({
+      runsc: opts.runsc,
+      source: this,
+      writableLayerMountpoint: overlay.startsWith('root:dir=') ? overlay.slice('root:dir='.length) : opts.runDir,
+      logger: opts.logger.child({ module: 'stats' }),
+    });
+    this.events = new EventBus(opts.logger.child({ module: 'events' }));
   }
 
   /** Loads the records and rebuilds live state (recover.ts). Pods keep running across this. */
@@ -122,6 +137,7 @@ export class PodRuntime {
   /** Stops waiting and reading; leaves every pod and container running. */
   async close(): Promise<void> {
     this.closed = true;
+    this.events.close();
     const waiters = [...this.waiters.values()];
     for (const w of waiters) w.controller.abort();
     await Promise.allSettled(waiters.map((w) => w.done));
@@ -194,6 +210,9 @@ export class PodRuntime {
         throw wrapError(err, `run pod sandbox ${meta.namespace}/${meta.name}`);
       }
       this.logger.info({ pod: podLabel(rec), ips: rec.ips, hostNetwork: rec.hostNetwork }, 'pod sandbox ready');
+      // As containerd: the sandbox's own events carry its id as container_id.
+      this.emit('CONTAINER_CREATED_EVENT', rec.id, rec);
+      this.emit('CONTAINER_STARTED_EVENT', rec.id, rec);
       return rec.id;
     });
   }
@@ -281,6 +300,7 @@ export class PodRuntime {
       rec.phase = 'notready';
       await this.sandboxes.put(rec);
       this.logger.info({ pod: podLabel(rec) }, 'pod sandbox stopped');
+      this.emit('CONTAINER_STOPPED_EVENT', rec.id, rec);
     }
   }
 
@@ -302,6 +322,7 @@ export class PodRuntime {
       await rm(this.podDir(rec.id), { recursive: true, force: true });
       await this.sandboxes.delete(rec.id);
       this.logger.info({ pod: podLabel(rec) }, 'pod sandbox removed');
+      this.emit('CONTAINER_DELETED_EVENT', rec.id, rec);
     });
   }
 
@@ -445,6 +466,7 @@ export class PodRuntime {
         throw wrapError(err, ctx);
       }
       this.logger.info({ container: id, name, pod: podLabel(pod), image: imageName }, 'container created');
+      this.emit('CONTAINER_CREATED_EVENT', id, pod);
       return id;
     });
   }
@@ -479,6 +501,7 @@ export class PodRuntime {
       await this.containers.put(c);
       this.startWaiter(c);
       this.logger.info({ container: c.id, name: c.name }, 'container started');
+      this.emit('CONTAINER_STARTED_EVENT', c.id, c.sandboxId);
     });
   }
 
@@ -537,6 +560,7 @@ export class PodRuntime {
     await this.opts.images.release(c.id);
     await this.containers.delete(c.id);
     this.logger.info({ container: c.id, name: c.name }, 'container removed');
+    this.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);
   }
 
   /**
@@ -675,7 +699,16 @@ export class PodRuntime {
     c.message = message;
     if (this.containers.get(c.id)) await this.containers.put(c);
     this.logger.info({ container: c.id, name: c.name, exitCode, reason: c.reason }, 'container exited');
+    this.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId);
     await this.closeIo(c.id, true);
+  }
+
+  /** Publishes a lifecycle event with the pod's and its containers' status as they are now. */
+  private emit(type: ContainerEventType, id: string, pod: SandboxRecord | string): void {
+    const sandbox = typeof pod === 'string' ? this.sandboxes.get(pod) : pod;
+    if (!sandbox) return;
+    const members = this.containers.list().filter((x) => x.sandboxId === sandbox.id && x.phase !== 'creating');
+    this.events.publish(containerEvent(type, id, sandbox, members.map((x) => containerStatus(x, this.imageNames(x))), nowNs()));
   }
 
   logOnce(message: string): void {
