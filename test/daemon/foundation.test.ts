@@ -147,7 +147,8 @@ test('`gvisor-cri check` fails with a hint when --runsc points to a missing file
   assert.match(r.stdout, /^FAIL {2}runsc binary/m);
   assert.match(r.stdout, /hint: install runsc from bookworm-backports/);
   const j = await runCli([...args, '--json']);
-  assert.equal(j.code, 1);
+  assert.equal(j.code, 1, j.stderr);
+  assert.ok(j.stdout.startsWith('{'), `no JSON on stdout; stderr: ${j.stderr}`);
   const parsed = JSON.parse(j.stdout) as { ok: boolean; checks: { name: string; ok: boolean; required: boolean; hint: string }[] };
   assert.equal(parsed.ok, false);
   const bin = parsed.checks.find((c) => c.name === 'runsc binary')!;

@@ -74,7 +74,8 @@ test('exit code, reason and timestamps of a failing container', async () => {
   assert.ok(BigInt(s.created_at) <= BigInt(s.started_at));
   assert.ok(BigInt(s.started_at) < BigInt(s.finished_at));
   assert.equal(s.image?.image, w.image);
-  assert.match(s.image_ref, /^sha256:/);
+  assert.match(s.image_ref, /\/cri\/busybox@sha256:[0-9a-f]{64}$/);
+  assert.match(s.image_id, /^sha256:/);
   assert.equal(s.log_path, join(podLogDir, 'fails.log'));
   // An exited container cannot start again or exec.
   await assert.rejects(call(w.rt, 'StartContainer', { container_id: id }), { code: 9 });
