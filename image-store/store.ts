@@ -238,6 +238,11 @@ export class ImageStore {
     });
   }
 
+  /** Everyone holding an image's snapshots, so a restarted runtime can let go of holders it no longer knows. */
+  holderIds(): string[] {
+    return [...this.holders.keys()];
+  }
+
   async release(holder: string): Promise<void> {
     await this.locked(async () => {
       if (!this.holders.delete(holder)) return;

@@ -5,6 +5,7 @@
  * network module drop what no pod owns any more.
  */
 import type { Logger } from '../cri-api/logger.js';
+import type { ImageStore } from '../image-store/index.js';
 import type { NetworkManager } from '../network/index.js';
 import type { PodRuntime } from './runtime.js';
 import { UNKNOWN_EXIT_CODE } from './runtime.js';
@@ -13,6 +14,7 @@ import type { Runsc, RunscListEntry } from './runsc.js';
 export interface RecoverDeps {
   runsc: Runsc;
   network: NetworkManager;
+  images: ImageStore;
   logger: Logger;
 }
 
@@ -80,7 +82,14 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
     await rt.driver.removeContainer(id).catch((err: unknown) => log.error({ err, id }, 'removing orphan runsc state failed'));
   }
 
-  // 5. Networks of pods that no longer exist.
+  // 5. Image holds of containers that no longer exist (a crash between releasing and forgetting one).
+  const containerIds = new Set(rt.containers.list().map((c) => c.id));
+  for (const holder of deps.images.holderIds().filter((h) => !containerIds.has(h))) {
+    log.info({ holder }, 'releasing the image hold of a container that no longer exists');
+    await deps.images.release(holder).catch((err: unknown) => log.error({ err, holder }, 'releasing an orphan image hold failed'));
+  }
+
+  // 6. Networks of pods that no longer exist.
   await deps.network.recover(new Set(rt.sandboxes.list().map((s) => s.id)));
   log.info({ pods: rt.sandboxes.list().length, containers: rt.containers.list().length }, 'runtime state recovered');
 }

@@ -130,7 +130,7 @@ export class PodRuntime {
     await mkdir(opts.runsc.options.root, { recursive: true, mode: 0o700 });
     await rt.sandboxes.load(opts.logger);
     await rt.containers.load(opts.logger);
-    await recoverState(rt, { runsc: opts.runsc, network: opts.network, logger: opts.logger });
+    await recoverState(rt, { runsc: opts.runsc, network: opts.network, images: opts.images, logger: opts.logger });
     return rt;
   }
 
