@@ -37,17 +37,19 @@ async function bounded<T>(fn: () => Promise<T>, ms = STEP_LIMIT_MS): Promise<T> 
   }
 }
 
-/** Times one step into `rec` (when `record`); undefined when it failed. */
-async function timed<T>(rec: Recorder, c: Contender, step: string, record: boolean, fn: () => Promise<T>): Promise<T | undefined> {
+type Outcome<T> = { ok: true; value: T } | { ok: false };
+
+/** Times one step into `rec` (when `record`). */
+async function timed<T>(rec: Recorder, c: Contender, step: string, record: boolean, fn: () => Promise<T>): Promise<Outcome<T>> {
   const t0 = performance.now();
   try {
-    const v = await bounded(fn);
+    const value = await bounded(fn);
     if (record) rec.sample(c.name, step, performance.now() - t0);
-    return v;
+    return { ok: true, value };
   } catch (err) {
     // Failures count in warm-up too: a failure is never hidden.
     rec.failure(c.name, step, record ? err : new Error(`(warm-up) ${(err as Error).message}`));
-    return undefined;
+    return { ok: false };
   }
 }
 
@@ -76,20 +78,20 @@ async function lifecycleOnce(rec: Recorder, c: Contender, i: number, record: boo
     if (record) for (const s of steps.slice(k)) rec.skipped(c.name, s);
   };
   const pod = await timed<PodRef>(rec, c, STEP.runPod, record, () => c.runPod(`lc-${i}`));
-  if (!pod) return skipFrom(1);
-  const ctr = await timed<ContainerRef>(rec, c, STEP.startCtr, record, () => c.startContainer(pod));
-  if (ctr) {
-    const ok = (await timed(rec, c, STEP.exec, record, () => c.exec(ctr))) !== undefined;
-    const removed = (await timed(rec, c, STEP.stopCtr, record, () => c.stopRemoveContainer(ctr))) !== undefined;
-    if (!ok || !removed) {
-      await clearPods(c, log);
-      return skipFrom(4);
-    }
-  } else {
+  if (!pod.ok) return skipFrom(1);
+  const ctr = await timed<ContainerRef>(rec, c, STEP.startCtr, record, () => c.startContainer(pod.value));
+  if (!ctr.ok) {
     await clearPods(c, log);
     return skipFrom(2);
   }
-  if ((await timed(rec, c, STEP.stopPod, record, () => c.stopRemovePod(pod))) === undefined) await clearPods(c, log);
+  const execed = await timed(rec, c, STEP.exec, record, () => c.exec(ctr.value));
+  const removed = await timed(rec, c, STEP.stopCtr, record, () => c.stopRemoveContainer(ctr.value));
+  // The pod teardown is only comparable with its container gone.
+  if (!execed.ok || !removed.ok) {
+    await clearPods(c, log);
+    return skipFrom(4);
+  }
+  if (!(await timed(rec, c, STEP.stopPod, record, () => c.stopRemovePod(pod.value))).ok) await clearPods(c, log);
 }
 
 export async function lifecycleCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
@@ -168,8 +170,9 @@ export async function relistCase(rec: Recorder, contenders: readonly Contender[]
       await bounded(relist).catch(() => undefined);
       for (let i = 0; i < opts.runs; i++) {
         if (opts.aborted() || Date.now() > opts.deadline) break;
-        const n = await timed(rec, c, step, true, relist);
-        if (n !== undefined && n < opts.relistPods && i === 0) rec.notes.push(`relist (${c.name}): only ${n} of ${opts.relistPods} containers were running`);
+        const r = await timed(rec, c, step, true, relist);
+        const n = r.ok ? r.value : opts.relistPods;
+        if (n < opts.relistPods && i === 0) rec.notes.push(`relist (${c.name}): only ${n} of ${opts.relistPods} containers were running`);
       }
       opts.log(`relist: ${c.name} done`);
     } finally {
