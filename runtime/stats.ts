@@ -193,7 +193,10 @@ export class StatsCollector {
       interfaces: (d.network_interfaces ?? []).map((n) => ({ name: n.Name, rxBytes: n.RxBytes, rxErrors: n.RxErrors, txBytes: n.TxBytes, txErrors: n.TxErrors })),
     };
     const prev = this.previous.get(id);
-    if (prev && s.timestampNs > prev.timestampNs && s.cpuNs >= prev.cpuNs) {
+    if (prev && s.timestampNs > prev.timestampNs) {
+      // runsc's figure for a mostly blocked container can dip by a few ms
+      // between samples; CRI's counter is cumulative, so it never goes back.
+      if (s.cpuNs < prev.cpuNs) s.cpuNs = prev.cpuNs;
       s.nanoCores = ((s.cpuNs - prev.cpuNs) * 1_000_000_000n) / (s.timestampNs - prev.timestampNs);
     }
     this.previous.set(id, s);
