@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CONTAINER_ARGS, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
+import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
 import { CriClient } from './cri-client.js';
 import type { BenchImages } from './env.js';
 import type { MemoryFigure } from './procs.js';
@@ -141,7 +141,7 @@ export class CriContender implements Contender {
   async removeAllPods(): Promise<void> {
     if (!this.client) return;
     const res = await this.cri.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', { filter: { label_selector: { [LABEL]: this.name } } }, 30_000).catch(() => ({ items: [] }));
-    for (const p of res.items) await this.stopRemovePod({ id: p.id, name: '' }).catch(() => undefined);
+    await forEachLimited(res.items, 4, (p) => this.stopRemovePod({ id: p.id, name: '' }));
   }
 
   async stop(): Promise<void> {

@@ -14,7 +14,7 @@ import { silentLogger } from '../cri-api/logger.js';
 import { NetworkManager, writePodFiles } from '../network/index.js';
 import { ensureInfraRootfs, isGone, probeRunscFeatures, Runsc, SandboxDriver, type InfraRootfs, type RunscFeatures } from '../runtime/index.js';
 import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from '../runtime/oci-spec.js';
-import { CONTAINER_ARGS, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
+import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
 import { benchConflist, type BenchEnv } from './env.js';
 import { memoryOf, processTable, sandboxProcessesOf, type MemoryFigure } from './procs.js';
 
@@ -47,7 +47,8 @@ export class RawContender implements Contender {
     const naive = name === 'raw-naive';
     this.label = naive ? 'raw runsc, naive teardown' : 'raw runsc (floor)';
     // The naive variant only differs in teardown: it joins the lifecycle case alone.
-    this.cases = new Set<CaseName>(naive ? ['lifecycle'] : ['lifecycle', 'concurrent']);
+    // In the relist case raw only gives its sandboxes' memory (it has nothing to relist).
+    this.cases = new Set<CaseName>(naive ? ['lifecycle'] : ['lifecycle', 'concurrent', 'relist']);
     this.dir = join(env.dir, naive ? 'raw-naive' : 'raw');
   }
 
@@ -153,11 +154,11 @@ export class RawContender implements Contender {
   }
 
   async removeAllPods(): Promise<void> {
-    for (const p of [...this.pods.values()]) {
+    await forEachLimited([...this.pods.values()], 4, async (p) => {
       await this.driver.stopSandbox(p.ref.id, [...p.containers]).catch(() => undefined);
       await this.network?.teardown(p.ref.id).catch(() => undefined);
       this.pods.delete(p.ref.id);
-    }
+    });
   }
 
   async stop(): Promise<void> {

@@ -53,3 +53,15 @@ export interface Contender {
 export const CONTAINER_ARGS = ['sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"];
 /** Grace period StopContainer gets (kubelet's default is 30 s; the container exits at once). */
 export const STOP_TIMEOUT_SEC = 10;
+
+/** Runs `fn` over `items`, at most `limit` at a time; never rejects (cleanup helper). */
+export async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++];
+      await fn(item).catch(() => undefined);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}

@@ -60,9 +60,10 @@ export function isSandboxProcess(p: ProcInfo): boolean {
   return a0 === 'runsc-sandbox' || a0 === 'runsc-gofer' || (a0.endsWith('runsc') && (p.argv.includes('boot') || p.argv.includes('gofer')));
 }
 
-/** Sandbox processes of the runsc state root `root`. */
+/** Sandbox processes of the runsc state root `root` or a root below it (containerd's shim appends the namespace). */
 export function sandboxProcessesOf(table: readonly ProcInfo[], root: string): ProcInfo[] {
-  return table.filter((p) => isSandboxProcess(p) && (p.argv.includes(`--root=${root}`) || p.argv.join(' ').includes(`--root ${root}`)));
+  const under = (r: string): boolean => r === root || r.startsWith(`${root}/`);
+  return table.filter((p) => isSandboxProcess(p) && p.argv.some((a, i) => (a.startsWith('--root=') && under(a.slice(7))) || (a === '--root' && under(p.argv[i + 1] ?? ''))));
 }
 
 async function kib(path: string, field: string): Promise<number> {
