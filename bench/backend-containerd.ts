@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { CriBackend } from './contender-cri.js';
 import { waitForSocket } from './cri-client.js';
 import { benchConflist, type BenchEnv } from './env.js';
-import { descendants, isSandboxProcess, memoryOf, processTable, sandboxProcessesOf, terminate, type MemoryFigure } from './procs.js';
+import { helpersBelow, memoryOf, processTable, sandboxProcessesOf, terminate, type MemoryFigure } from './procs.js';
 import { apt } from './tools.js';
 
 const ADAPTER = fileURLToPath(new URL('../../bench/containerd-runsc-adapter', import.meta.url));
@@ -138,7 +138,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   async daemonMemory(): Promise<MemoryFigure> {
     const table = await processTable();
     const roots = table.filter((p) => p.pid === this.proc?.pid || (p.argv.some((a) => a.includes('containerd-shim')) && p.argv.includes(this.socket))).map((p) => p.pid);
-    return memoryOf(descendants(table, roots).filter((p) => !isSandboxProcess(p)));
+    return memoryOf(helpersBelow(table, roots));
   }
 
   async sandboxMemory(): Promise<MemoryFigure> {

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { CriBackend } from './contender-cri.js';
 import { waitForSocket } from './cri-client.js';
 import { benchConflist, type BenchEnv } from './env.js';
-import { descendants, isSandboxProcess, memoryOf, processTable, sandboxProcessesOf, terminate, type MemoryFigure } from './procs.js';
+import { helpersBelow, memoryOf, processTable, sandboxProcessesOf, terminate, type MemoryFigure } from './procs.js';
 
 const BIN = fileURLToPath(new URL('../../bin/gvisor-cri', import.meta.url));
 
@@ -63,7 +63,7 @@ export class GvisorCriBackend implements CriBackend {
   async daemonMemory(): Promise<MemoryFigure> {
     const table = await processTable();
     // The node process and its helpers (e.g. one `runsc wait` per container), not the sandboxes.
-    const own = this.proc?.pid ? descendants(table, [this.proc.pid]).filter((p) => !isSandboxProcess(p)) : [];
+    const own = this.proc?.pid ? helpersBelow(table, [this.proc.pid]) : [];
     return memoryOf(own);
   }
 

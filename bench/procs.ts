@@ -18,6 +18,8 @@ export interface MemoryFigure {
   /** Sum of Pss (shared pages split between their users): the fairer sum. */
   pssBytes: number;
   processes: number;
+  /** How many processes of each program (argv[0] base name, runsc subcommand) were counted. */
+  programs: Record<string, number>;
 }
 
 export async function processTable(): Promise<ProcInfo[]> {
@@ -60,10 +62,21 @@ export function isSandboxProcess(p: ProcInfo): boolean {
   return a0 === 'runsc-sandbox' || a0 === 'runsc-gofer' || (a0.endsWith('runsc') && (p.argv.includes('boot') || p.argv.includes('gofer')));
 }
 
-/** Sandbox processes of the runsc state root `root` or a root below it (containerd's shim appends the namespace). */
+/**
+ * Sandbox processes of the runsc state root `root` or a root below it
+ * (containerd's shim appends the namespace), with their children (systrap's
+ * stub processes, which have no argv).
+ */
 export function sandboxProcessesOf(table: readonly ProcInfo[], root: string): ProcInfo[] {
   const under = (r: string): boolean => r === root || r.startsWith(`${root}/`);
-  return table.filter((p) => isSandboxProcess(p) && p.argv.some((a, i) => (a.startsWith('--root=') && under(a.slice(7))) || (a === '--root' && under(p.argv[i + 1] ?? ''))));
+  const tops = table.filter((p) => isSandboxProcess(p) && p.argv.some((a, i) => (a.startsWith('--root=') && under(a.slice(7))) || (a === '--root' && under(p.argv[i + 1] ?? ''))));
+  return descendants(table, tops.map((p) => p.pid));
+}
+
+/** `roots` and every process below them, leaving out sandbox processes and everything below those. */
+export function helpersBelow(table: readonly ProcInfo[], roots: readonly number[]): ProcInfo[] {
+  const sandboxTrees = new Set(descendants(table, table.filter(isSandboxProcess).map((p) => p.pid)).map((p) => p.pid));
+  return descendants(table, roots).filter((p) => !sandboxTrees.has(p.pid));
 }
 
 async function kib(path: string, field: string): Promise<number> {
@@ -79,11 +92,15 @@ async function kib(path: string, field: string): Promise<number> {
 export async function memoryOf(procs: readonly ProcInfo[]): Promise<MemoryFigure> {
   let rssBytes = 0;
   let pssBytes = 0;
+  const programs: Record<string, number> = {};
   for (const p of procs) {
+    const base = (p.argv[0] ?? '?').split('/').pop() ?? '?';
+    const name = base === 'runsc' ? `runsc ${p.argv.find((a, i) => i > 0 && !a.startsWith('-') && !p.argv[i - 1].match(/^--(root|log|log-format)$/)) ?? ''}` : base;
+    programs[name] = (programs[name] ?? 0) + 1;
     rssBytes += await kib(`/proc/${p.pid}/status`, 'VmRSS');
     pssBytes += await kib(`/proc/${p.pid}/smaps_rollup`, 'Pss');
   }
-  return { rssBytes, pssBytes, processes: procs.length };
+  return { rssBytes, pssBytes, processes: procs.length, programs };
 }
 
 export function isAlive(pid: number): boolean {
