@@ -8,9 +8,9 @@
  * - cpu.usage.total: nanoseconds of CPU the sentry charged to the container's
  *   tasks (cumulative). Exec'd processes count to their container.
  * - memory.usage.usage: gVisor has no per-container memory accounting. With
- *   one container the sandbox total is its own; with more, runsc reports 0
- *   for the root (infra) container and splits the sandbox total equally
- *   among the others. Container memory is therefore runsc's equal share;
+ *   only the root (infra) container the sandbox total is its own; with app
+ *   containers, runsc reports 0 for the root and splits the sandbox total
+ *   equally among the created and running ones. Container memory is therefore runsc's equal share;
  *   pod memory is the sandbox total. runsc reports no inactive_file and no
  *   RSS, so working set = usage and rss_bytes is left unset.
  * - pids.current: tasks of the container.
@@ -127,10 +127,12 @@ export class StatsCollector {
     const live = running.flatMap((c, i) => (samples[i] ? [{ c, s: samples[i] }] : []));
     const ts = root.timestampNs;
     const cpuNs = live.reduce((sum, x) => sum + x.s.cpuNs, root.cpuNs);
-    // runsc splits the sandbox total equally among every app container it
-    // still holds (exited ones too, until removed); undo that split.
-    const appContainers = members.length;
-    const memory = appContainers === 0 || live.length === 0 ? root.memoryBytes : live[0]!.s.memoryBytes * appContainers;
+    // runsc splits the sandbox total equally among its created and running
+    // app containers (checked against runsc 20240729; exited ones are not
+    // counted); undo that split. With none, the root container has it all.
+    const counted = members.filter((c) => c.phase === 'created' || c.phase === 'running');
+    const share = live[0]?.s ?? (counted[0] ? await this.sample(counted[0].id) : undefined);
+    const memory = counted.length === 0 ? root.memoryBytes : (share?.memoryBytes ?? 0) * counted.length;
     const prev = this.podPrevious.get(pod.id);
     this.podPrevious.set(pod.id, { timestampNs: ts, cpuNs });
     // A container that exited takes its CPU with it: no rate across such a drop.

@@ -128,4 +128,16 @@ test('lists honour the filters and skip what does not run', async () => {
   await assert.rejects(containerStats(burner), (err: { code?: number; message: string }) => err.code === 5 && /exited/.test(err.message));
   await assert.rejects(containerStats('0123456789ab'), (err: { code?: number }) => err.code === 5);
   await assert.rejects(podStats('0123456789ab'), (err: { code?: number }) => err.code === 5);
+  const podAfter = await podStats(pod);
+  const idleAfter = podAfter.linux!.containers.find((c) => c.attributes?.id === idle)!;
+  assert.equal(n(podAfter.linux?.memory?.usage_bytes), n(idleAfter.memory?.usage_bytes), 'an exited container no longer takes a share of the sandbox memory');
+});
+
+test('a stopped pod has no stats', async () => {
+  await call(w.rt, 'StopPodSandbox', { pod_sandbox_id: pod });
+  await assert.rejects(podStats(pod), (err: { code?: number; message: string }) => err.code === 5 && /not ready/.test(err.message));
+  const pods = await rpc<{ stats: PodSandboxStats__Output[] }>('ListPodSandboxStats', ListPodSandboxStats, {});
+  assert.deepEqual(pods.stats, []);
+  const ctrs = await rpc<{ stats: ContainerStats__Output[] }>('ListContainerStats', ListContainerStats, {});
+  assert.deepEqual(ctrs.stats, []);
 });
