@@ -219,7 +219,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     const stamp = info.startedAt.replace(/[:.]/g, '-');
     await writeFile(join(dir, `${stamp}.json`), JSON.stringify(jsonDocument(rec, shown, m, info), null, 2) + '\n');
     await writeFile(join(dir, `${stamp}.md`), md);
-    await writeFile(join(dir, `${stamp}.svg`), renderSvg(rec, shown, `gvisor-cri bench ${info.startedAt} — ${machineLine(m)}`));
+    await writeFile(join(dir, `${stamp}.svg`), renderSvg(rec, shown, `gvisor-cri bench ${info.startedAt}`, machineLine(m)));
     console.log('\n' + md);
     log(`results: ${join(dir, stamp)}.{json,md,svg}`);
     return interrupted ? 130 : 0;

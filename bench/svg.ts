@@ -22,9 +22,9 @@ function niceMax(v: number): number {
 
 const fmt = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(ms >= 10_000 ? 0 : 1)} s` : `${ms.toFixed(0)} ms`);
 
-export function renderSvg(rec: Recorder, contenders: readonly Contender[], title: string): string {
+export function renderSvg(rec: Recorder, contenders: readonly Contender[], title: string, subtitle: string): string {
   const parts: string[] = [];
-  let y = 40;
+  let y = 62;
   const plotW = W - LABEL_W - 30;
   for (const step of rec.order) {
     const rows = contenders.filter((c) => rec.get(c.name, step));
@@ -57,6 +57,6 @@ export function renderSvg(rec: Recorder, contenders: readonly Contender[], title
     }
     y += PANEL_PAD;
   }
-  const legend = `<text x="10" y="20" font-size="13">${esc(title)} — dots: samples; thick tick: p50; thin tick: p95</text>`;
+  const legend = `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text><text x="10" y="38" font-size="10">${esc(subtitle)}</text><text x="10" y="52" font-size="10">dots: samples; thick tick: p50; thin tick: p95; each panel has its own axis</text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" font-family="sans-serif" font-size="12"><rect width="100%" height="100%" fill="white"/>${legend}${parts.join('')}</svg>\n`;
 }
