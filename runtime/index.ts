@@ -32,3 +32,7 @@ export { probeRunscFeatures, type RunscFeatures } from './runsc-features.js';
 export { ensureInfraRootfs, type InfraRootfs } from './infra-rootfs.js';
 export { SandboxDriver } from './sandbox-driver.js';
 export { OutputFifo, StdinFifo } from './log-pipe.js';
+export { Exec, type StreamUrls } from './exec.js';
+export { Attach } from './attach.js';
+export { PortForward } from './port-forward.js';
+export { RuntimeStreamBackend, type RuntimeStreamBackendOptions } from './stream-backend.js';

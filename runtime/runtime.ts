@@ -159,6 +159,44 @@ export class PodRuntime {
     return this.live.get(id)?.stdin;
   }
 
+  /**
+   * Closes the daemon's end of a container's stdin so the container reads
+   * EOF (stdin_once after an attach). Later attaches get no stdin.
+   */
+  async closeStdin(id: string): Promise<void> {
+    const io = this.live.get(id);
+    const stdin = io?.stdin;
+    if (!io || !stdin) return;
+    io.stdin = undefined;
+    await stdin.close();
+  }
+
+  /**
+   * Hands every chunk of a running container's stdout/stderr to `listener`
+   * too, alongside the CRI log (attach). `ended` resolves when the output
+   * ends (the container exited). Undefined when its output is not read here.
+   */
+  subscribeOutput(id: string, listener: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): { ended: Promise<void>; unsubscribe(): void } | undefined {
+    const io = this.live.get(id);
+    if (!io) return undefined;
+    const onOut = (chunk: Buffer): void => listener('stdout', chunk);
+    const onErr = (chunk: Buffer): void => listener('stderr', chunk);
+    io.stdout.reader.on('data', onOut);
+    io.stderr.reader.on('data', onErr);
+    const endOf = (r: Readable): Promise<void> => new Promise((resolve) => {
+      if (r.destroyed || r.readableEnded) return resolve();
+      r.once('end', resolve);
+      r.once('close', resolve);
+    });
+    return {
+      ended: Promise.all([endOf(io.stdout.reader), endOf(io.stderr.reader)]).then(() => undefined),
+      unsubscribe() {
+        io.stdout.reader.off('data', onOut);
+        io.stderr.reader.off('data', onErr);
+      },
+    };
+  }
+
   // --- pod sandboxes -------------------------------------------------------------
 
   /** Sandboxes CRI may see: half-made ones are not listed. */

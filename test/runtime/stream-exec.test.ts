@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyUpgrade, wsExec } from '../helpers/stream-client.js';
+import { fdCount, makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
+
+let s: StreamWorld;
+let ctr: string;
+
+before(async () => {
+  s = await makeStreamWorld(15);
+  ctr = await s.run('shell', { args: ['sleep', '3600'] });
+});
+
+after(async () => {
+  await s?.cleanup();
+});
+
+test('exec reports the exit code (SPDY v4 and WebSocket v5)', async () => {
+  const spdy = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'echo out; echo err >&2; exit 7']), { stdout: true, stderr: true });
+  assert.equal(spdy.protocol, 'v4.channel.k8s.io');
+  assert.equal(exitCodeOf(parseStatus(spdy)), 7, spdy.status);
+  assert.equal(parseStatus(spdy).reason, 'NonZeroExitCode');
+  assert.equal(spdy.stdout.toString(), 'out\n');
+  assert.equal(spdy.stderr.toString(), 'err\n');
+
+  const ws = await wsExec(await s.execUrl(ctr, ['sh', '-c', 'echo ws; exit 7']), { stdout: true, stderr: true }, 'v5.channel.k8s.io');
+  assert.equal(exitCodeOf(JSON.parse(ws.status)), 7, ws.status);
+  assert.equal(ws.stdout.toString(), 'ws\n');
+
+  const ok = await spdyExec(await s.execUrl(ctr, ['true'], { stderr: false }), { stdout: true });
+  assert.equal(parseStatus(ok).status, 'Success');
+});
+
+test('exec runs as the container: its env and working directory', async () => {
+  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'echo $FROM_IMAGE $(pwd)']), { stdout: true, stderr: true });
+  assert.equal(r.stdout.toString(), '1 /work\n');
+});
+
+test('exec cat round-trips 10 MiB of stdin exactly and ends on stdin EOF (SPDY and WebSocket)', async () => {
+  const data = randomBytes(10 * 1024 * 1024);
+  const spdy = await spdyExec(await s.execUrl(ctr, ['cat'], { stdin: true }), { stdin: data, stdout: true, stderr: true });
+  assert.equal(parseStatus(spdy).status, 'Success', spdy.status);
+  assert.equal(spdy.stdout.length, data.length);
+  assert.ok(spdy.stdout.equals(data), 'SPDY bytes differ');
+
+  const ws = await wsExec(await s.execUrl(ctr, ['cat'], { stdin: true }), { stdin: data, stdout: true, stderr: true }, 'v5.channel.k8s.io');
+  assert.equal(JSON.parse(ws.status).status, 'Success', ws.status);
+  assert.equal(ws.stdout.length, data.length);
+  assert.ok(ws.stdout.equals(data), 'WebSocket bytes differ');
+});
+
+test('a missing program is an error status, not an exit code', async () => {
+  const r = await spdyExec(await s.execUrl(ctr, ['/no/such/program']), { stdout: true, stderr: true });
+  const st = parseStatus(r);
+  assert.equal(st.status, 'Failure', r.status);
+  assert.equal(st.reason, 'InternalError', r.status);
+  assert.match(st.message ?? '', /\/no\/such\/program.*no such file/, r.status);
+});
+
+test('a TTY exec sees the client terminal size and its resizes', async () => {
+  let resolveSeen: () => void = () => undefined;
+  const seen = new Promise<void>((r) => { resolveSeen = r; });
+  let out = '';
+  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'busybox stty size; read x; busybox stty size; echo got=$x'], { tty: true, stdin: true }), {
+    tty: true,
+    stdin: Buffer.from('hello\n'),
+    holdStdin: seen,
+    resize: [{ width: 100, height: 30 }],
+    onStdout: (c) => {
+      out += c.toString();
+      if (out.includes('30 100')) resolveSeen();
+    },
+  });
+  const text = r.stdout.toString();
+  assert.equal(parseStatus(r).status, 'Success', `${r.status} ${text}`);
+  assert.match(text, /30 100/);
+  assert.match(text, /got=hello/);
+});
+
+test('an abandoned exec is killed in the sandbox', async () => {
+  const url = await s.execUrl(ctr, ['sh', '-c', 'echo started; exec sleep 1000'], { stderr: false });
+  const up = await spdyUpgrade(url, { protocols: ['v4.channel.k8s.io'] });
+  assert.ok(isUpgrade(up));
+  await up.conn.createStream({ streamtype: ['error'] });
+  const stdout = await up.conn.createStream({ streamtype: ['stdout'] });
+  await new Promise<void>((resolve) => stdout.once('data', () => resolve()));
+  assert.equal(runscProcesses(s.w.runsc.options.root, 'exec').length, 1);
+  up.socket.destroy();
+  const deadline = Date.now() + 10_000;
+  while (runscProcesses(s.w.runsc.options.root, 'exec').length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(runscProcesses(s.w.runsc.options.root, 'exec'), []);
+  const ps = await spdyExec(await s.execUrl(ctr, ['ps'], { stderr: false }), { stdout: true });
+  assert.doesNotMatch(ps.stdout.toString(), /sleep 1000/);
+});
+
+test('50 sequential execs leak no process or descriptor', async () => {
+  // Warm up once so lazily opened descriptors are counted in the baseline.
+  await spdyExec(await s.execUrl(ctr, ['echo', 'warm'], { stdin: true }), { stdin: Buffer.from('x'), stdout: true, stderr: true });
+  const fds = fdCount();
+  for (let i = 0; i < 50; i++) {
+    const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', `read x; echo $x-${i}`], { stdin: true }), { stdin: Buffer.from('n\n'), stdout: true, stderr: true });
+    assert.equal(r.stdout.toString(), `n-${i}\n`);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(runscProcesses(s.w.runsc.options.root, 'exec'), []);
+  assert.ok(fdCount() <= fds + 2, `descriptors: ${fds} before, ${fdCount()} after`);
+});
+
+test('Exec: unknown container is NOT_FOUND, an exited one FAILED_PRECONDITION, empty cmd INVALID_ARGUMENT', async () => {
+  await assert.rejects(s.execUrl('nope', ['true']), { code: 5 });
+  const done = await s.run('done', { args: ['true'] });
+  const deadline = Date.now() + 10_000;
+  while (s.w.rt.getContainer(done)?.phase === 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await assert.rejects(s.execUrl(done, ['true']), { code: 9 });
+  await assert.rejects(s.execUrl(ctr, []), { code: 3 });
+});
