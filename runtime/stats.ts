@@ -30,6 +30,8 @@ import type { ContainerRecord, SandboxRecord } from './store.js';
 
 /** How long one runsc sample answers repeated requests. */
 export const STATS_CACHE_MS = 1000;
+/** runsc processes sampling at once: a node-wide list must not fork one per container in one go. */
+const MAX_CONCURRENT_SAMPLES = 8;
 
 /** `runsc events --stats` fields beyond the ones the wrapper types. */
 interface RawStats extends RunscStats {
@@ -80,6 +82,8 @@ export class StatsCollector {
   private readonly cache = new Map<string, { at: number; sample: Promise<StatsSample> }>();
   private readonly previous = new Map<string, StatsSample>();
   private readonly podPrevious = new Map<string, { timestampNs: bigint; cpuNs: bigint }>();
+  private running = 0;
+  private readonly queued: (() => void)[] = [];
 
   constructor(opts: StatsCollectorOptions) {
     this.opts = opts;
@@ -184,7 +188,17 @@ export class StatsCollector {
   }
 
   private async fetch(id: string): Promise<StatsSample> {
-    const raw = (await this.opts.runsc.stats(id)) as RawStats;
+    // A finishing sample hands its slot straight to the next waiting one.
+    if (this.running < MAX_CONCURRENT_SAMPLES) this.running++;
+    else await new Promise<void>((resolve) => this.queued.push(resolve));
+    let raw: RawStats;
+    try {
+      raw = (await this.opts.runsc.stats(id)) as RawStats;
+    } finally {
+      const next = this.queued.shift();
+      if (next) next();
+      else this.running--;
+    }
     const d = raw.data ?? {};
     const s: StatsSample = {
       timestampNs: BigInt(Date.now()) * 1_000_000n,
