@@ -81,7 +81,7 @@ export class StatsCollector {
   private readonly opts: StatsCollectorOptions;
   private readonly cache = new Map<string, { at: number; sample: Promise<StatsSample> }>();
   private readonly previous = new Map<string, StatsSample>();
-  private readonly podPrevious = new Map<string, { timestampNs: bigint; cpuNs: bigint }>();
+  private readonly podPrevious = new Map<string, { timestampNs: bigint; cpuNs: bigint; nanoCores?: bigint }>();
   private running = 0;
   private readonly queued: (() => void)[] = [];
 
@@ -138,9 +138,15 @@ export class StatsCollector {
     const share = live[0]?.s ?? (counted[0] ? await this.sample(counted[0].id) : undefined);
     const memory = counted.length === 0 ? root.memoryBytes : (share?.memoryBytes ?? 0) * counted.length;
     const prev = this.podPrevious.get(pod.id);
-    this.podPrevious.set(pod.id, { timestampNs: ts, cpuNs });
-    // A container that exited takes its CPU with it: no rate across such a drop.
-    const nanoCores = prev && ts > prev.timestampNs && cpuNs >= prev.cpuNs ? ((cpuNs - prev.cpuNs) * 1_000_000_000n) / (ts - prev.timestampNs) : undefined;
+    let nanoCores: bigint | undefined;
+    if (prev && ts === prev.timestampNs) {
+      // Same (cached) root sample as last time: same answer.
+      nanoCores = prev.nanoCores;
+    } else {
+      // A container that exited takes its CPU with it: no rate across such a drop.
+      if (prev && ts > prev.timestampNs && cpuNs >= prev.cpuNs) nanoCores = ((cpuNs - prev.cpuNs) * 1_000_000_000n) / (ts - prev.timestampNs);
+      this.podPrevious.set(pod.id, { timestampNs: ts, cpuNs, nanoCores });
+    }
     return {
       attributes: {
         id: pod.id,
@@ -177,7 +183,10 @@ export class StatsCollector {
       entry = { at: now, sample: this.fetch(id) };
       this.cache.set(id, entry);
       // A failed sample must not be served from the cache.
-      entry.sample.catch(() => this.cache.delete(id));
+      const mine = entry;
+      entry.sample.catch(() => {
+        if (this.cache.get(id) === mine) this.cache.delete(id);
+      });
     }
     try {
       return await entry.sample;

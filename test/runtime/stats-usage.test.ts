@@ -103,6 +103,9 @@ test('pod stats carry its running containers, processes and the sandbox network'
   assert.deepEqual(s.linux?.containers.map((c) => c.attributes?.metadata?.name).sort(), ['burner', 'idle']);
   const sum = s.linux!.containers.reduce((t, c) => t + n(c.cpu?.usage_core_nano_seconds), 0);
   assert.ok(n(s.linux?.cpu?.usage_core_nano_seconds) >= sum);
+  const podRate = n(s.linux?.cpu?.usage_nano_cores);
+  assert.ok(podRate > 0.3e9 && podRate < 2.5e9, `the pod burns about one core: ${podRate}`);
+  assert.equal(n((await podStats(pod)).linux?.cpu?.usage_nano_cores), podRate, 'a poll within the cache window keeps the rate');
   assert.ok(n(s.linux?.process?.process_count) >= 3, `infra, burner shell and sleep: ${n(s.linux?.process?.process_count)}`);
   assert.equal(s.linux?.network?.default_interface?.name, 'eth0');
   assert.ok(s.linux?.network?.interfaces.some((i) => i.name === 'lo'));
