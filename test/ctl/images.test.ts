@@ -3,7 +3,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startDaemon, testConflist } from '../helpers/daemon.js';
+import { execa } from 'execa';
+import { BIN, startDaemon, testConflist } from '../helpers/daemon.js';
 import { startRegistry } from '../helpers/registry-server.js';
 import { busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { ctl } from '../helpers/ctl-run.js';
@@ -67,6 +68,20 @@ test('pull without a terminal prints one line; images lists tags, sizes and shor
   const j = await run('images', '-o', 'json');
   const list = JSON.parse(j.stdout) as { images: { id: string; repo_tags: string[] }[] };
   assert.deepEqual(list.images.find((i) => i.id === first.configDigest)?.repo_tags, [first.ref]);
+});
+
+test('pull on a terminal shows a spinner line, then clears it (skipped without script(1))', async (t) => {
+  const script = await execa('script', ['--version'], { reject: false }).catch(() => undefined);
+  if (!script || script.exitCode !== 0) {
+    t.skip('script(1) not installed');
+    return;
+  }
+  // script(1) gives the command a pseudo-terminal, as an operator's shell would.
+  const cmd = [process.execPath, BIN, 'ctl', '--socket', daemon.socket, 'pull', first.ref].join(' ');
+  const r = await execa('script', ['-qec', cmd, '/dev/null'], { reject: false, timeout: 60_000 });
+  assert.equal(r.exitCode, 0, r.stdout);
+  assert.match(r.stdout, new RegExp(`[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] Pulling ${first.ref.replaceAll('.', '\\.')} \\(\\d+\\.\\ds\\)`));
+  assert.match(r.stdout, /\r\x1b\[KImage is up to date for sha256:[0-9a-f]{64}\s*$/);
 });
 
 test('pull of a missing image and bad credentials fail with one line naming the image', async () => {
