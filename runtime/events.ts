@@ -91,15 +91,10 @@ export class EventSubscription {
     this.endedResolve();
     this.wake?.();
   }
-
-  get pending(): number {
-    return this.queue.length;
-  }
 }
 
 export class EventBus {
   private readonly subscribers = new Set<EventSubscription>();
-
   private readonly logger: Logger;
 
   constructor(logger: Logger) {
