@@ -1,11 +1,8 @@
 import { createLogger } from '../cri-api/logger.js';
 import { ConfigError, configToToml, loadConfig, OPTIONS, parseArgs } from './config.js';
-import { runDaemon } from './daemon.js';
-import { runCheck } from './check.js';
 import { VERSION } from './version.js';
-import { runInstall } from './install.js';
-import { runCtl } from '../ctl/index.js';
 
+// Each command loads only its own code, so `ctl` and `check` start without the daemon's modules.
 const USAGE = `gvisor-cri ${VERSION}: a Kubernetes CRI runtime that runs every pod in a gVisor sandbox
 
 Usage:
@@ -23,8 +20,8 @@ ${OPTIONS.filter((o) => !o.fileOnly).map((o) => `  --${o.name.padEnd(26)} ${o.do
 /** Exit codes: 0 ok, 1 runtime failure (or failed checks), 2 bad usage or configuration. */
 export async function main(argv: string[]): Promise<number> {
   // ctl and install parse their own arguments: their flags are not daemon options.
-  if (argv[0] === 'ctl') return runCtl(argv.slice(1));
-  if (argv[0] === 'install') return runInstall(argv.slice(1));
+  if (argv[0] === 'ctl') return (await import('../ctl/index.js')).runCtl(argv.slice(1));
+  if (argv[0] === 'install') return (await import('./install.js')).runInstall(argv.slice(1));
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE);
     return 0;
@@ -56,10 +53,10 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(configToToml(config));
     return 0;
   }
-  if (command === 'check') return runCheck(config, { json });
+  if (command === 'check') return (await import('./check.js')).runCheck(config, { json });
   const logger = createLogger(config.logLevel);
   try {
-    await runDaemon(config, logger);
+    await (await import('./daemon.js')).runDaemon(config, logger);
     return 0;
   } catch (err) {
     logger.fatal({ err }, 'gvisor-cri failed to start');
