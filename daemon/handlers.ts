@@ -7,7 +7,7 @@ import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage } from '..
 import {
   ContainerStatus, CreateContainer, ExecSync, ListContainers, ListPodSandbox, PodSandboxStatus, RemoveContainer, RemovePodSandbox,
   ReopenContainerLog, RunPodSandbox, StartContainer, StopContainer, StopPodSandbox, UpdateContainerResources,
-  ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, GetContainerEvents,
+  ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, GetContainerEvents, Exec, Attach, PortForward,
 } from '../runtime/index.js';
 import type { Services } from './services.js';
 import { instrumentHandlers } from './metrics.js';
@@ -54,6 +54,9 @@ function bindHandlers(s: Services): CriHandlers {
     UpdateContainerResources: (req, ctx) => UpdateContainerResources(s.rt, req, ctx),
     ReopenContainerLog: (req, ctx) => ReopenContainerLog(s.rt, req, ctx),
     ExecSync: (req, ctx) => ExecSync(s.rt, req, ctx),
+    Exec: (req, ctx) => Exec(s.rt, s.streams, req, ctx),
+    Attach: (req, ctx) => Attach(s.rt, s.streams, req, ctx),
+    PortForward: (req, ctx) => PortForward(s.rt, s.streams, req, ctx),
     ContainerStats: (req, ctx) => ContainerStats(s.rt, req, ctx),
     ListContainerStats: (req, ctx) => ListContainerStats(s.rt, req, ctx),
     PodSandboxStats: (req, ctx) => PodSandboxStats(s.rt, req, ctx),

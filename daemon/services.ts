@@ -7,7 +7,8 @@ import { Runsc } from '../runtime/runsc.js';
 import { probeRunscFeatures, type RunscFeatures } from '../runtime/runsc-features.js';
 import { ensureInfraRootfs, type InfraRootfs } from '../runtime/infra-rootfs.js';
 import type { Condition, RuntimeInfo } from '../runtime/runtime-info.js';
-import { PodRuntime } from '../runtime/index.js';
+import { PodRuntime, RuntimeStreamBackend } from '../runtime/index.js';
+import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
@@ -29,6 +30,8 @@ export interface Services {
   infra: InfraRootfs;
   /** Undefined while runsc is missing or unusable (RuntimeReady=false says why). */
   features: RunscFeatures | undefined;
+  /** Serves the URLs that Exec, Attach and PortForward return. */
+  streams: StreamServer;
   streamUrl: string;
   metrics: DaemonMetrics;
   /** The /metrics endpoint; undefined unless metrics-port is set. */
@@ -111,6 +114,23 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     network.close();
     throw err;
   }
+  let streams: StreamServer;
+  try {
+    streams = await StreamServer.start({
+      address: config.streamAddress,
+      port: config.streamPort,
+      tlsCert: config.streamTlsCert || undefined,
+      tlsKey: config.streamTlsKey || undefined,
+      backend: new RuntimeStreamBackend({ rt, runsc, logger: logger.child({ module: 'stream' }) }),
+      logger: logger.child({ module: 'stream' }),
+    });
+  } catch (err) {
+    await metricsServer?.close();
+    await rt.close();
+    network.close();
+    await audit.close();
+    throw err;
+  }
   let podCidr = '';
   const info: RuntimeInfo = {
     version: VERSION,
@@ -145,11 +165,14 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     get features() {
       return probe.features;
     },
-    streamUrl: '',
+    streams,
+    streamUrl: streams.url,
     metrics,
     metricsServer,
     audit,
     async close() {
+      // Sessions first: they still use the runtime.
+      await streams.close();
       await metricsServer?.close();
       await rt.close();
       network.close();
