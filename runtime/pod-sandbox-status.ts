@@ -35,7 +35,7 @@ export async function PodSandboxStatus(rt: PodRuntime, req: PodSandboxStatusRequ
   if (!s) throw notFound(`pod sandbox "${id}" not found`);
   const res: PodSandboxStatusResponse = {
     status: sandboxStatus(s),
-    containers_statuses: rt.listContainers().filter((c) => c.sandboxId === s.id).map(containerStatus),
+    containers_statuses: rt.listContainers().filter((c) => c.sandboxId === s.id).map((c) => containerStatus(c, rt.imageNames(c))),
     timestamp: nowNs(),
   };
   if (req.verbose) {
