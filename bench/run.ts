@@ -143,7 +143,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return;
     }
     interrupted = true;
-    log(`${sig}: finishing the current step, then cleaning up (again to force)`);
+    log(`${sig}: finishing the current iteration, then cleaning up (again to force)`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
