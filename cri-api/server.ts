@@ -60,8 +60,7 @@ function toServiceError(err: unknown, rpc: string, logger: Logger): Partial<grpc
   return { code: grpc.status.INTERNAL, details: `${rpc}: ${message}` };
 }
 
-function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): { signal: AbortSignal; done: () => void } {
-  const controller = new AbortController();
+function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, controller = new AbortController()): { signal: AbortSignal; done: () => void } {
   const onCancel = (): void => controller.abort(new CriError(grpc.status.CANCELLED, 'call cancelled by the client'));
   call.on('cancelled', onCancel);
   const deadline = call.getDeadline();
@@ -81,6 +80,7 @@ function implementation(
   handlers: CriHandlers,
   logger: Logger,
   inflight: Set<Promise<unknown>>,
+  streams: Set<AbortController>,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [rpc, method] of Object.entries(service)) {
@@ -97,7 +97,14 @@ function implementation(
           call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented yet` });
           return;
         }
-        const { signal, done } = callSignal(call);
+        // Aborted at shutdown too: a stream that never ends (GetContainerEvents) must not hold the server open.
+        const controller = new AbortController();
+        streams.add(controller);
+        const { signal, done: callDone } = callSignal(call, controller);
+        const done = (): void => {
+          streams.delete(controller);
+          callDone();
+        };
         // Honour back-pressure so one slow subscriber cannot grow the daemon's memory without bound.
         const send = (res: unknown): Promise<void> =>
           new Promise((resolve) => {
@@ -147,8 +154,9 @@ export async function startCriServer(socketPath: string, handlers: CriHandlers, 
   const proto = loadCriProto();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, 'grpc.max_send_message_length': 16 * 1024 * 1024 });
   const inflight = new Set<Promise<unknown>>();
-  server.addService(proto.runtime.v1.RuntimeService.service, implementation(proto.runtime.v1.RuntimeService.service, handlers, logger, inflight));
-  server.addService(proto.runtime.v1.ImageService.service, implementation(proto.runtime.v1.ImageService.service, handlers, logger, inflight));
+  const streams = new Set<AbortController>();
+  server.addService(proto.runtime.v1.RuntimeService.service, implementation(proto.runtime.v1.RuntimeService.service, handlers, logger, inflight, streams));
+  server.addService(proto.runtime.v1.ImageService.service, implementation(proto.runtime.v1.ImageService.service, handlers, logger, inflight, streams));
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });
@@ -165,6 +173,8 @@ export async function startCriServer(socketPath: string, handlers: CriHandlers, 
           clearTimeout(timer);
           resolve();
         });
+        // No new calls from here on; open-ended streams are told to finish now.
+        for (const c of streams) c.abort(new CriError(grpc.status.UNAVAILABLE, 'server shutting down'));
       });
       await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, 100))]);
     },

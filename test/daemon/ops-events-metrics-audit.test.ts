@@ -38,8 +38,9 @@ before(async () => {
 });
 
 after(async () => {
-  const pods = await d?.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] }));
-  for (const p of pods?.items ?? []) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+  const alive = d?.proc.exitCode === null && d.proc.signalCode === null;
+  const pods = alive ? await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] })) : { items: [] };
+  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
   await d?.cleanup();
   await registry?.stop();
   if (auditDir) await rm(auditDir, { recursive: true, force: true });
@@ -182,4 +183,17 @@ test('ExecSync calls are audited with their command and outcome; the metrics cou
   const after = await metricsText();
   assert.ok(metric(after, 'gvisor_cri_runsc_duration_seconds_count', { subcommand: 'events', outcome: 'ok' }) >= 1);
   assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
+  await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
+});
+
+test('an open event stream ends when the daemon stops, without holding the stop up', async () => {
+  const pods = await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {});
+  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id });
+  const sub = subscribe();
+  await sleep(200);
+  const t0 = Date.now();
+  await d.stop();
+  const ms = Date.now() - t0;
+  await sub.ended;
+  assert.ok(ms < 5000, `daemon stopped in ${ms} ms with a subscriber attached`);
 });
