@@ -88,6 +88,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
     '--run-dir', dirs.runDir,
     '--cni-conf-dir', dirs.cniConfDir,
     '--log-level', 'debug',
+    '--audit-log', join(dirs.dir, 'audit.log'),
     ...(opts.args ?? []),
   ];
   await writeFile(join(dirs.dir, 'config.toml'), '# test daemon: everything comes from flags\n');
