@@ -148,7 +148,8 @@ export class RuntimeStreamBackend implements StreamBackend {
       if (io.stdout && !io.stdout.destroyed && !io.stdout.writableEnded) io.stdout.write(chunk);
     });
     const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
-    io.stdin?.on('data', (chunk: Buffer) => term.write(chunk));
+    const onInput = (chunk: Buffer): void => term.write(chunk);
+    io.stdin?.on('data', onInput);
     let done = false;
     if (io.resize) {
       const sizes = io.resize;
@@ -166,7 +167,8 @@ export class RuntimeStreamBackend implements StreamBackend {
     } finally {
       done = true;
       io.signal.removeEventListener('abort', onAbort);
-      io.stdin?.removeAllListeners('data');
+      io.stdin?.off('data', onInput);
+      // Keeps reading (and dropping) whatever the client still sends, so its stream ends.
       io.stdin?.resume();
     }
   }
