@@ -2,7 +2,7 @@
  * The pod infra ("pause") container's rootfs, made by the daemon itself so a
  * pod needs no image pull: one tiny static program that sleeps forever.
  */
-import { chmod, copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface InfraRootfs {
@@ -10,6 +10,28 @@ export interface InfraRootfs {
   rootfsDir: string;
   /** The infra process's argv. */
   args: string[];
+  /**
+   * argv prefix of a TCP relay inside the sandbox (`RELAY HOST PORT` joins
+   * its stdio to HOST:PORT), when a static busybox was at hand to provide one.
+   */
+  relay?: string[];
+}
+
+/** Where a static busybox is taken from for the relay: busybox-static's binary. */
+const HOST_BUSYBOX = '/bin/busybox';
+
+/** True for an ELF executable without an interpreter (PT_INTERP): one that runs in a rootfs with no libc. */
+function isStaticElf(b: Buffer): boolean {
+  if (b.length < 64 || b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2) return false;
+  const phoff = Number(b.readBigUInt64LE(32));
+  const phentsize = b.readUInt16LE(54);
+  const phnum = b.readUInt16LE(56);
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize;
+    if (at + 4 > b.length) return false;
+    if (b.readUInt32LE(at) === 3) return false;
+  }
+  return true;
 }
 
 /** Files the sandbox spec may bind-mount over; they must exist in a read-only rootfs. */
@@ -63,16 +85,32 @@ export async function ensureInfraRootfs(stateDir: string, arch: string = process
   const target = join(rootfsDir, program);
   const wanted = native ? pauseElf() : undefined;
   const current = await readFile(target).catch(() => undefined);
-  if (current !== undefined && (wanted === undefined || current.equals(wanted))) return { rootfsDir, args };
+  if (current === undefined || (wanted !== undefined && !current.equals(wanted))) {
+    for (const d of MOUNT_POINTS.dirs) await mkdir(join(rootfsDir, d), { recursive: true });
+    for (const f of MOUNT_POINTS.files) await writeFile(join(rootfsDir, f), '', { flag: 'a' });
+    await install(target, wanted ?? (await readFile(HOST_BUSYBOX)));
+  }
+  return { rootfsDir, args, relay: await ensureRelay(rootfsDir) };
+}
 
-  for (const d of MOUNT_POINTS.dirs) await mkdir(join(rootfsDir, d), { recursive: true });
-  for (const f of MOUNT_POINTS.files) await writeFile(join(rootfsDir, f), '', { flag: 'a' });
-  // Written beside and renamed, so a crash never leaves a half program.
+/**
+ * Port-forward relays through busybox's nc inside the sandbox: runsc's own
+ * port-forward of this era crashes the sandbox on segments over 16 KiB.
+ */
+async function ensureRelay(rootfsDir: string): Promise<string[] | undefined> {
+  const target = join(rootfsDir, 'busybox');
+  const host = await readFile(HOST_BUSYBOX).catch(() => undefined);
+  if (!host || !isStaticElf(host)) return undefined;
+  const current = await readFile(target).catch(() => undefined);
+  if (!current?.equals(host)) await install(target, host);
+  return ['/busybox', 'nc'];
+}
+
+/** Written beside and renamed, so a crash never leaves a half program. */
+async function install(target: string, content: Buffer): Promise<void> {
   const tmp = `${target}.tmp-${process.pid}`;
   await rm(tmp, { force: true });
-  if (wanted) await writeFile(tmp, wanted);
-  else await copyFile('/bin/busybox', tmp);
+  await writeFile(tmp, content);
   await chmod(tmp, 0o755);
   await rename(tmp, target);
-  return { rootfsDir, args };
 }

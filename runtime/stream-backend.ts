@@ -1,8 +1,9 @@
 /**
  * What the streaming server's URLs lead to, over real pods: exec runs
  * `runsc exec` (inside a pseudo-terminal for tty), attach tees a running
- * container's own stdio, port-forward relays one unix-socket connection per
- * forwarded TCP connection through `runsc port-forward --stream`.
+ * container's own stdio, port-forward joins each forwarded TCP connection to
+ * a relay (busybox nc) exec'd in the pod's infra container, or, without one,
+ * to `runsc port-forward --stream`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -22,6 +23,8 @@ export interface RuntimeStreamBackendOptions {
   /** The same runsc (root and flags) the runtime drives. */
   runsc: Runsc;
   logger: Logger;
+  /** argv prefix of the in-sandbox TCP relay (InfraRootfs.relay); without it runsc port-forward is used. */
+  relay?: readonly string[];
 }
 
 /** How long a killed exec's host-side runsc may take to exit before it is SIGKILLed. */
@@ -44,12 +47,14 @@ export class RuntimeStreamBackend implements StreamBackend {
   private readonly runsc: Runsc;
   private readonly logger: Logger;
   private readonly workDir: string;
+  private readonly relay: readonly string[] | undefined;
   private seq = 0;
 
   constructor(opts: RuntimeStreamBackendOptions) {
     this.rt = opts.rt;
     this.runsc = opts.runsc;
     this.logger = opts.logger;
+    this.relay = opts.relay;
     this.workDir = join(dirname(opts.runsc.options.root), 'stream');
   }
 
@@ -104,8 +109,44 @@ export class RuntimeStreamBackend implements StreamBackend {
   async portForward(podSandboxId: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
     const pod = this.readyPod(podSandboxId);
     // A host-network pod shares the node's network: its ports are the host's loopback ports.
+    if (!pod.hostNetwork && this.relay) return this.relayInSandbox(pod, this.relay, port, conn, signal);
     const upstream = pod.hostNetwork ? await dialHost(port, signal) : await this.dialSandbox(pod, port, signal);
     await splice(conn, upstream, signal);
+  }
+
+  /**
+   * runsc 20240729's own port-forward panics the sentry on TCP segments over
+   * 16 KiB (every bulk download), killing the pod; a relay process inside the
+   * sandbox moves the bytes through ordinary exec stdio instead.
+   */
+  private async relayInSandbox(pod: SandboxRecord, relay: readonly string[], port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
+    const base = await this.tempBase(pod.id);
+    const processFile = `${base}.json`;
+    const internalPidFile = `${base}.pid`;
+    const proc = buildExecProcess({ args: [...relay, '127.0.0.1', String(port)], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
+    await writeFile(processFile, JSON.stringify(proc), { mode: 0o600 });
+    const sub = this.runsc.spawnExec(pod.id, { processFile, internalPidFile }, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+    let stderr = '';
+    sub.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < 4096) stderr += chunk.toString();
+    });
+    sub.stdin?.on('error', () => undefined);
+    conn.on('error', () => undefined);
+    if (sub.stdin) conn.pipe(sub.stdin);
+    sub.stdout?.pipe(conn);
+    const onAbort = (): void => void this.killExec(pod.id, internalPidFile, () => sub.kill('SIGKILL'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const result = await sub;
+      if (result.exitCode !== 0 && !signal.aborted) {
+        throw new Error(`port-forward to port ${port} of pod ${pod.namespace}/${pod.name}: ${lastLine(stderr) || `relay exit code ${result.exitCode}`}`);
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (sub.stdin) conn.unpipe(sub.stdin);
+      await rm(processFile, { force: true });
+      await rm(internalPidFile, { force: true });
+    }
   }
 
   // --- exec --------------------------------------------------------------------
