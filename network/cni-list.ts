@@ -1,5 +1,5 @@
 import { compareVersions, type CniConfList, type CniPluginConf } from './cni-config.js';
-import { CniPluginError, invokePlugin, type CniCommand } from './cni-plugin.js';
+import { CniPluginError, invokePlugin, type CniCommand, type PluginCall } from './cni-plugin.js';
 
 /**
  * Runs a network configuration list the way the CNI spec describes: ADD in
@@ -14,13 +14,8 @@ export interface RuntimeConfig {
   dns?: { servers: string[]; searches: string[]; options: string[] };
 }
 
-export interface ListCall {
-  containerId: string;
-  netns: string;
-  ifName: string;
-  args: ReadonlyArray<readonly [string, string]>;
-  binDirs: readonly string[];
-  timeoutMs: number;
+/** One run of a whole plugin list: every plugin call's fields but the command, plus the capability values. */
+export interface ListCall extends Omit<PluginCall, 'command'> {
   runtimeConfig: RuntimeConfig;
 }
 
