@@ -4,7 +4,7 @@
  * time bound; every failure is recorded; a failed step skips the rest of
  * that iteration (counted as skipped) and the contender's pods are cleared.
  */
-import type { Contender, ContainerRef, PodRef } from './contender.js';
+import type { Contender, ContainerRef, ContenderName, PodRef } from './contender.js';
 import { STEP, type Recorder } from './results.js';
 
 export interface CaseOptions {
@@ -28,7 +28,7 @@ const STEP_LIMIT_MS = 180_000;
 class StepTimeout extends Error {}
 
 /** Runs `fn` with a bound; the returned promise settles by the bound even if `fn` hangs. */
-async function bounded<T>(fn: () => Promise<T>, ms = STEP_LIMIT_MS): Promise<T> {
+export async function bounded<T>(fn: () => Promise<T>, ms = STEP_LIMIT_MS): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([fn(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new StepTimeout(`timed out after ${ms / 1000} s`)), ms)))]);
@@ -37,25 +37,30 @@ async function bounded<T>(fn: () => Promise<T>, ms = STEP_LIMIT_MS): Promise<T> 
   }
 }
 
-type Outcome<T> = { ok: true; value: T } | { ok: false };
+export type Outcome<T> = { ok: true; value: T } | { ok: false };
 
-/** Times one step into `rec` (when `record`). */
-async function timed<T>(rec: Recorder, c: Contender, step: string, record: boolean, fn: () => Promise<T>): Promise<Outcome<T>> {
+/** Times one step of contender `c` into `rec` (when `record`). */
+function timed<T>(rec: Recorder, c: Contender, step: string, record: boolean, fn: () => Promise<T>): Promise<Outcome<T>> {
+  return timedAs(rec, c.name, step, record, fn);
+}
+
+/** Times one step into `rec` under `name` (when `record`), bounded by `limitMs`. */
+export async function timedAs<T>(rec: Recorder, name: ContenderName, step: string, record: boolean, fn: () => Promise<T>, limitMs = STEP_LIMIT_MS): Promise<Outcome<T>> {
   const t0 = performance.now();
   try {
-    const value = await bounded(fn);
-    if (record) rec.sample(c.name, step, performance.now() - t0);
+    const value = await bounded(fn, limitMs);
+    if (record) rec.sample(name, step, performance.now() - t0);
     return { ok: true, value };
   } catch (err) {
     // Failures count in warm-up too: a failure is never hidden.
-    rec.failure(c.name, step, record ? err : new Error(`(warm-up) ${(err as Error).message}`));
+    rec.failure(name, step, record ? err : new Error(`(warm-up) ${(err as Error).message}`));
     return { ok: false };
   }
 }
 
-const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]);
+export const rotate = <T>(xs: readonly T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]);
 
-function stop(opts: CaseOptions, what: string, i: number, total: number, rec: Recorder): boolean {
+export function stop(opts: CaseOptions, what: string, i: number, total: number, rec: Recorder): boolean {
   if (opts.aborted()) {
     rec.notes.push(`${what}: interrupted after ${i} of ${total} iterations`);
     return true;
@@ -67,7 +72,7 @@ function stop(opts: CaseOptions, what: string, i: number, total: number, rec: Re
   return false;
 }
 
-async function clearPods(c: Contender, log: (l: string) => void): Promise<void> {
+export async function clearPods(c: Contender, log: (l: string) => void): Promise<void> {
   await bounded(() => c.removeAllPods(), 300_000).catch((err: unknown) => log(`${c.name}: clearing pods failed: ${(err as Error).message}`));
 }
 

@@ -10,7 +10,8 @@ import { BENCH_DIR_PREFIX, benchDirOf, bridgeName, networkName } from './env.js'
 import { isAlive, processTable } from './procs.js';
 import { ip, iptables, mount } from './tools.js';
 
-const LETTERS = ['r', 'n', 'g', 'c'];
+/** Contenders' networks, then the network case's NetworkManager (m) and hand-run (h) networks. */
+const LETTERS = ['r', 'n', 'g', 'c', 'm', 'h'];
 
 /** Removes iptables nat rules whose comment names one of `networks`, and the CNI chains they jump to. */
 async function removeNatRules(networks: readonly string[]): Promise<number> {

@@ -23,6 +23,8 @@ export interface CriBackend {
   sandboxMemory(): Promise<MemoryFigure>;
   /** Images the backend needs pulled before pods can run (containerd's sandbox image). */
   readonly extraImages: readonly string[];
+  /** runsc's state root, when container ids are runsc ids there (gvisor-cri). */
+  readonly runscRoot?: string;
 }
 
 const LABEL = 'gvisor-cri-bench/contender';
@@ -84,11 +86,23 @@ export class CriContender implements Contender {
     return { id: res.pod_sandbox_id, name };
   }
 
-  async startContainer(pod: PodRef): Promise<ContainerRef> {
+  get runscRoot(): string | undefined {
+    return this.backend.runscRoot;
+  }
+
+  startContainer(pod: PodRef): Promise<ContainerRef> {
+    return this.startContainerWith(pod, this.images.busybox, CONTAINER_ARGS);
+  }
+
+  async pullImage(image: string): Promise<void> {
+    await this.cri.call('image', 'PullImage', { image: { image } }, RPC_TIMEOUT_MS);
+  }
+
+  async startContainerWith(pod: PodRef, image: string, args: readonly string[]): Promise<ContainerRef> {
     const config = {
       metadata: { name: 'app', attempt: 0 },
-      image: { image: this.images.busybox },
-      command: CONTAINER_ARGS,
+      image: { image },
+      command: args,
       log_path: 'app/0.log',
       labels: { [LABEL]: this.name },
       linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
@@ -101,6 +115,23 @@ export class CriContender implements Contender {
   async exec(ctr: ContainerRef): Promise<void> {
     const res = await this.cri.call<{ exit_code: number; stderr: Buffer }>('runtime', 'ExecSync', { container_id: ctr.id, cmd: ['true'], timeout: 30 }, RPC_TIMEOUT_MS);
     if (res.exit_code !== 0) throw new Error(`ExecSync true in ${ctr.id.slice(0, 12)} exited ${res.exit_code}: ${Buffer.from(res.stderr ?? []).toString().trim()}`);
+  }
+
+  async execUrl(ctr: ContainerRef, cmd: readonly string[]): Promise<string> {
+    const res = await this.cri.call<{ url: string }>('runtime', 'Exec', { container_id: ctr.id, cmd, tty: false, stdin: false, stdout: true, stderr: true }, RPC_TIMEOUT_MS);
+    return res.url;
+  }
+
+  async portForwardUrl(pod: PodRef, port: number): Promise<string> {
+    const res = await this.cri.call<{ url: string }>('runtime', 'PortForward', { pod_sandbox_id: pod.id, port: [port] }, RPC_TIMEOUT_MS);
+    return res.url;
+  }
+
+  async podIp(pod: PodRef): Promise<string> {
+    const res = await this.cri.call<{ status?: { network?: { ip?: string } } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: pod.id }, RPC_TIMEOUT_MS);
+    const ip = res.status?.network?.ip;
+    if (!ip) throw new Error(`PodSandboxStatus of ${pod.id.slice(0, 12)}: no pod IP`);
+    return ip;
   }
 
   async stopRemoveContainer(ctr: ContainerRef): Promise<void> {

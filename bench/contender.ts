@@ -2,8 +2,8 @@
 import type { MemoryFigure } from './procs.js';
 
 /** relist also takes the memory figures (idle ones are taken at start). */
-export type CaseName = 'lifecycle' | 'concurrent' | 'relist' | 'pull';
-export const ALL_CASES: readonly CaseName[] = ['lifecycle', 'concurrent', 'relist', 'pull'];
+export type CaseName = 'lifecycle' | 'concurrent' | 'relist' | 'pull' | 'pull-floor' | 'network' | 'stream';
+export const ALL_CASES: readonly CaseName[] = ['lifecycle', 'concurrent', 'relist', 'pull', 'pull-floor', 'network', 'stream'];
 
 export type ContenderName = 'raw' | 'raw-naive' | 'gvisor-cri' | 'containerd' | 'containerd-runc';
 export const ALL_CONTENDERS: readonly ContenderName[] = ['raw', 'raw-naive', 'gvisor-cri', 'containerd', 'containerd-runc'];
@@ -17,6 +17,9 @@ export interface ContainerRef {
   id: string;
   podId: string;
 }
+
+/** What tables need of a contender; floors measured by a case itself show under `raw`. */
+export type ShownContender = Pick<Contender, 'name' | 'label' | 'reference'>;
 
 export interface Contender {
   readonly name: ContenderName;
@@ -39,6 +42,17 @@ export interface Contender {
   /** Untimed: makes the next pull cold (RemoveImage). */
   prepareColdPull?(): Promise<void>;
   pullBigImage?(): Promise<void>;
+  /** The stream case (CRI contenders): untimed image pull, a container of any image and command. */
+  pullImage?(image: string): Promise<void>;
+  startContainerWith?(pod: PodRef, image: string, args: readonly string[]): Promise<ContainerRef>;
+  /** The URL an Exec RPC (stdout + stderr, no tty) returns. */
+  execUrl?(ctr: ContainerRef, cmd: readonly string[]): Promise<string>;
+  /** The URL a PortForward RPC returns. */
+  portForwardUrl?(pod: PodRef, port: number): Promise<string>;
+  /** The pod's IP (PodSandboxStatus). */
+  podIp?(pod: PodRef): Promise<string>;
+  /** runsc's state root of its sandboxes, when the floor may `runsc exec` into them (container id = runsc id). */
+  readonly runscRoot?: string;
   /** The contender's own processes (not its sandboxes); undefined when it has none. */
   daemonMemory(): Promise<MemoryFigure | undefined>;
   /** Its gVisor sandbox and gofer processes. */

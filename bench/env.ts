@@ -2,6 +2,7 @@
  * The bench's shared world: its own directory, names derived from its pid
  * (bridges, CNI networks, subnets), a local registry with the bench images.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pauseElf } from '../runtime/infra-rootfs.js';
@@ -23,7 +24,14 @@ export interface BenchImages {
   bigBytes: number;
   /** containerd's sandbox_image (our 129-byte pause program). */
   pause: string;
+  /** busybox plus HTTP_FILE (random bytes) for busybox httpd (stream case only; else ''). */
+  http: string;
 }
+
+/** What the stream case downloads over port-forward: HTTP_FILE_MIB MiB served by `httpd -h /www`. */
+export const HTTP_FILE = 'big.bin';
+export const HTTP_FILE_MIB = 20;
+export const HTTP_PORT = 8080;
 
 export interface BenchEnv {
   pid: number;
@@ -68,7 +76,7 @@ async function writeTree(root: string, entries: readonly TarEntry[]): Promise<vo
   for (const d of ['proc', 'dev', 'sys', 'etc']) await mkdir(join(root, d), { recursive: true });
 }
 
-export async function makeBenchEnv(pid: number, bigLayers: number, layerMiB: number): Promise<BenchEnv> {
+export async function makeBenchEnv(pid: number, bigLayers: number, layerMiB: number, withHttpImage: boolean): Promise<BenchEnv> {
   const dir = benchDirOf(pid);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   const registry = await startRegistry();
@@ -79,9 +87,11 @@ export async function makeBenchEnv(pid: number, bigLayers: number, layerMiB: num
     const big = await pushTestImage(registry.url, 'bench/big', { layers, config: { Cmd: ['sh'] } });
     const pauseEntries: TarEntry[] = [{ path: 'pause', content: pauseElf(), mode: 0o755 }];
     const pause = await pushTestImage(registry.url, 'bench/pause', { tag: '3.9', layers: [{ entries: pauseEntries }], config: { Entrypoint: ['/pause'], User: '65535:65535' } });
+    const www: TarEntry[] = [{ path: 'www/', type: 'dir' }, { path: `www/${HTTP_FILE}`, content: randomBytes(HTTP_FILE_MIB * 2 ** 20) }];
+    const http = withHttpImage ? (await pushTestImage(registry.url, 'bench/httpd', { layers: [{ entries: bb }, { entries: www }], config: { Cmd: ['sh'] } })).ref : '';
     const busyboxRootfs = join(dir, 'busybox-rootfs');
     await writeTree(busyboxRootfs, bb);
-    return { pid, dir, registry, images: { busybox: busybox.ref, big: big.ref, bigBytes: big.size, pause: pause.ref }, busyboxRootfs };
+    return { pid, dir, registry, images: { busybox: busybox.ref, big: big.ref, bigBytes: big.size, pause: pause.ref, http }, busyboxRootfs };
   } catch (err) {
     await registry.stop();
     throw err;

@@ -1,5 +1,5 @@
 /** Turns a Recorder into the printed / Markdown tables and the JSON document. */
-import type { Contender, ContenderName } from './contender.js';
+import type { ContenderName, ShownContender } from './contender.js';
 import type { MemoryFigure } from './procs.js';
 import { percentile, targetsFor, type Recorder } from './results.js';
 
@@ -32,6 +32,15 @@ export const machineLine = (m: Machine): string =>
 const fmtMs = (v: number | undefined): string => (v === undefined ? '—' : v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`);
 const fmtMiB = (f: MemoryFigure | undefined): string => (f ? `${(f.rssBytes / 2 ** 20).toFixed(0)} / ${(f.pssBytes / 2 ** 20).toFixed(0)} MiB (${f.processes} procs)` : '—');
 
+const fmtMBs = (v: number | undefined): string => (v === undefined ? '—' : `${v.toFixed(1)} MB/s`);
+
+/** MB/s at the p50 time of a transfer step (the p50 of the rates, as rate is monotone in time). */
+function throughput(rec: Recorder, c: ContenderName, step: string): number | undefined {
+  const p50 = percentile(rec.get(c, step)?.samples ?? [], 50);
+  const bytes = rec.bytes.get(step);
+  return p50 === undefined || bytes === undefined || p50 <= 0 ? undefined : bytes / 1e6 / (p50 / 1000);
+}
+
 function ratio(rec: Recorder, step: string, a: ContenderName, b: ContenderName, p: number): number | undefined {
   const x = percentile(rec.get(a, step)?.samples ?? [], p);
   const y = percentile(rec.get(b, step)?.samples ?? [], p);
@@ -48,7 +57,7 @@ function ratioCell(rec: Recorder, step: string, against: ContenderName): string 
 }
 
 /** Markdown: latency table, ratio table, memory table, failures. */
-export function markdown(rec: Recorder, contenders: readonly Contender[], machine: Machine, info: RunInfo): string {
+export function markdown(rec: Recorder, contenders: readonly ShownContender[], machine: Machine, info: RunInfo): string {
   const names = contenders.map((c) => c.name);
   const out: string[] = [];
   out.push(`# gvisor-cri bench ${info.startedAt}`, '', machineLine(machine), '');
@@ -67,9 +76,15 @@ export function markdown(rec: Recorder, contenders: readonly Contender[], machin
     out.push(`| ${step} | ${cells.join(' | ')} |`);
   }
   out.push('', '## Ratios of gvisor-cri (p50, with p95) and targets (printed, never asserted)', '');
-  out.push('| step | / raw runsc | / containerd+runsc | / raw naive teardown |', '| --- | --- | --- | --- |');
+  out.push('| step | / raw runsc (floor) | / containerd+runsc | / raw naive teardown |', '| --- | --- | --- | --- |');
   for (const step of rec.order) {
     out.push(`| ${step} | ${ratioCell(rec, step, 'raw')} | ${ratioCell(rec, step, 'containerd')} | ${ratioCell(rec, step, 'raw-naive')} |`);
+  }
+  const transfers = [...rec.bytes.keys()].filter((s) => rec.order.includes(s));
+  if (transfers.length > 0) {
+    out.push('', '## Throughput p50 (MB/s = 10^6 bytes/s, from the p50 time)', '');
+    out.push(`| step | ${names.join(' | ')} |`, `| --- | ${names.map(() => '---').join(' | ')} |`);
+    for (const step of transfers) out.push(`| ${step} | ${names.map((n) => fmtMBs(throughput(rec, n, step))).join(' | ')} |`);
   }
   out.push('', '## Memory (RSS / PSS)', '');
   out.push('| contender | daemon idle | daemon with pods | sandboxes with pods |', '| --- | --- | --- | --- |');
@@ -94,7 +109,7 @@ export function markdown(rec: Recorder, contenders: readonly Contender[], machin
   return out.join('\n') + '\n';
 }
 
-export function jsonDocument(rec: Recorder, contenders: readonly Contender[], machine: Machine, info: RunInfo): object {
+export function jsonDocument(rec: Recorder, contenders: readonly ShownContender[], machine: Machine, info: RunInfo): object {
   const steps: Record<string, Record<string, object>> = {};
   for (const c of contenders) {
     for (const [step, r] of rec.steps.get(c.name) ?? []) {
@@ -115,6 +130,7 @@ export function jsonDocument(rec: Recorder, contenders: readonly Contender[], ma
     steps,
     ratios,
     targets: Object.fromEntries(rec.order.map((s) => [s, targetsFor(s)])),
+    throughputMBs: Object.fromEntries([...rec.bytes.keys()].map((s) => [s, Object.fromEntries(contenders.map((c) => [c.name, throughput(rec, c.name, s)]))])),
     memory: Object.fromEntries(rec.memory),
     notes: rec.notes,
   };

@@ -10,8 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { ContainerdBackend, ensureContainerdInstalled } from './backend-containerd.js';
 import { GvisorCriBackend } from './backend-gvisor-cri.js';
 import { concurrentCase, lifecycleCase, pullCase, relistCase, type CaseOptions } from './cases.js';
+import { networkCase, pullFloorCase, streamCase } from './cases-floor.js';
 import { sweepLeftovers, sweepRun } from './cleanup.js';
-import { ALL_CASES, ALL_CONTENDERS, type CaseName, type Contender, type ContenderName } from './contender.js';
+import { ALL_CASES, ALL_CONTENDERS, type CaseName, type Contender, type ContenderName, type ShownContender } from './contender.js';
 import { CriContender } from './contender-cri.js';
 import { RawContender } from './contender-raw.js';
 import { makeBenchEnv, type BenchEnv } from './env.js';
@@ -35,7 +36,7 @@ export interface BenchOptions {
   maxMinutes: number;
 }
 
-const USAGE = 'usage: npm run bench -- [--quick] [--runs N] [--concurrent-runs N] [--cases lifecycle,concurrent,relist,pull] [--contenders raw,raw-naive,gvisor-cri,containerd,containerd-runc] [--relist-pods N] [--max-minutes M]';
+const USAGE = 'usage: npm run bench -- [--quick] [--runs N] [--concurrent-runs N] [--cases lifecycle,concurrent,relist,pull,pull-floor,network,stream] [--contenders raw,raw-naive,gvisor-cri,containerd,containerd-runc] [--relist-pods N] [--max-minutes M]';
 
 function list<T extends string>(value: string, allowed: readonly T[], what: string): T[] {
   const items = value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -109,8 +110,8 @@ function buildContenders(env: BenchEnv, names: readonly ContenderName[], runcAva
   const containerd = (): ContainerdBackend => (ctrd ??= new ContainerdBackend(env, 3));
   for (const n of names) {
     if (n === 'raw' || n === 'raw-naive') out.push(new RawContender(n, env, n === 'raw' ? 0 : 1));
-    else if (n === 'gvisor-cri') out.push(new CriContender(n, 'gvisor-cri over its CRI socket', false, new Set<CaseName>(['lifecycle', 'concurrent', 'relist', 'pull']), new GvisorCriBackend(env, 2), '', env.images));
-    else if (n === 'containerd') out.push(new CriContender(n, 'containerd 1.6 CRI + runc.v2 shim + runsc adapter', false, new Set<CaseName>(['lifecycle', 'concurrent', 'relist', 'pull']), containerd(), 'runsc', env.images));
+    else if (n === 'gvisor-cri') out.push(new CriContender(n, 'gvisor-cri over its CRI socket', false, new Set<CaseName>(['lifecycle', 'concurrent', 'relist', 'pull', 'pull-floor', 'network', 'stream']), new GvisorCriBackend(env, 2), '', env.images));
+    else if (n === 'containerd') out.push(new CriContender(n, 'containerd 1.6 CRI + runc.v2 shim + runsc adapter', false, new Set<CaseName>(['lifecycle', 'concurrent', 'relist', 'pull', 'stream']), containerd(), 'runsc', env.images));
     else if (runcAvailable) out.push(new CriContender(n, 'containerd + runc, unsandboxed', true, new Set<CaseName>(['lifecycle', 'concurrent']), containerd(), 'runc', env.images));
     else rec.notes.push('containerd-runc left out: runc could not be installed from Debian');
   }
@@ -160,7 +161,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     rec.notes.push(await loadNote('machine load at start'));
     log(rec.notes[rec.notes.length - 1]);
     log('starting the local registry and pushing the bench images');
-    env = await makeBenchEnv(process.pid, opts.bigLayers, opts.layerMiB);
+    env = await makeBenchEnv(process.pid, opts.bigLayers, opts.layerMiB, opts.cases.includes('stream'));
+    const benchEnv = env;
     const all = buildContenders(env, opts.contenders, runcAvailable, rec);
     for (const c of all) {
       if (interrupted) break;
@@ -194,6 +196,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       concurrent: () => concurrentCase(rec, contenders, caseOpts),
       relist: () => relistCase(rec, contenders, caseOpts),
       pull: () => pullCase(rec, contenders, caseOpts),
+      'pull-floor': () => pullFloorCase(rec, contenders, caseOpts, benchEnv),
+      network: () => networkCase(rec, contenders, caseOpts, benchEnv),
+      stream: () => streamCase(rec, contenders, caseOpts, benchEnv),
     };
     for (const name of opts.cases) {
       if (interrupted) break;
@@ -212,7 +217,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       concurrentSizes: opts.concurrentSizes,
       bigImageMiB: opts.bigLayers * opts.layerMiB,
     };
-    const shown = all.filter((c) => rec.steps.has(c.name) || rec.memory.has(c.name));
+    const shown: ShownContender[] = all.filter((c) => rec.steps.has(c.name) || rec.memory.has(c.name));
+    // The floors of pull-floor, network and stream are made by those cases, with or without the raw contender.
+    if (rec.steps.has('raw') && !shown.some((c) => c.name === 'raw')) shown.unshift({ name: 'raw', label: 'the cases\' own floors', reference: false });
     const md = markdown(rec, shown, m, info);
     const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
     await mkdir(dir, { recursive: true });

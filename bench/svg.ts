@@ -2,7 +2,7 @@
  * A hand-written SVG: one panel per step, one row per contender, every
  * sample as a dot on the panel's own linear axis, p50 and p95 as ticks.
  */
-import type { Contender } from './contender.js';
+import type { ShownContender } from './contender.js';
 import { percentile, type Recorder } from './results.js';
 
 const W = 900;
@@ -22,7 +22,7 @@ function niceMax(v: number): number {
 
 const fmt = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(ms >= 10_000 ? 0 : 1)} s` : `${ms.toFixed(0)} ms`);
 
-export function renderSvg(rec: Recorder, contenders: readonly Contender[], title: string, subtitle: string): string {
+export function renderSvg(rec: Recorder, contenders: readonly ShownContender[], title: string, subtitle: string): string {
   const parts: string[] = [];
   let y = 62;
   const plotW = W - LABEL_W - 30;

@@ -1,8 +1,9 @@
 /**
  * The external programs the bench setup and cleanup call (ip, iptables,
- * umount, apt-get, version queries), each through one typed wrapper with a
- * timeout. The contenders' own tools (runsc, CNI plugins) go through the
- * repo's wrappers.
+ * umount, apt-get, version queries), and the floor of the network case
+ * (unshare, umount, CNI plugins run by hand), each through one typed wrapper
+ * with a timeout. The contenders' own tools (runsc, CNI plugins) go through
+ * the repo's wrappers.
  */
 import { execa } from 'execa';
 
@@ -14,8 +15,8 @@ export interface ToolResult {
   stderr: string;
 }
 
-async function run(binary: string, args: readonly string[], timeoutMs = DEFAULT_TIMEOUT_MS, env?: Record<string, string>): Promise<ToolResult> {
-  const r = await execa(binary, args, { reject: false, timeout: timeoutMs, env, stdin: 'ignore' });
+async function run(binary: string, args: readonly string[], timeoutMs = DEFAULT_TIMEOUT_MS, env?: Record<string, string>, input?: string): Promise<ToolResult> {
+  const r = await execa(binary, args, { reject: false, timeout: timeoutMs, env, ...(input === undefined ? { stdin: 'ignore' as const } : { input }) });
   return { ok: r.exitCode === 0 && !r.timedOut, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') || (r.timedOut ? `timed out after ${timeoutMs} ms` : '') };
 }
 
@@ -57,6 +58,25 @@ export const mount = {
   },
   async unmountLazy(path: string): Promise<ToolResult> {
     return run('umount', ['-l', path]);
+  },
+  async unmount(path: string): Promise<void> {
+    must(`umount ${path}`, await run('umount', [path]));
+  },
+};
+
+export const unshare = {
+  /** A new network namespace kept alive by a bind mount on `file` (which must exist). */
+  async netnsOn(file: string): Promise<void> {
+    must(`unshare --net=${file}`, await run('unshare', [`--net=${file}`, 'true']));
+  },
+};
+
+export const cniPlugin = {
+  /** One CNI plugin call: parameters in `env`, the network config on stdin; resolves with its stdout. */
+  async call(binary: string, env: Record<string, string>, conf: object, timeoutMs: number): Promise<string> {
+    const r = await run(binary, [], timeoutMs, env, JSON.stringify(conf));
+    if (!r.ok) throw new Error(`CNI ${env.CNI_COMMAND ?? '?'} ${binary}: ${(r.stdout.trim() || r.stderr.trim()).slice(-500) || 'failed'}`);
+    return r.stdout;
   },
 };
 
