@@ -4,6 +4,7 @@ import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
 import { Runsc } from '../runtime/runsc.js';
+import { Reaper } from '../runtime/reaper.js';
 import { probeRunscFeatures, type RunscFeatures } from '../runtime/runsc-features.js';
 import { ensureInfraRootfs, type InfraRootfs } from '../runtime/infra-rootfs.js';
 import type { Condition, RuntimeInfo } from '../runtime/runtime-info.js';
@@ -40,7 +41,7 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>, onCommand?: (subcommand: string, ms: number, ok: boolean) => void): Runsc {
+export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>, onCommand?: (subcommand: string, ms: number, ok: boolean) => void, reaper?: Reaper): Runsc {
   const overlay = config.overlayMedium === 'memory' ? 'root:memory' : `root:dir=${join(config.runDir, 'overlay')}`;
   return new Runsc({
     binary: config.runsc,
@@ -50,6 +51,7 @@ export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay
     ociSeccomp: features?.ociSeccomp ?? false,
     extraFlags: config.runscExtraFlags,
     onCommand,
+    reaper,
   });
 }
 
@@ -73,7 +75,8 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   let probe = await probeRuntime(config, infra, logger);
   if (!probe.condition.ready) logger.warn({ reason: probe.condition.reason, message: probe.condition.message }, 'runtime not ready');
   const metrics = new DaemonMetrics();
-  const runsc = runscFor(config, probe.features, metrics.observeRunsc);
+  const reaper = await Reaper.start(logger);
+  const runsc = runscFor(config, probe.features, metrics.observeRunsc, reaper);
   const network = await NetworkManager.open({
     confDir: config.cniConfDir,
     binDirs: config.cniBinDirs,
@@ -177,6 +180,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
       await rt.close();
       network.close();
       await audit.close();
+      reaper?.close();
     },
   };
 }

@@ -6,6 +6,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
+import type { Reaper } from './reaper.js';
 
 export type RunscNetwork = 'sandbox' | 'host' | 'none';
 
@@ -24,6 +25,12 @@ export interface RunscOptions {
   /** Load OCI seccomp profiles inside the sandbox (--oci-seccomp). */
   ociSeccomp?: boolean;
   extraFlags?: readonly string[];
+  /**
+   * Launches `runsc create` and `start` so that the sandbox and gofer
+   * processes they leave behind are reaped at once (see reaper.ts); without
+   * it they go to pid 1.
+   */
+  reaper?: Reaper;
   /** Timeout of ordinary (non-waiting) calls, in ms. */
   timeoutMs?: number;
   /** Told of every finished runsc call (metrics): subcommand, wall time, success. */
@@ -312,7 +319,10 @@ export class Runsc {
     // With the container's stdio on runsc's stderr, runsc's own error text
     // would land in the container's log: ask for it in a file (--log holds
     // only the error line when --debug is off) and read it back.
-    const redirected = opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
+    // create leaves the sandbox and gofers behind, and a sub-container's start its gofer: both through the reaper.
+    const reaper = (subcommand === 'create' || subcommand === 'start') && !opts.netnsWorkaround ? this.options.reaper : undefined;
+    // The reaper's children get no pipe back, so their error text always comes through --log.
+    const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
     if (errLog) await mkdir(dirname(errLog), { recursive: true });
     const full = [...this.globalFlags(opts.network), ...(errLog ? [`--log=${errLog}`] : []), ...args];
@@ -325,18 +335,19 @@ export class Runsc {
       argv = ['-m', '--propagation', 'private', 'sh', '-c', 'nsenter --net="$1" mount -t tmpfs none /proc/sys/net/core && shift && exec "$@"', 'sh', opts.netnsWorkaround, this.options.binary, ...full];
     }
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs ?? 60_000;
-    const options: Options = {
-      reject: false,
-      stdin: fdOption(opts.stdio?.stdin ?? 'ignore') as Options['stdin'],
-      stdout: fdOption(opts.stdio?.stdout ?? 'pipe'),
-      stderr: fdOption(opts.stdio?.stderr ?? 'pipe'),
-      timeout: timeoutMs > 0 ? timeoutMs : undefined,
-      forceKillAfterDelay: FORCE_KILL_AFTER_MS,
-      cancelSignal: opts.cancelSignal,
-      maxBuffer: 16 * 1024 * 1024,
-    };
     const started = performance.now();
-    const r = await execa(file, argv, options);
+    const r = reaper
+      ? await launchThrough(reaper, [file, ...argv], opts.stdio, timeoutMs)
+      : await execa(file, argv, {
+          reject: false,
+          stdin: fdOption(opts.stdio?.stdin ?? 'ignore') as Options['stdin'],
+          stdout: fdOption(opts.stdio?.stdout ?? 'pipe'),
+          stderr: fdOption(opts.stdio?.stderr ?? 'pipe'),
+          timeout: timeoutMs > 0 ? timeoutMs : undefined,
+          forceKillAfterDelay: FORCE_KILL_AFTER_MS,
+          cancelSignal: opts.cancelSignal,
+          maxBuffer: 16 * 1024 * 1024,
+        });
     const stdout = typeof r.stdout === 'string' ? r.stdout : '';
     this.options.onCommand?.(subcommand, performance.now() - started, !r.timedOut && !r.isCanceled && (r.exitCode === 0 || (subcommand === 'wait' && stdout.trim() !== '')));
     let stderr = typeof r.stderr === 'string' ? r.stderr : '';
@@ -366,6 +377,24 @@ export class Runsc {
  */
 function withNullStdio(stdio: RunscStdio | undefined): RunscStdio {
   return { stdin: stdio?.stdin ?? 'ignore', stdout: stdio?.stdout ?? 'ignore', stderr: stdio?.stderr ?? 'ignore' };
+}
+
+/** What run() reads of a finished call, whichever way it was launched. */
+interface CallOutcome {
+  stdout?: unknown;
+  stderr?: unknown;
+  exitCode?: number;
+  timedOut: boolean;
+  isCanceled: boolean;
+  shortMessage?: string;
+}
+
+/** Runs a call through the reaper; a daemon fd reaches it as a /proc path it reopens. */
+async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio | undefined, timeoutMs: number): Promise<CallOutcome> {
+  const path = (v: number | 'pipe' | 'ignore' | undefined): string => (typeof v === 'number' ? `/proc/${process.pid}/fd/${v}` : '/dev/null');
+  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, timeoutMs);
+  const shortMessage = r.exitCode === undefined ? (r.signal ? `killed by signal ${r.signal}` : 'the reaper is gone') : undefined;
+  return { exitCode: r.exitCode, timedOut: r.timedOut, isCanceled: false, shortMessage };
 }
 
 /**
