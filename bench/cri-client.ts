@@ -2,8 +2,8 @@
  * A gRPC CRI client over a unix socket, from our proto (wire-identical to
  * upstream CRI v1), so gvisor-cri and containerd are driven by the same code.
  */
+import { socketAnswers } from '../daemon/socket.js';
 import type * as grpc from '@grpc/grpc-js';
-import { connect } from 'node:net';
 import { createCriClients } from '../cri-api/server.js';
 
 export type CriService = 'runtime' | 'image';
@@ -33,23 +33,12 @@ export class CriClient {
   }
 }
 
-function answers(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 /** Waits until something accepts connections on `path`; `alive` false stops waiting early. */
 export async function waitForSocket(path: string, timeoutMs: number, alive: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (!alive()) throw new Error(`${what} exited before serving ${path}`);
-    if (await answers(path)) return;
+    if (await socketAnswers(path)) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${what} did not serve ${path} within ${timeoutMs} ms`);
