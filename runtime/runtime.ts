@@ -228,14 +228,14 @@ export class PodRuntime {
         runtimeHandler,
         labels: { ...config.labels },
         annotations: { ...config.annotations },
-        hostname: config.hostname || meta.name,
+        // containerd's rule: a pod without a hostname gets the node's (a pod name need not be a valid host name).
+        hostname: config.hostname || osHostname(),
         logDirectory: config.log_directory,
         hostNetwork: nsOpts?.network === 'NODE',
         namespaceModes: { network: nsOpts?.network ?? 'POD', pid: nsOpts?.pid ?? 'POD', ipc: nsOpts?.ipc ?? 'POD' },
         privileged: config.linux?.security_context?.privileged ?? false,
         ips: [],
       };
-      if (r.hostNetwork && !config.hostname) r.hostname = osHostname();
       // Written before anything is made, so a crash mid-way is rolled back at restart.
       await this.sandboxes.put(r);
       return r;
@@ -295,8 +295,29 @@ export class PodRuntime {
       needsNetnsWorkaround: features.netnsWorkaround,
       logPath: join(dir, 'sandbox.log'),
     });
+    await this.checkSysctls(rec, config.linux?.sysctls ?? {});
     rec.phase = 'ready';
     await this.sandboxes.put(rec);
+  }
+
+  /**
+   * gVisor's kernel implements only some sysctls and runsc skips the others
+   * silently; Kubernetes expects a pod's sysctls to hold, so each one is read
+   * back inside the sandbox and a pod that cannot have them fails clearly.
+   */
+  private async checkSysctls(rec: SandboxRecord, sysctls: Record<string, string>): Promise<void> {
+    const wanted = Object.entries(sysctls);
+    const relay = this.opts.infra.relay;
+    if (wanted.length === 0 || !relay) return;
+    const shell = wanted.map(([k]) => `cat /proc/sys/${k.replaceAll('.', '/')} 2>/dev/null || echo '<absent>'`).join('; ');
+    const proc = buildExecProcess({ args: [relay[0]!, 'sh', '-c', shell], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
+    const r = await this.driver.execSync(rec.id, proc, 10_000);
+    const got = r.stdout.toString().split('\n');
+    const wrong = wanted.filter(([, v], i) => (got[i] ?? '').trim().replace(/\s+/g, ' ') !== v.trim().replace(/\s+/g, ' '));
+    if (wrong.length > 0) {
+      const what = wrong.map(([k, v]) => `${k}=${v} (inside gVisor: ${(got[wanted.findIndex(([x]) => x === k)] ?? '').trim() || 'unreadable'})`).join(', ');
+      throw failedPrecondition(`sysctls gVisor does not honour: ${what}; remove them from the pod or run it with another runtime`);
+    }
   }
 
   /** Undoes whatever part of a sandbox exists: runsc state, network, files, record. */

@@ -167,6 +167,14 @@ test('bad input gets clear statuses and leaves nothing behind', async () => {
   await assert.rejects(d.call('runtime', 'RunPodSandbox', { config: { metadata: { uid: 'u', namespace: 'n' } } }), expectCode(grpc.status.INVALID_ARGUMENT, /metadata\.name/));
   await assert.rejects(d.call('runtime', 'RunPodSandbox', { config: podConfig('h'), runtime_handler: 'kata' }), expectCode(grpc.status.NOT_FOUND, /kata/));
 
+  // A sysctl gVisor does not implement fails the pod clearly and rolls everything back.
+  await assert.rejects(
+    d.call('runtime', 'RunPodSandbox', { config: podConfig('sysctl', { linux: { sysctls: { 'kernel.shm_rmid_forced': '1' } } }) }),
+    expectCode(grpc.status.FAILED_PRECONDITION, /kernel\.shm_rmid_forced=1/),
+  );
+  assert.deepEqual(await listPods(), []);
+  assert.deepEqual(await readdir(join(d.runDir, 'netns')).catch(() => []), []);
+
   const pod = await runPod('bad');
   await assert.rejects(
     d.call('runtime', 'CreateContainer', { pod_sandbox_id: pod, config: { metadata: { name: 'x' }, image: { image: `${registry.host}/e2e/nothere:1` } } }),
