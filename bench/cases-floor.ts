@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { silentLogger } from '../cri-api/logger.js';
 import { NetworkManager } from '../network/index.js';
 import { Runsc, SandboxDriver } from '../runtime/index.js';
-import { buildExecProcess } from '../runtime/oci-spec.js';
+import { buildExecProcess } from '../runtime/index.js';
 import { exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyForward, spdyUpgrade } from '../test/helpers/stream-client.js';
 import { bounded, clearPods, rotate, stop, timedAs, type CaseOptions } from './cases.js';
 import type { ContainerRef, Contender, ContenderName, PodRef } from './contender.js';

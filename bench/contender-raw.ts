@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { silentLogger } from '../cri-api/logger.js';
 import { NetworkManager, writePodFiles } from '../network/index.js';
 import { ensureInfraRootfs, isGone, probeRunscFeatures, Runsc, SandboxDriver, type InfraRootfs, type RunscFeatures } from '../runtime/index.js';
-import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from '../runtime/oci-spec.js';
+import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from '../runtime/index.js';
 import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
 import { benchConflist, type BenchEnv } from './env.js';
 import { memoryOf, processTable, sandboxProcessesOf, type MemoryFigure } from './procs.js';

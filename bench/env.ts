@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pauseElf } from '../runtime/infra-rootfs.js';
+import { pauseElf } from '../runtime/index.js';
 // Test helpers are reused as built (dist/test/helpers), as the tests use them.
 import { busyboxEntries, pushTestImage, randomLayer, type TarEntry } from '../test/helpers/image-builder.js';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry-server.js';

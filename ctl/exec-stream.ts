@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import { silentLogger } from '../cri-api/logger.js';
-import { SpdyConnection, type SpdyStream } from '../stream/spdy/connection.js';
+import { SpdyConnection, type SpdyStream } from '../stream/index.js';
 import { CtlError } from './client.js';
 
 const PROTOCOLS = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];

@@ -1,13 +1,32 @@
 import type { CriHandlers } from '../cri-api/server.js';
-import { Version } from '../runtime/version.js';
-import { Status } from '../runtime/status.js';
-import { RuntimeConfig } from '../runtime/runtime-config.js';
-import { UpdateRuntimeConfig } from '../runtime/update-runtime-config.js';
 import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage } from '../image-store/index.js';
 import {
-  ContainerStatus, CreateContainer, ExecSync, ListContainers, ListPodSandbox, PodSandboxStatus, RemoveContainer, RemovePodSandbox,
-  ReopenContainerLog, RunPodSandbox, StartContainer, StopContainer, StopPodSandbox, UpdateContainerResources,
-  ContainerStats, ListContainerStats, PodSandboxStats, ListPodSandboxStats, GetContainerEvents, Exec, Attach, PortForward,
+  ContainerStatus,
+  CreateContainer,
+  ExecSync,
+  ListContainers,
+  ListPodSandbox,
+  PodSandboxStatus,
+  RemoveContainer,
+  RemovePodSandbox,
+  ReopenContainerLog,
+  RunPodSandbox,
+  StartContainer,
+  StopContainer,
+  StopPodSandbox,
+  UpdateContainerResources,
+  ContainerStats,
+  ListContainerStats,
+  PodSandboxStats,
+  ListPodSandboxStats,
+  GetContainerEvents,
+  Exec,
+  Attach,
+  PortForward,
+  Version,
+  Status,
+  RuntimeConfig,
+  UpdateRuntimeConfig,
 } from '../runtime/index.js';
 import type { Services } from './services.js';
 import { instrumentHandlers } from './metrics.js';

@@ -7,3 +7,4 @@ export type {
   AttachRequest, ExecRequest, ExecResult, PortForwardRequest, StreamBackend, StreamIO, StreamServerOptions, TerminalSize,
 } from './types.js';
 export { WS_EXEC_PROTOCOLS, WS_PORTFORWARD_PROTOCOLS, WS_PORTFORWARD_TUNNEL } from './websocket.js';
+export { SpdyConnection, type SpdyStream } from './spdy/connection.js';
