@@ -336,7 +336,11 @@ export class SpdyConnection {
       return undefined;
     }
     if (stream.remoteFin) return undefined;
-    if (data.length > 0 && !stream.push(data)) {
+    // Back-pressure pauses the whole connection (SPDY's per-stream windows are
+    // not used), so only the server applies it, to bound the daemon's memory.
+    // A client pausing for one unread stream would also stop the SYN_REPLYs
+    // its other createStream calls wait for: a deadlock, not a slowdown.
+    if (data.length > 0 && !stream.push(data) && this.opts.role === 'server') {
       this.blocked.add(stream);
       this.socket.pause();
     }

@@ -19,11 +19,10 @@ class ZlibContext {
   private failCurrent: ((err: Error) => void) | undefined;
 
   constructor(private readonly z: zlib.Deflate | zlib.Inflate, private readonly what: string) {
-    z.on('data', (c: Buffer) => {
-      this.size += c.length;
-      // Past the limit keep counting but stop holding output: bounds memory against a zlib bomb.
-      if (this.size <= MAX_HEADER_BLOCK) this.chunks.push(c);
-    });
+    // Paused mode, drained by hand: a 'data' listener can receive a block's
+    // last bytes after the flush callback (when output was buffered), which
+    // cut blocks in two and left SYN_STREAMs unanswered under load.
+    z.on('readable', () => this.drain());
     // A corrupt input errors the stream and its flush callback never runs: fail the waiting call here.
     z.on('error', (err: Error) => {
       this.failure = err;
@@ -39,6 +38,8 @@ class ZlibContext {
       this.z.write(input);
       this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
         this.failCurrent = undefined;
+        // Everything this flush produced is in the readable buffer by now.
+        this.drain();
         const size = this.size;
         const out = size <= MAX_HEADER_BLOCK ? Buffer.concat(this.chunks, size) : undefined;
         this.chunks = [];
@@ -55,6 +56,14 @@ class ZlibContext {
 
   close(): void {
     this.z.close();
+  }
+
+  private drain(): void {
+    for (let c: Buffer | null = this.z.read() as Buffer | null; c !== null; c = this.z.read() as Buffer | null) {
+      this.size += c.length;
+      // Past the limit keep counting but stop holding output: bounds memory against a zlib bomb.
+      if (this.size <= MAX_HEADER_BLOCK) this.chunks.push(c);
+    }
   }
 
   private wrap(err: Error): SpdyProtocolError {
