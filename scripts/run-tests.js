@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every compiled test file under dist/test (or those under the paths
-// given as arguments) with node's own test runner.
+// given as arguments) with node's own test runner. A test stuck for 10
+// minutes fails instead of holding CI until its limit.
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -20,5 +21,5 @@ if (files.length === 0) {
   console.error('run-tests: no test files found; did `npm run build` run?');
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=600000', '--test-reporter=spec', ...files], { stdio: 'inherit', cwd: root });
 process.exit(result.status ?? 1);
