@@ -229,3 +229,33 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
   assert.deepEqual(await listPods(), []);
 });
+
+test('20 pods created and removed leave no netns, mount, runsc state or daemon fd behind', async () => {
+  const fds = async (): Promise<number> => (await readdir(`/proc/${d.proc.pid}/fd`)).length;
+  // A first pod warms up lazily opened descriptors (the events stream, log dirs); the count is taken after it.
+  const warm = await runPod('warm');
+  await runContainer(warm, 'warm', 'app', ['sleep', '3600']);
+  await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: warm });
+  await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: warm });
+  const before = await fds();
+  for (let batch = 0; batch < 4; batch++) {
+    const pods = await Promise.all([0, 1, 2, 3, 4].map(async (i) => {
+      const name = `many-${batch}-${i}`;
+      const pod = await runPod(name);
+      await runContainer(pod, name, 'app', ['sleep', '3600']);
+      return pod;
+    }));
+    assert.equal((await listPods()).length, 5);
+    await Promise.all(pods.map(async (pod) => {
+      await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod });
+      await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
+    }));
+  }
+  assert.deepEqual(await listPods(), []);
+  assert.deepEqual(await readdir(join(d.runDir, 'netns')).catch(() => []), []);
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  assert.equal(mounts.split('\n').filter((l) => l.includes(d.dir)).length, 0, 'no mount under the daemon dirs');
+  const runscState = (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
+  assert.deepEqual(runscState, []);
+  assert.equal(await fds(), before, 'the daemon holds no more descriptors than before the 20 pods');
+});
