@@ -119,7 +119,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
       port: config.streamPort,
       tlsCert: config.streamTlsCert || undefined,
       tlsKey: config.streamTlsKey || undefined,
-      backend: new RuntimeStreamBackend({ rt, runsc, relay: infra.relay, logger: logger.child({ module: 'stream' }) }),
+      backend: new RuntimeStreamBackend({ rt, runsc, busybox: infra.busybox, logger: logger.child({ module: 'stream' }) }),
       logger: logger.child({ module: 'stream' }),
     });
   } catch (err) {

@@ -11,13 +11,13 @@ export interface InfraRootfs {
   /** The infra process's argv. */
   args: string[];
   /**
-   * argv prefix of a TCP relay inside the sandbox (`RELAY HOST PORT` joins
-   * its stdio to HOST:PORT), when a static busybox was at hand to provide one.
+   * Path, inside the sandbox, of a static busybox when one was at hand: the
+   * in-sandbox tools (port-forward's `nc` relay, the sysctl read-back) run it.
    */
-  relay?: string[];
+  busybox?: string;
 }
 
-/** Where a static busybox is taken from for the relay: busybox-static's binary. */
+/** Where the in-sandbox busybox is taken from: busybox-static's binary. */
 const HOST_BUSYBOX = '/bin/busybox';
 
 /** True for an ELF executable without an interpreter (PT_INTERP): one that runs in a rootfs with no libc. */
@@ -90,20 +90,20 @@ export async function ensureInfraRootfs(stateDir: string, arch: string = process
     for (const f of MOUNT_POINTS.files) await writeFile(join(rootfsDir, f), '', { flag: 'a' });
     await install(target, wanted ?? (await readFile(HOST_BUSYBOX)));
   }
-  return { rootfsDir, args, relay: await ensureRelay(rootfsDir) };
+  return { rootfsDir, args, busybox: await ensureBusybox(rootfsDir) };
 }
 
 /**
  * Port-forward relays through busybox's nc inside the sandbox: runsc's own
  * port-forward of this era crashes the sandbox on segments over 16 KiB.
  */
-async function ensureRelay(rootfsDir: string): Promise<string[] | undefined> {
+async function ensureBusybox(rootfsDir: string): Promise<string | undefined> {
   const target = join(rootfsDir, 'busybox');
   const host = await readFile(HOST_BUSYBOX).catch(() => undefined);
   if (!host || !isStaticElf(host)) return undefined;
   const current = await readFile(target).catch(() => undefined);
   if (!current?.equals(host)) await install(target, host);
-  return ['/busybox', 'nc'];
+  return '/busybox';
 }
 
 /** Written beside and renamed, so a crash never leaves a half program. */

@@ -8,8 +8,6 @@ import type { PodRuntime } from './runtime.js';
 export async function StopContainer(rt: PodRuntime, req: StopContainerRequest__Output, _ctx: CallContext): Promise<StopContainerResponse> {
   const id = requireId(req.container_id, 'container_id');
   const timeout = requireNonNegative(req.timeout || '0', 'timeout');
-  // CRI: stopping a container that does not exist is not an error (critest's idempotence suite checks it).
-  if (!rt.getContainer(id)) return {};
   await rt.stopContainer(id, timeout);
   return {};
 }

@@ -23,8 +23,8 @@ export interface RuntimeStreamBackendOptions {
   /** The same runsc (root and flags) the runtime drives. */
   runsc: Runsc;
   logger: Logger;
-  /** argv prefix of the in-sandbox TCP relay (InfraRootfs.relay); without it runsc port-forward is used. */
-  relay?: readonly string[];
+  /** The infra rootfs's busybox (InfraRootfs.busybox), whose nc relays port-forward; without it runsc port-forward is used. */
+  busybox?: string;
 }
 
 /** How long a killed exec's host-side runsc may take to exit before it is SIGKILLed. */
@@ -47,14 +47,14 @@ export class RuntimeStreamBackend implements StreamBackend {
   private readonly runsc: Runsc;
   private readonly logger: Logger;
   private readonly workDir: string;
-  private readonly relay: readonly string[] | undefined;
+  private readonly busybox: string | undefined;
   private seq = 0;
 
   constructor(opts: RuntimeStreamBackendOptions) {
     this.rt = opts.rt;
     this.runsc = opts.runsc;
     this.logger = opts.logger;
-    this.relay = opts.relay;
+    this.busybox = opts.busybox;
     this.workDir = join(dirname(opts.runsc.options.root), 'stream');
   }
 
@@ -109,7 +109,7 @@ export class RuntimeStreamBackend implements StreamBackend {
   async portForward(podSandboxId: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
     const pod = this.readyPod(podSandboxId);
     // A host-network pod shares the node's network: its ports are the host's loopback ports.
-    if (!pod.hostNetwork && this.relay) return this.relayInSandbox(pod, this.relay, port, conn, signal);
+    if (!pod.hostNetwork && this.busybox) return this.relayInSandbox(pod, this.busybox, port, conn, signal);
     const upstream = pod.hostNetwork ? await dialHost(port, signal) : await this.dialSandbox(pod, port, signal);
     await splice(conn, upstream, signal);
   }
@@ -119,11 +119,11 @@ export class RuntimeStreamBackend implements StreamBackend {
    * 16 KiB (every bulk download), killing the pod; a relay process inside the
    * sandbox moves the bytes through ordinary exec stdio instead.
    */
-  private async relayInSandbox(pod: SandboxRecord, relay: readonly string[], port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
+  private async relayInSandbox(pod: SandboxRecord, busybox: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
     const base = await this.tempBase(pod.id);
     const processFile = `${base}.json`;
     const internalPidFile = `${base}.pid`;
-    const proc = buildExecProcess({ args: [...relay, '127.0.0.1', String(port)], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
+    const proc = buildExecProcess({ args: [busybox, 'nc', '127.0.0.1', String(port)], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
     await writeFile(processFile, JSON.stringify(proc), { mode: 0o600 });
     const sub = this.runsc.spawnExec(pod.id, { processFile, internalPidFile }, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
     let stderr = '';

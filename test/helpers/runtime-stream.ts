@@ -29,7 +29,7 @@ export async function makeStreamWorld(index: number, podName = 'streams'): Promi
   const w = await makeCriWorld(index);
   let server: StreamServer | undefined;
   try {
-    const backend = new RuntimeStreamBackend({ rt: w.rt, runsc: w.runsc, relay: w.infra.relay, logger: testLogger });
+    const backend = new RuntimeStreamBackend({ rt: w.rt, runsc: w.runsc, busybox: w.infra.busybox, logger: testLogger });
     const started = await StreamServer.start({ address: '127.0.0.1', port: 0, backend, logger: silentLogger });
     server = started;
     const pod = (await call(w.rt, 'RunPodSandbox', { config: podConfig(podName, w.logDir), runtime_handler: '' })).pod_sandbox_id;

@@ -75,7 +75,7 @@ test('SPDY port-forward: two connections at once and a third after them, bytes i
 });
 
 test('SPDY port-forward downloads 5 MiB intact over two connections at once', async () => {
-  assert.ok(s.w.infra.relay, 'busybox-static provides the in-sandbox relay (scripts/setup.sh installs it)');
+  assert.ok(s.w.infra.busybox, 'busybox-static provides the in-sandbox relay (scripts/setup.sh installs it)');
   assert.ok(BIG.length > 5 * 1024 * 1024);
   const web = s.w.rt.listContainers().find((c) => c.name === 'web')!;
   assert.equal((await s.w.rt.execSync(web.id, ['sh', '-c', `seq 1 ${COUNT} > /tmp/www/big`], 60)).exitCode, 0);
