@@ -1,7 +1,7 @@
 // Pods and containers end to end, as kubelet drives them: the real daemon over its socket,
 // real runsc, real CNI bridge networking into gVisor, a real registry. Includes killing the
 // daemon with SIGKILL while pods run.
-import { test, after, before } from 'node:test';
+import { test, after, afterEach, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -28,11 +28,18 @@ before(async () => {
   await d.call('image', 'PullImage', { image: { image } });
 });
 
-after(async () => {
+/** Each test starts from no pods, even after an earlier one failed midway. */
+async function removeAllPods(): Promise<void> {
   for (const p of await listPods().catch(() => [])) {
     await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
     await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
   }
+}
+
+afterEach(removeAllPods);
+
+after(async () => {
+  await removeAllPods();
   await d?.cleanup();
   await registry?.stop();
 });
@@ -133,8 +140,9 @@ test('pods: two containers share a sandbox, pods reach each other over their IPs
   const ipB = (await d.call<{ status: { network: { ip: string } } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: b })).status.network.ip;
   assert.notEqual(ipB, ipA);
 
-  // hostPort through portmap, from the host's loopback.
-  assert.equal((await httpGet(hostPort)).trim(), 'pong from web');
+  // hostPort through portmap, from the host's loopback; the first packets may wait for the pod's neighbour entry.
+  const viaHostPort = await eventually(async () => (await httpGet(hostPort)).trim(), 15_000, `hostPort ${hostPort}`);
+  assert.equal(viaHostPort, 'pong from web');
 
   // DNS config lands in the containers' resolv.conf; hosts has the pod's name and IP.
   const resolv = (await execSync(server, ['cat', '/etc/resolv.conf'])).stdout;
