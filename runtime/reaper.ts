@@ -8,30 +8,130 @@
  * hands it and reaps every process that lands on it at once. It outlives the
  * daemon while any of its sandboxes runs (a restarted daemon starts a new
  * one), and exits once it has no child left.
+ *
+ * It also holds the terminals of tty containers: Node cannot receive the
+ * console's file descriptor (SCM_RIGHTS) that runsc sends, and a holder that
+ * outlives the daemon keeps the container's terminal alive across restarts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Logger } from '../cri-api/logger.js';
 
-// x86-64 syscall numbers and prctl options; the script only runs where that holds (see start()).
+// x86-64 syscall numbers, prctl options and ioctls; the script only runs where that holds (see start()).
 const SCRIPT = String.raw`
-use strict; use warnings; use POSIX qw(:sys_wait_h :fcntl_h);
+use strict; use warnings; use POSIX qw(:sys_wait_h :fcntl_h :errno_h);
+use Socket qw(AF_UNIX SOCK_STREAM pack_sockaddr_un);
 syscall(157, 36, 1) == 0 or die "prctl(PR_SET_CHILD_SUBREAPER): $!\n";
 $SIG{PIPE} = 'IGNORE';
 $| = 1;
-my %launched; my $buf = ''; my $open = 1;
+my %launched; my %term; my $buf = ''; my $open = 1;
+my $CAP = 1 << 20;
+
+# recvmsg(2) by number: core perl has none, and runsc hands the console over SCM_RIGHTS.
+sub recv_fd {
+  my ($conn) = @_;
+  my $data = "\0" x 64; my $ctl = "\0" x 64;
+  my $iov = pack('QQ', unpack('Q', pack('p', $data)), length $data);
+  my $msg = pack('QLx4QQQQlx4', 0, 0, unpack('Q', pack('p', $iov)), 1, unpack('Q', pack('p', $ctl)), length $ctl, 0);
+  # MSG_CMSG_CLOEXEC: the runsc processes launched later must not inherit the console.
+  return undef if syscall(47, fileno($conn), $msg, 0x40000000) < 0;
+  my (undef, $level, $type, $fd) = unpack('Qlll', $ctl);
+  return ($level == 1 && $type == 1) ? $fd : undef;
+}
+
+sub term_open {
+  my ($id, $sock, $out, $in, $ctl) = @_;
+  my %t = (ob => '', ib => '', cb => '', sock => $sock);
+  unlink $sock;
+  my $l;
+  socket($l, AF_UNIX, SOCK_STREAM, 0) && bind($l, pack_sockaddr_un($sock)) && listen($l, 1) or return "console socket $sock: $!";
+  # Read-write, as a sandbox holds its FIFOs: the pipes live while the daemon is away.
+  sysopen(my $o, $out, O_RDWR | O_NONBLOCK) or return "open $out: $!";
+  sysopen(my $c, $ctl, O_RDWR | O_NONBLOCK) or return "open $ctl: $!";
+  if ($in ne '') { sysopen(my $i, $in, O_RDWR | O_NONBLOCK) or return "open $in: $!"; $t{i} = $i; }
+  @t{qw(l o c)} = ($l, $o, $c);
+  $term{$id} = \%t;
+  return '';
+}
+
+sub term_close {
+  my ($id) = @_;
+  my $t = delete $term{$id} or return;
+  unlink $t->{sock} if $t->{l};
+  close $_ for grep { defined } @$t{qw(l m o i c)};
+}
+
+sub winsize { my ($t) = @_; ioctl($t->{m}, 0x5414, $t->{ws}) if $t->{m} && $t->{ws}; }
+
+sub readable { my ($v, $fh) = @_; return $fh && vec($v, fileno($fh), 1); }
+
+sub pump {
+  my ($id, $r, $w) = @_;
+  my $t = $term{$id};
+  if ($t->{l}) {
+    return unless readable($r, $t->{l});
+    accept(my $conn, $t->{l}) or return;
+    my $fd = recv_fd($conn);
+    close $conn; close delete $t->{l}; unlink $t->{sock};
+    return term_close($id) unless defined $fd && open(my $m, '+<&=', $fd);
+    fcntl($m, F_SETFL, fcntl($m, F_GETFL, 0) | O_NONBLOCK);
+    $t->{m} = $m;
+    winsize($t);
+    return;
+  }
+  if (readable($r, $t->{m})) {
+    my $got = sysread($t->{m}, $t->{ob}, 65536, length $t->{ob});
+    # EIO: every slave end is closed, the container is gone.
+    if (defined $got ? $got == 0 : ($! != EAGAIN && $! != EINTR)) { close delete $t->{m}; }
+  }
+  if (length $t->{ob} && readable($w, $t->{o})) {
+    my $n = syswrite($t->{o}, $t->{ob});
+    substr($t->{ob}, 0, $n, '') if $n;
+  }
+  sysread($t->{i}, $t->{ib}, 65536, length $t->{ib}) if readable($r, $t->{i});
+  if (length $t->{ib} && readable($w, $t->{m})) {
+    my $n = syswrite($t->{m}, $t->{ib});
+    substr($t->{ib}, 0, $n, '') if $n;
+  }
+  if (readable($r, $t->{c})) {
+    sysread($t->{c}, $t->{cb}, 4096, length $t->{cb});
+    while ($t->{cb} =~ s/^([^\n]*)\n//) {
+      my @w = split / /, $1;
+      if ($w[0] eq 'R' && @w == 3) { $t->{ws} = pack('S4', $w[2], $w[1], 0, 0); winsize($t); }
+      # Stdin closed: a terminal's end of input is its EOF character.
+      elsif ($w[0] eq 'E') { $t->{ib} .= "\x04"; }
+    }
+  }
+  term_close($id) unless $t->{m} || length $t->{ob};
+}
+
 while (1) {
   while ((my $pid = waitpid(-1, WNOHANG)) > 0) {
     my $id = delete $launched{$pid};
     print "D $id $?\n" if defined $id;
   }
-  last if !$open && waitpid(-1, WNOHANG) == -1;
-  my $rin = ''; vec($rin, 0, 1) = 1 if $open;
-  next unless select(my $rout = $rin, undef, undef, 0.02) > 0;
+  last if !$open && !%term && waitpid(-1, WNOHANG) == -1;
+  my ($rin, $win) = ('', '');
+  vec($rin, 0, 1) = 1 if $open;
+  for my $t (values %term) {
+    if ($t->{l}) { vec($rin, fileno($t->{l}), 1) = 1; next; }
+    vec($rin, fileno($t->{c}), 1) = 1;
+    vec($win, fileno($t->{o}), 1) = 1 if length $t->{ob};
+    vec($rin, fileno($t->{i}), 1) = 1 if $t->{i} && length($t->{ib}) < $CAP;
+    next unless $t->{m};
+    vec($rin, fileno($t->{m}), 1) = 1 if length($t->{ob}) < $CAP;
+    vec($win, fileno($t->{m}), 1) = 1 if length $t->{ib};
+  }
+  next unless select(my $rout = $rin, my $wout = $win, undef, 0.02) > 0;
+  pump($_, $rout, $wout) for grep { $term{$_} } keys %term;
+  next unless vec($rout, 0, 1);
   my $n = sysread(STDIN, $buf, 65536, length $buf);
   if (!$n) { $open = 0; next; }
   while ($buf =~ s/^([^\n]*)\n//) {
-    my ($id, $in, $out, $err, @argv) = split /\x1f/, $1;
+    my @f = split /\x1f/, $1, -1;
+    if ($f[0] eq 'T') { my $err = term_open(@f[1 .. 5]); print $err eq '' ? "L $f[1]\n" : "F $f[1] $err\n"; next; }
+    if ($f[0] eq 'U') { term_close($f[1]); next; }
+    my ($id, $in, $out, $err, @argv) = @f;
     my $pid = fork();
     if (!defined $pid) { print "D $id 32512\n"; next; }
     if ($pid == 0) {
@@ -52,6 +152,20 @@ export interface LaunchStdio {
   stderr: string;
 }
 
+/**
+ * Where a terminal's bytes go. The reaper, not the daemon, holds the console
+ * master runsc sends to `consoleSocket` (so a tty container keeps its
+ * terminal while the daemon restarts) and relays it: master output into the
+ * `stdout` FIFO, the `stdin` FIFO into the master, and control lines from
+ * the `control` FIFO: "R <cols> <rows>" resizes, "E" sends end-of-input.
+ */
+export interface TerminalFiles {
+  consoleSocket: string;
+  stdout: string;
+  stdin?: string;
+  control: string;
+}
+
 export interface LaunchResult {
   exitCode: number | undefined;
   signal: number | undefined;
@@ -70,14 +184,22 @@ const SEP = '\x1f';
 export class Reaper {
   private readonly proc: ChildProcess;
   private readonly pending = new Map<number, Pending>();
+  private readonly terminals = new Map<string, (error: string | undefined) => void>();
   private seq = 0;
   private alive = true;
+  private closed = false;
 
   private constructor(proc: ChildProcess, logger: Logger) {
     this.proc = proc;
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
       const [kind, id, value] = line.split(' ');
+      if (kind === 'L' || kind === 'F') {
+        const answer = this.terminals.get(id!);
+        this.terminals.delete(id!);
+        answer?.(kind === 'F' ? line.slice(line.indexOf(' ', 2) + 1) : undefined);
+        return;
+      }
       const p = this.pending.get(Number(id));
       if (!p) return;
       if (kind === 'S') {
@@ -92,9 +214,11 @@ export class Reaper {
     });
     proc.once('exit', (code, signal) => {
       this.alive = false;
-      if (this.pending.size > 0) logger.error({ code, signal }, 'the runsc reaper exited with commands in flight');
+      if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
       for (const p of this.pending.values()) p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut });
       this.pending.clear();
+      for (const answer of this.terminals.values()) answer('the reaper exited');
+      this.terminals.clear();
     });
   }
 
@@ -145,8 +269,34 @@ export class Reaper {
     });
   }
 
-  /** Stops taking commands; the reaper keeps reaping until its last child is gone. */
+  /**
+   * Has the reaper listen on `files.consoleSocket` for the console runsc
+   * sends during `create` of a container with a terminal, and relay it from
+   * then on (see TerminalFiles) until the container's last slave end closes.
+   * Resolves once it listens.
+   */
+  openTerminal(key: string, files: TerminalFiles): Promise<void> {
+    if (!this.alive) return Promise.reject(new Error('the runsc reaper is gone'));
+    if (this.terminals.has(key)) return Promise.reject(new Error(`terminal ${key} is already being opened`));
+    return new Promise((resolve, reject) => {
+      this.terminals.set(key, (error) => (error === undefined ? resolve() : reject(new Error(error))));
+      this.proc.stdin!.write(['T', key, files.consoleSocket, files.stdout, files.stdin ?? '', files.control].join(SEP) + '\n');
+    });
+  }
+
+  /** Drops a terminal (listening or relaying): for a container that failed to be created. */
+  closeTerminal(key: string): void {
+    if (this.alive) this.proc.stdin!.write(['U', key].join(SEP) + '\n');
+  }
+
+  /** False once the perl process is gone (or closed): callers then run runsc directly. */
+  get running(): boolean {
+    return this.alive && !this.closed;
+  }
+
+  /** Stops taking commands; the reaper keeps reaping until its last child is gone (and relaying until its last terminal closes). */
   close(): void {
+    this.closed = true;
     this.proc.stdin!.end();
     this.proc.stdout!.destroy();
     this.proc.unref();

@@ -320,7 +320,7 @@ export class Runsc {
     // would land in the container's log: ask for it in a file (--log holds
     // only the error line when --debug is off) and read it back.
     // create leaves the sandbox and gofers behind, and a sub-container's start its gofer: both through the reaper.
-    const reaper = (subcommand === 'create' || subcommand === 'start') && !opts.netnsWorkaround ? this.options.reaper : undefined;
+    const reaper = (subcommand === 'create' || subcommand === 'start') && !opts.netnsWorkaround && this.options.reaper?.running ? this.options.reaper : undefined;
     // The reaper's children get no pipe back, so their error text always comes through --log.
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;

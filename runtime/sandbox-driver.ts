@@ -31,7 +31,8 @@ export interface CreateSandboxInput {
 /** How a container's stdio is connected. */
 export type ContainerIo =
   | { kind: 'fifo'; stdout: OutputFifo; stderr: OutputFifo; stdin?: StdinFifo }
-  | { kind: 'tty'; consoleSocket: string };
+  /** A terminal: the reaper receives the console at create and relays it (reaper.ts TerminalFiles). */
+  | { kind: 'tty'; stdout: OutputFifo; stdin?: StdinFifo; control: string };
 
 export interface CreateContainerInput {
   id: string;
@@ -101,11 +102,25 @@ export class SandboxDriver {
       throw new RunscError('other', 'create', input.id, `spec does not name sandbox ${input.sandboxId} in ${ANNOTATION_SANDBOX_ID}`);
     }
     await writeBundle(input.bundleDir, input.spec);
-    await this.runsc.create(input.id, {
-      bundle: input.bundleDir,
-      consoleSocket: input.io.kind === 'tty' ? input.io.consoleSocket : undefined,
-    });
-    this.pendingIo.set(input.id, input.io);
+    const { io } = input;
+    if (io.kind === 'fifo') {
+      await this.runsc.create(input.id, { bundle: input.bundleDir });
+      this.pendingIo.set(input.id, io);
+      return;
+    }
+    const reaper = this.runsc.options.reaper;
+    if (!reaper?.running) throw new RunscError('other', 'create', input.id, 'a terminal needs the runsc reaper, which is not running');
+    const consoleSocket = await this.consoleSocketPath(input.id);
+    await reaper.openTerminal(input.id, { consoleSocket, stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
+    try {
+      await this.runsc.create(input.id, { bundle: input.bundleDir, consoleSocket });
+    } catch (err) {
+      reaper.closeTerminal(input.id);
+      throw err;
+    }
+    // The reaper holds the terminal and its own ends of the FIFOs now.
+    await io.stdout.releaseWriter();
+    await io.stdin?.releaseContainerEnd();
   }
 
   /**
@@ -122,9 +137,22 @@ export class SandboxDriver {
       await use.stderr.releaseWriter();
       await use.stdin?.releaseContainerEnd();
     } else {
+      // A terminal's console went to the reaper at create.
       await this.runsc.start(id);
     }
     this.pendingIo.delete(id);
+  }
+
+  /** Whether containers can get a terminal: the reaper receives and holds consoles. */
+  get terminalsSupported(): boolean {
+    return this.runsc.options.reaper?.running === true;
+  }
+
+  /** Short (unix socket paths end at 108 bytes) and private. */
+  private async consoleSocketPath(id: string): Promise<string> {
+    const dir = join(dirname(this.runsc.options.root), 'console');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return join(dir, `${id.slice(0, 16)}.sock`);
   }
 
   /** Blocks until the container exits; its exit status (128+N for signal N). */
@@ -171,6 +199,8 @@ export class SandboxDriver {
   /** Deletes an app container's runsc state (killing it if still running). */
   async removeContainer(id: string): Promise<void> {
     this.pendingIo.delete(id);
+    // Normally gone already (its container exited); a never-started one still holds it.
+    this.runsc.options.reaper?.closeTerminal(id);
     try {
       await this.runsc.delete([id], { force: true });
     } catch (err) {
