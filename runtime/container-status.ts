@@ -64,7 +64,7 @@ export async function ContainerStatus(rt: PodRuntime, req: ContainerStatusReques
       info: JSON.stringify({
         sandboxID: c.sandboxId,
         pid: pod?.pid ?? 0,
-        tty: c.tty ? 'requested; running without a TTY' : false,
+        tty: c.tty ? (c.terminal ? true : 'requested; running without a terminal (no runsc reaper)') : false,
         user: c.user,
         env: c.env.map((e) => e.split('=', 1)[0]),
         cwd: c.cwd,

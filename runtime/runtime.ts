@@ -5,13 +5,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
-import { mkdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { constants as fsc } from 'node:fs';
+import { mkdir, open, readFile, realpath, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../cri-api/generated/runtime/v1/LinuxContainerResources.js';
 import type { PodSandboxConfig__Output } from '../cri-api/generated/runtime/v1/PodSandboxConfig.js';
-import { alreadyExists, deadlineExceeded, failedPrecondition, invalidArgument, notFound, unavailable, wrapError } from '../cri-api/errors.js';
+import { alreadyExists, deadlineExceeded, failedPrecondition, internal, invalidArgument, notFound, unavailable, wrapError } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
 import type { ImageStore } from '../image-store/index.js';
 import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
@@ -19,11 +20,11 @@ import { resolveCapabilities } from './capabilities.js';
 import { mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
-import { OutputFifo, StdinFifo } from './log-pipe.js';
+import { makeFifo, OutputFifo, StdinFifo } from './log-pipe.js';
 import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj } from './oci-spec.js';
 import type { RunscFeatures } from './runsc-features.js';
 import { isGone, Runsc } from './runsc.js';
-import { SandboxDriver, type ExecSyncResult } from './sandbox-driver.js';
+import { SandboxDriver, type ContainerIo, type ExecSyncResult } from './sandbox-driver.js';
 import { nowNs, RecordStore, type ContainerRecord, type SandboxRecord } from './store.js';
 import { recoverState } from './recover.js';
 import { StatsCollector } from './stats.js';
@@ -56,8 +57,11 @@ const EXIT_RECORD_WAIT_MS = 10_000;
 /** A running (or created) container's stdio, held by the daemon. */
 interface LiveIo {
   stdout: OutputFifo;
-  stderr: OutputFifo;
+  /** Absent with a terminal: it has one output. */
+  stderr?: OutputFifo;
   stdin?: StdinFifo;
+  /** The terminal's control FIFO (reaper.ts TerminalFiles). */
+  control?: string;
   writer?: CriLogWriter;
   pumps: Promise<void>[];
 }
@@ -169,6 +173,15 @@ export class PodRuntime {
     if (!io || !stdin) return;
     io.stdin = undefined;
     await stdin.close();
+    // The reaper feeds the terminal from its own end of the FIFO: tell it that input ended.
+    if (io.control) await writeControl(io.control, 'E');
+  }
+
+  /** Resizes a tty container's terminal; false when it has none (or it is gone). */
+  async resizeTerminal(id: string, cols: number, rows: number): Promise<boolean> {
+    const control = this.live.get(id)?.control;
+    if (!control) return false;
+    return writeControl(control, `R ${cols} ${rows}`);
   }
 
   /**
@@ -182,17 +195,17 @@ export class PodRuntime {
     const onOut = (chunk: Buffer): void => listener('stdout', chunk);
     const onErr = (chunk: Buffer): void => listener('stderr', chunk);
     io.stdout.reader.on('data', onOut);
-    io.stderr.reader.on('data', onErr);
+    io.stderr?.reader.on('data', onErr);
     const endOf = (r: Readable): Promise<void> => new Promise((resolve) => {
       if (r.destroyed || r.readableEnded) return resolve();
       r.once('end', resolve);
       r.once('close', resolve);
     });
     return {
-      ended: Promise.all([endOf(io.stdout.reader), endOf(io.stderr.reader)]).then(() => undefined),
+      ended: Promise.all([endOf(io.stdout.reader), io.stderr && endOf(io.stderr.reader)]).then(() => undefined),
       unsubscribe() {
         io.stdout.reader.off('data', onOut);
-        io.stderr.reader.off('data', onErr);
+        io.stderr?.reader.off('data', onErr);
       },
     };
   }
@@ -451,7 +464,8 @@ export class PodRuntime {
         podPrivileged: pod.privileged,
       });
       for (const note of mapped.notes) this.logOnce(note);
-      if (config.tty) this.logOnce('containers asking for a TTY run without one: receiving the console from runsc needs SCM_RIGHTS, which Node cannot do');
+      const terminal = config.tty && this.driver.terminalsSupported;
+      if (config.tty && !terminal) this.logOnce('containers asking for a TTY run without one: the runsc reaper, which holds terminals, is not running (see the daemon log)');
 
       const id = newId();
       const rec: ContainerRecord = {
@@ -475,6 +489,7 @@ export class PodRuntime {
         stdin: config.stdin,
         stdinOnce: config.stdin_once,
         tty: config.tty,
+        terminal,
         resources: mapped.resources,
         stopSignal: mapped.stopSignal,
         user: mapped.user,
@@ -498,10 +513,11 @@ export class PodRuntime {
           rootfsDir: rootfs,
           readonlyRootfs: mapped.readonlyRootfs,
           args: mapped.args,
-          env: mapped.env,
+          // As containerd: a terminal without TERM confuses most programs.
+          env: terminal && !mapped.env.some((e) => e.startsWith('TERM=')) ? [...mapped.env, 'TERM=xterm'] : mapped.env,
           cwd: mapped.cwd,
           user: mapped.user,
-          terminal: false,
+          terminal,
           hostname: pod.hostname,
           capabilities: mapped.capabilities,
           privileged: mapped.privileged,
@@ -517,7 +533,7 @@ export class PodRuntime {
           seccomp: mapped.seccomp,
           annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
         });
-        await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: { kind: 'fifo', stdout: io.stdout, stderr: io.stderr, stdin: io.stdin } });
+        await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io) });
         rec.phase = 'created';
         await this.containers.put(rec);
       } catch (err) {
@@ -548,8 +564,9 @@ export class PodRuntime {
       if (pod?.phase !== 'ready') throw failedPrecondition(`${ctx}: its pod sandbox is not ready`);
       try {
         // After a restart between create and start the daemon's ends are gone: open them again.
-        const io = this.live.get(c.id) ?? (await this.openIo(c, 'create'));
-        await this.driver.startContainer(c.id, { kind: 'fifo', stdout: io.stdout, stderr: io.stderr, stdin: io.stdin });
+        // (A terminal's ends stay with the reaper, which outlived the daemon.)
+        const io = this.live.get(c.id) ?? (await this.openIo(c, c.terminal ? 'reattach' : 'create'));
+        await this.driver.startContainer(c.id, containerIo(io));
       } catch (err) {
         // As containerd: a container that failed to start is exited, with why.
         await this.recordExit(c, 128, 'StartError', (err as Error).message);
@@ -681,8 +698,15 @@ export class PodRuntime {
     try {
       const stdout = mode === 'create' ? await OutputFifo.create(join(dir, 'stdout'), this.logger) : await OutputFifo.reattach(join(dir, 'stdout'));
       opened.push(stdout);
-      const stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), this.logger) : await OutputFifo.reattach(join(dir, 'stderr'));
-      opened.push(stderr);
+      let stderr: OutputFifo | undefined;
+      let control: string | undefined;
+      if (c.terminal) {
+        control = join(dir, 'tty-control');
+        await makeFifo(control);
+      } else {
+        stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), this.logger) : await OutputFifo.reattach(join(dir, 'stderr'));
+        opened.push(stderr);
+      }
       let stdin: StdinFifo | undefined;
       if (c.stdin) {
         stdin = mode === 'create' ? await StdinFifo.create(join(dir, 'stdin')) : await StdinFifo.reattach(join(dir, 'stdin'));
@@ -693,8 +717,10 @@ export class PodRuntime {
         writer = new CriLogWriter(c.logPath, { logger: this.logger });
         await writer.open();
       }
-      const pumps = writer ? [writer.pump(stdout.reader, 'stdout'), writer.pump(stderr.reader, 'stderr')] : [drain(stdout.reader), drain(stderr.reader)];
-      const io: LiveIo = { stdout, stderr, stdin, writer, pumps };
+      const outputs: [Readable, 'stdout' | 'stderr'][] = [[stdout.reader, 'stdout']];
+      if (stderr) outputs.push([stderr.reader, 'stderr']);
+      const pumps = outputs.map(([r, name]) => (writer ? writer.pump(r, name) : drain(r)));
+      const io: LiveIo = { stdout, stderr, stdin, control, writer, pumps };
       this.live.set(c.id, io);
       return io;
     } catch (err) {
@@ -714,7 +740,7 @@ export class PodRuntime {
     const all = Promise.all(io.pumps);
     if (drain) await Promise.race([all, sleep(OUTPUT_DRAIN_MS)]);
     await io.stdout.close().catch(() => undefined);
-    await io.stderr.close().catch(() => undefined);
+    await io.stderr?.close().catch(() => undefined);
     await io.stdin?.close().catch(() => undefined);
     await Promise.race([all, sleep(100)]);
     await io.writer?.close();
@@ -804,4 +830,28 @@ function drain(r: Readable): Promise<void> {
     r.once('close', resolve);
     r.once('error', () => resolve());
   });
+}
+
+/** How the driver connects a container's stdio, from the daemon's open ends. */
+function containerIo(io: LiveIo): ContainerIo {
+  if (io.control) return { kind: 'tty', stdout: io.stdout, stdin: io.stdin, control: io.control };
+  if (!io.stderr) throw internal('container stdio: no stderr FIFO and no terminal');
+  return { kind: 'fifo', stdout: io.stdout, stderr: io.stderr, stdin: io.stdin };
+}
+
+/**
+ * One line to a terminal's control FIFO. Non-blocking: with no reader
+ * (the reaper is gone, so is the terminal) the open fails and it is false.
+ */
+async function writeControl(path: string, line: string): Promise<boolean> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, fsc.O_WRONLY | fsc.O_NONBLOCK);
+    await fh.write(`${line}\n`);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await fh?.close();
+  }
 }

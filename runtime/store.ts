@@ -86,8 +86,10 @@ export interface ContainerRecord {
   logPath: string;
   stdin: boolean;
   stdinOnce: boolean;
-  /** Asked for a TTY (run without one: see runtime.ts). */
+  /** Asked for a TTY. */
   tty: boolean;
+  /** Runs with a terminal (the reaper holds it); false when tty was asked for but none could be given. Absent in records of older daemons. */
+  terminal?: boolean;
   resources: ResourcesRecord;
   stopSignal: string;
   /** What ExecSync inherits. */

@@ -12,7 +12,7 @@ import { constants as osc } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from '../cri-api/logger.js';
-import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO } from '../stream/index.js';
+import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, TerminalSize } from '../stream/index.js';
 import { buildExecProcess } from './oci-spec.js';
 import { Runsc } from './runsc.js';
 import type { PodRuntime } from './runtime.js';
@@ -93,6 +93,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     });
     if (!sub) throw new Error(`attach to container ${c.name} (${c.id.slice(0, 12)}): its output is not being read (not running?)`);
     const stdinDone = io.stdin ? this.attachStdin(c, io.stdin, io.signal) : Promise.resolve();
+    if (io.resize && c.terminal) void this.applySizes(c, io.resize, io.signal);
     try {
       await new Promise<void>((resolve) => {
         if (io.signal.aborted) return resolve();
@@ -250,6 +251,18 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   // --- attach --------------------------------------------------------------------
+
+  /** Resizes the container's terminal as the attached client's window changes. */
+  private async applySizes(c: ContainerRecord, sizes: AsyncIterable<TerminalSize>, signal: AbortSignal): Promise<void> {
+    try {
+      for await (const s of sizes) {
+        if (signal.aborted) break;
+        if (s.width > 0 && s.height > 0) await this.rt.resizeTerminal(c.id, s.width, s.height);
+      }
+    } catch (err) {
+      this.logger.debug({ err, container: c.id }, 'reading terminal sizes of an attach');
+    }
+  }
 
   /** Copies the client's stdin into the container's; with stdin_once the container's stdin closes when the client's ends. */
   private attachStdin(c: ContainerRecord, stdin: Readable, signal: AbortSignal): Promise<void> {

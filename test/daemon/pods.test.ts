@@ -11,6 +11,7 @@ import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { freePort } from '../helpers/network-env.js';
+import { isUpgrade, spdyUpgrade } from '../helpers/stream-client.js';
 
 const INDEX = 3;
 let registry: TestRegistry;
@@ -204,8 +205,12 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   const pod = await runPod('survivor');
   const ticker = await runContainer(pod, 'survivor', 'ticker', ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.1; done']);
   const quitter = await runContainer(pod, 'survivor', 'quitter', ['sh', '-c', 'sleep 2; echo bye; exit 3']);
+  // A tty container's terminal lives in the reaper, which outlives the daemon.
+  const tty = await runContainer(pod, 'survivor', 'tty', ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo "tty $i $(busybox stty size)"; sleep 0.1; done'], { tty: true });
   const logPath = (await containerStatus(ticker)).log_path;
+  const ttyLog = (await containerStatus(tty)).log_path;
   await eventually(async () => ((await readFile(logPath, 'utf8')).includes('tick 5') ? true : undefined), 10_000, 'first ticks');
+  await eventually(async () => ((await readFile(ttyLog, 'utf8')).includes('tty 5 ') ? true : undefined), 10_000, 'first tty ticks');
 
   d.proc.kill('SIGKILL');
   await new Promise((r) => d.proc.once('exit', r));
@@ -232,6 +237,22 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   for (const line of (await readFile(logPath, 'utf8')).trim().split('\n')) {
     assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) stdout F tick \d+$/);
   }
+
+  // The tty container kept running and writing through its terminal, and a resize after the restart reaches it.
+  assert.equal((await containerStatus(tty)).state, 'CONTAINER_RUNNING');
+  const { url } = await d.call<{ url: string }>('runtime', 'Attach', { container_id: tty, tty: true, stdout: true });
+  const up = await spdyUpgrade(url, { protocols: ['v4.channel.k8s.io'] });
+  assert.ok(isUpgrade(up));
+  await up.conn.createStream({ streamtype: ['error'] });
+  await up.conn.createStream({ streamtype: ['stdout'] });
+  const resize = await up.conn.createStream({ streamtype: ['resize'] });
+  resize.write(JSON.stringify({ Width: 150, Height: 50 }));
+  await eventually(async () => ((await readFile(ttyLog, 'utf8')).includes(' 50 150\r') ? true : undefined), 10_000, 'the resized terminal');
+  up.socket.destroy();
+  // (Until the first resize the terminal has no size, and stty says so on its line.)
+  const ttyTicks = (await readFile(ttyLog, 'utf8')).trim().split('\n').map((l) => / stdout F tty (\d+) /.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number);
+  assert.ok(ttyTicks.length > 20, `only ${ttyTicks.length} tty ticks`);
+  for (let i = 0; i < ttyTicks.length; i++) assert.equal(ttyTicks[i], i + 1, `tty tick ${i + 1} missing or out of order`);
 
   await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod });
   await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { eventually, logLines } from '../helpers/cri-world.js';
@@ -60,4 +61,35 @@ test('stdin_once: the container\'s stdin closes when the attach session\'s stdin
 
 test('Attach: unknown container is NOT_FOUND', async () => {
   await assert.rejects(s.attachUrl('nope'), { code: 5 });
+});
+
+test('a tty container has a terminal: attach with resize, echo, \\r\\n, a CRI log on stdout; stdin_once ends its input', async () => {
+  const loop = 'echo ready; while read line; do echo got:$line; busybox stty size; done; echo bye';
+  const id = await s.run('tty', { args: ['sh', '-c', loop], extra: { stdin: true, stdin_once: true, tty: true } });
+  assert.equal(s.w.rt.getContainer(id)?.terminal, true);
+  let seen = '';
+  let answered!: () => void;
+  const gotAnswer = new Promise<void>((resolve) => (answered = resolve));
+  const r = await spdyExec(await s.attachUrl(id, { tty: true, stdin: true }), {
+    tty: true,
+    stdin: Buffer.from('hello\n'),
+    resize: [{ width: 123, height: 45 }],
+    onStdout: (chunk) => {
+      seen += chunk.toString();
+      if (seen.includes('45 123')) answered();
+    },
+    holdStdin: gotAnswer,
+  });
+  assert.equal(parseStatus(r).status, 'Success', r.status);
+  const out = r.stdout.toString();
+  // The terminal echoes the input and ends lines with \r\n; the size is the client's.
+  assert.match(out, /hello\r\n/);
+  assert.match(out, /got:hello\r\n45 123\r\n/);
+  await eventually(async () => s.w.rt.getContainer(id)?.phase === 'exited', 10_000, 'the container to exit on end of input');
+  assert.equal(s.w.rt.getContainer(id)?.exitCode, 0);
+  const log = join(s.w.logDir, 'attach', 'tty.log');
+  // Lines keep the terminal's \r, as containerd's CRI logs of tty containers do.
+  await eventually(async () => / stdout F got:hello\r\n/.test(readFileSync(log, 'utf8')), 5_000, 'the CRI log line');
+  const raw = readFileSync(log, 'utf8');
+  assert.doesNotMatch(raw, / stderr /);
 });
