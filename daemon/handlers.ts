@@ -19,6 +19,8 @@ import {
   ListContainerStats,
   PodSandboxStats,
   ListPodSandboxStats,
+  ListMetricDescriptors,
+  ListPodSandboxMetrics,
   GetContainerEvents,
   Exec,
   Attach,
@@ -34,9 +36,8 @@ import { auditHandlers } from './audit.js';
 
 /**
  * Every implemented RPC, bound to the services it needs; the others answer
- * UNIMPLEMENTED. ListMetricDescriptors/ListPodSandboxMetrics stay
- * unimplemented: runsc's export-metrics describes the sentry (syscalls, fs,
- * netstack counters), not the cAdvisor-named container metrics kubelet asks for.
+ * UNIMPLEMENTED. ListMetricDescriptors/ListPodSandboxMetrics serve the
+ * cAdvisor-named series runsc's stats allow (runtime/cri-metrics.ts).
  * Every RPC is counted in the metrics; Exec, ExecSync, Attach and
  * PortForward are also written to the audit log.
  */
@@ -80,6 +81,8 @@ function bindHandlers(s: Services): CriHandlers {
     ListContainerStats: (req, ctx) => ListContainerStats(s.rt, req, ctx),
     PodSandboxStats: (req, ctx) => PodSandboxStats(s.rt, req, ctx),
     ListPodSandboxStats: (req, ctx) => ListPodSandboxStats(s.rt, req, ctx),
+    ListMetricDescriptors: (req) => ListMetricDescriptors(req),
+    ListPodSandboxMetrics: (req, ctx) => ListPodSandboxMetrics(s.rt, req, ctx),
     GetContainerEvents: (req, send, ctx) => GetContainerEvents(s.rt, req, send, ctx),
   };
 }

@@ -36,7 +36,17 @@ const MAX_CONCURRENT_SAMPLES = 8;
 /** `runsc events --stats` fields beyond the ones the wrapper types. */
 interface RawStats extends RunscStats {
   data?: RunscStats['data'] & {
-    network_interfaces?: { Name: string; RxBytes: number; RxErrors: number; TxBytes: number; TxErrors: number }[];
+    network_interfaces?: {
+      Name: string;
+      RxBytes: number;
+      RxPackets?: number;
+      RxErrors: number;
+      RxDropped?: number;
+      TxBytes: number;
+      TxPackets?: number;
+      TxErrors: number;
+      TxDropped?: number;
+    }[];
   };
 }
 
@@ -51,7 +61,20 @@ export interface StatsSample {
   /** runsc's memory limit, 0 when none. */
   memoryLimitBytes: number;
   pids: number;
-  interfaces: { name: string; rxBytes: number; rxErrors: number; txBytes: number; txErrors: number }[];
+  interfaces: NetworkInterfaceSample[];
+}
+
+/** One netstack interface of the sandbox, cumulative since the sandbox started. Packet counts are undefined from a runsc that does not report them. */
+export interface NetworkInterfaceSample {
+  name: string;
+  rxBytes: number;
+  rxPackets?: number;
+  rxErrors: number;
+  rxDropped?: number;
+  txBytes: number;
+  txPackets?: number;
+  txErrors: number;
+  txDropped?: number;
 }
 
 /** What the collector needs of PodRuntime (kept narrow so tests and PodRuntime need not know each other's insides). */
@@ -176,7 +199,7 @@ export class StatsCollector {
   }
 
   /** A cached or fresh sample; undefined when the container (or its sandbox) no longer runs. */
-  private async sample(id: string): Promise<StatsSample | undefined> {
+  async sample(id: string): Promise<StatsSample | undefined> {
     const now = Date.now();
     let entry = this.cache.get(id);
     if (!entry || now - entry.at > (this.opts.cacheMs ?? STATS_CACHE_MS)) {
@@ -215,7 +238,17 @@ export class StatsCollector {
       memoryBytes: d.memory?.usage?.usage ?? 0,
       memoryLimitBytes: d.memory?.usage?.limit ?? 0,
       pids: d.pids?.current ?? 0,
-      interfaces: (d.network_interfaces ?? []).map((n) => ({ name: n.Name, rxBytes: n.RxBytes, rxErrors: n.RxErrors, txBytes: n.TxBytes, txErrors: n.TxErrors })),
+      interfaces: (d.network_interfaces ?? []).map((n) => ({
+        name: n.Name,
+        rxBytes: n.RxBytes,
+        rxPackets: n.RxPackets,
+        rxErrors: n.RxErrors,
+        rxDropped: n.RxDropped,
+        txBytes: n.TxBytes,
+        txPackets: n.TxPackets,
+        txErrors: n.TxErrors,
+        txDropped: n.TxDropped,
+      })),
     };
     const prev = this.previous.get(id);
     if (prev && s.timestampNs > prev.timestampNs) {
@@ -229,7 +262,7 @@ export class StatsCollector {
   }
 
   /** Forgets samples of pods and containers that are gone. */
-  private prune(): void {
+  prune(): void {
     const known = new Set([...this.opts.source.listSandboxes().map((s) => s.id), ...this.opts.source.listContainers().map((c) => c.id)]);
     for (const map of [this.cache, this.previous, this.podPrevious]) {
       for (const id of map.keys()) if (!known.has(id)) map.delete(id);
