@@ -9,7 +9,9 @@
  * daemon while any of its sandboxes runs (a restarted daemon starts a new
  * one), and exits once it has no child left.
  *
- * It also holds the terminals of tty containers: Node cannot receive the
+ * It also holds the output FIFOs of containers (so what a container wrote
+ * just before exiting while the daemon was down is still there for the next
+ * one) and the terminals of tty containers: Node cannot receive the
  * console's file descriptor (SCM_RIGHTS) that runsc sends, and a holder that
  * outlives the daemon keeps the container's terminal alive across restarts.
  */
@@ -24,7 +26,7 @@ use Socket qw(AF_UNIX SOCK_STREAM pack_sockaddr_un);
 syscall(157, 36, 1) == 0 or die "prctl(PR_SET_CHILD_SUBREAPER): $!\n";
 $SIG{PIPE} = 'IGNORE';
 $| = 1;
-my %launched; my %term; my $buf = ''; my $open = 1;
+my %launched; my %term; my %held; my $buf = ''; my $open = 1; my $checked = 0;
 my $CAP = 1 << 20;
 
 # recvmsg(2) by number: core perl has none, and runsc hands the console over SCM_RIGHTS.
@@ -110,7 +112,11 @@ while (1) {
     my $id = delete $launched{$pid};
     print "D $id $?\n" if defined $id;
   }
-  last if !$open && !%term && waitpid(-1, WNOHANG) == -1;
+  if (%held && time() != $checked) {
+    $checked = time();
+    for my $p (keys %held) { my @st = stat($held{$p}); delete $held{$p} if !@st || $st[3] == 0; }
+  }
+  last if !$open && !%term && !%held && waitpid(-1, WNOHANG) == -1;
   my ($rin, $win) = ('', '');
   vec($rin, 0, 1) = 1 if $open;
   for my $t (values %term) {
@@ -131,6 +137,8 @@ while (1) {
     my @f = split /\x1f/, $1, -1;
     if ($f[0] eq 'T') { my $err = term_open(@f[1 .. 5]); print $err eq '' ? "L $f[1]\n" : "F $f[1] $err\n"; next; }
     if ($f[0] eq 'U') { term_close($f[1]); next; }
+    # A pipe's buffer dies with its last open fd: held until the FIFO is unlinked.
+    if ($f[0] eq 'H') { for my $p (@f[1 .. $#f]) { next if $held{$p}; my $h; $held{$p} = $h if sysopen($h, $p, O_RDONLY | O_NONBLOCK); } next; }
     my ($id, $in, $out, $err, @argv) = @f;
     my $pid = fork();
     if (!defined $pid) { print "D $id 32512\n"; next; }
@@ -282,6 +290,17 @@ export class Reaper {
       this.terminals.set(key, (error) => (error === undefined ? resolve() : reject(new Error(error))));
       this.proc.stdin!.write(['T', key, files.consoleSocket, files.stdout, files.stdin ?? '', files.control].join(SEP) + '\n');
     });
+  }
+
+  /**
+   * Keeps a reading end of each output FIFO open until the FIFO is unlinked
+   * (the container removed). A pipe's contents vanish with its last open
+   * descriptor: without this, what a container wrote before exiting while
+   * the daemon was down would be gone when a new daemon reopens the FIFO.
+   * The reaper never reads from them, so nothing is taken from the daemon.
+   */
+  holdFifos(paths: readonly string[]): void {
+    if (this.running && paths.length > 0) this.proc.stdin!.write(['H', ...paths].join(SEP) + '\n');
   }
 
   /** Drops a terminal (listening or relaying): for a container that failed to be created. */

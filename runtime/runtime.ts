@@ -721,6 +721,7 @@ export class PodRuntime {
       if (stderr) outputs.push([stderr.reader, 'stderr']);
       const pumps = outputs.map(([r, name]) => (writer ? writer.pump(r, name) : drain(r)));
       const io: LiveIo = { stdout, stderr, stdin, control, writer, pumps };
+      this.driver.holdOutput(stderr ? [stdout.path, stderr.path] : [stdout.path]);
       this.live.set(c.id, io);
       return io;
     } catch (err) {

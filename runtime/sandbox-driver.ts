@@ -143,6 +143,11 @@ export class SandboxDriver {
     this.pendingIo.delete(id);
   }
 
+  /** Has the reaper keep these output FIFOs' contents alive while no daemon reads them (reaper.ts holdFifos). */
+  holdOutput(paths: readonly string[]): void {
+    this.runsc.options.reaper?.holdFifos(paths);
+  }
+
   /** Whether containers can get a terminal: the reaper receives and holds consoles. */
   get terminalsSupported(): boolean {
     return this.runsc.options.reaper?.running === true;

@@ -226,6 +226,8 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   }, 10_000, 'quitter exited');
   assert.equal(q.exit_code, 3);
   assert.equal(q.reason, 'Error');
+  // What it wrote just before exiting while no daemon read it is in its log.
+  await eventually(async () => ((await readFile(q.log_path, 'utf8')).includes('stdout F bye') ? true : undefined), 5_000, "quitter's last line");
 
   // Ticks written while the daemon was dead are all there, in order, after it drains the pipe.
   const ticks = await eventually(async () => {
