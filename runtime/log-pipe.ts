@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { execa } from 'execa';
 import { internal } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
+import type { Reaper } from './reaper.js';
 
 // Raw descriptors, not FileHandles: a FileHandle is closed when garbage
 // collected, which would pull the fd from under the socket or the sandbox.
@@ -27,6 +28,12 @@ export async function makeFifo(path: string): Promise<void> {
   if (existing?.isFIFO()) return;
   const r = await execa('mkfifo', ['-m', '0600', path], { reject: false, timeout: 10_000, stdin: 'ignore' });
   if (r.exitCode !== 0) throw internal(`make FIFO ${path}: ${r.stderr.trim() || r.shortMessage}`);
+}
+
+/** A FIFO through the reaper when it runs (no process spawned), else mkfifo(1). */
+export async function makeAnyFifo(path: string, reaper?: Reaper): Promise<void> {
+  if (reaper?.running) await reaper.makeFifo(path);
+  else await makeFifo(path);
 }
 
 /**
@@ -59,13 +66,19 @@ export class OutputFifo {
     this.writer = writer;
   }
 
-  /** Makes the FIFO if needed and opens both ends; for a new container. */
-  static async create(path: string, logger?: Logger): Promise<OutputFifo> {
-    await makeFifo(path);
+  /**
+   * Makes the FIFO if needed and opens both ends; for a new container. With
+   * a running reaper, it makes, holds and grows the FIFO (no process spawned).
+   */
+  static async create(path: string, logger?: Logger, reaper?: Reaper): Promise<OutputFifo> {
+    const viaReaper = reaper?.running === true;
+    let size: number | undefined;
+    if (viaReaper) size = (await reaper.makeFifo(path, WANTED_PIPE_BYTES)) || undefined;
+    else await makeFifo(path);
     // Reader first: a non-blocking O_RDONLY open of a FIFO never waits.
     const reader = await openReader(path);
     const writer = await openFd(path, fsc.O_RDWR);
-    const size = await growPipe(path);
+    if (!viaReaper) size = await growPipe(path);
     if (size === undefined) logger?.warn({ fifo: path }, 'could not grow the log pipe; output waits in 64 KiB while the daemon is away');
     return new OutputFifo(path, reader, writer);
   }
@@ -119,8 +132,8 @@ export class StdinFifo {
     this.containerEnd = containerEnd;
   }
 
-  static async create(path: string): Promise<StdinFifo> {
-    await makeFifo(path);
+  static async create(path: string, reaper?: Reaper): Promise<StdinFifo> {
+    await makeAnyFifo(path, reaper);
     const keep = await openFd(path, fsc.O_RDWR);
     // Does not block: the O_RDWR open above already counts as a writer.
     const containerEnd = await openFd(path, fsc.O_RDONLY);

@@ -63,6 +63,18 @@ sub term_close {
   close $_ for grep { defined } @$t{qw(l m o i c)};
 }
 
+# A FIFO made here saves a mkfifo(1) per stream; an output FIFO is held and grown at once.
+sub make_fifo {
+  my ($bytes, $p) = @_;
+  -p $p or POSIX::mkfifo($p, 0600) or return undef;
+  return 0 unless $bytes;
+  my $h;
+  sysopen($h, $p, O_RDONLY | O_NONBLOCK) or return undef;
+  $held{$p} //= $h;
+  my $size = fcntl($h, 1031, int($bytes));
+  return defined $size ? $size + 0 : 0;
+}
+
 sub winsize { my ($t) = @_; ioctl($t->{m}, 0x5414, $t->{ws}) if $t->{m} && $t->{ws}; }
 
 sub readable { my ($v, $fh) = @_; return $fh && vec($v, fileno($fh), 1); }
@@ -137,6 +149,7 @@ while (1) {
     my @f = split /\x1f/, $1, -1;
     if ($f[0] eq 'T') { my $err = term_open(@f[1 .. 5]); print $err eq '' ? "L $f[1]\n" : "F $f[1] $err\n"; next; }
     if ($f[0] eq 'U') { term_close($f[1]); next; }
+    if ($f[0] eq 'M') { my $size = make_fifo(@f[2, 3]); print defined $size ? "M $f[1] $size\n" : "F $f[1] $!\n"; next; }
     # A pipe's buffer dies with its last open fd: held until the FIFO is unlinked.
     if ($f[0] eq 'H') { for my $p (@f[1 .. $#f]) { next if $held{$p}; my $h; $held{$p} = $h if sysopen($h, $p, O_RDONLY | O_NONBLOCK); } next; }
     my ($id, $in, $out, $err, @argv) = @f;
@@ -192,7 +205,8 @@ const SEP = '\x1f';
 export class Reaper {
   private readonly proc: ChildProcess;
   private readonly pending = new Map<number, Pending>();
-  private readonly terminals = new Map<string, (error: string | undefined) => void>();
+  /** Commands awaiting the reaper's answer ("L"/"M" or "F <error>"), by key. */
+  private readonly answers = new Map<string, (error: string | undefined, value: string) => void>();
   private seq = 0;
   private alive = true;
   private closed = false;
@@ -202,10 +216,10 @@ export class Reaper {
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
       const [kind, id, value] = line.split(' ');
-      if (kind === 'L' || kind === 'F') {
-        const answer = this.terminals.get(id!);
-        this.terminals.delete(id!);
-        answer?.(kind === 'F' ? line.slice(line.indexOf(' ', 2) + 1) : undefined);
+      if (kind === 'L' || kind === 'M' || kind === 'F') {
+        const answer = this.answers.get(id!);
+        this.answers.delete(id!);
+        answer?.(kind === 'F' ? line.slice(line.indexOf(' ', 2) + 1) : undefined, value ?? '');
         return;
       }
       const p = this.pending.get(Number(id));
@@ -225,8 +239,8 @@ export class Reaper {
       if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
       for (const p of this.pending.values()) p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut });
       this.pending.clear();
-      for (const answer of this.terminals.values()) answer('the reaper exited');
-      this.terminals.clear();
+      for (const answer of this.answers.values()) answer('the reaper exited', '');
+      this.answers.clear();
     });
   }
 
@@ -285,10 +299,26 @@ export class Reaper {
    */
   openTerminal(key: string, files: TerminalFiles): Promise<void> {
     if (!this.alive) return Promise.reject(new Error('the runsc reaper is gone'));
-    if (this.terminals.has(key)) return Promise.reject(new Error(`terminal ${key} is already being opened`));
+    if (this.answers.has(key)) return Promise.reject(new Error(`terminal ${key} is already being opened`));
+    return this.ask(key, ['T', key, files.consoleSocket, files.stdout, files.stdin ?? '', files.control]).then(() => undefined);
+  }
+
+  /**
+   * Makes a FIFO (an existing one is kept) without spawning mkfifo(1).
+   * With `outputBytes`, the reaper also holds a reading end (as
+   * holdFifos) and grows the pipe to that many bytes (F_SETPIPE_SZ, which
+   * Node cannot call); resolves to the size it got, 0 when it could not grow.
+   */
+  async makeFifo(path: string, outputBytes = 0): Promise<number> {
+    if (!this.running) throw new Error('the runsc reaper is gone');
+    const key = `fifo-${++this.seq}`;
+    return Number(await this.ask(key, ['M', key, String(outputBytes), path]));
+  }
+
+  private ask(key: string, fields: string[]): Promise<string> {
     return new Promise((resolve, reject) => {
-      this.terminals.set(key, (error) => (error === undefined ? resolve() : reject(new Error(error))));
-      this.proc.stdin!.write(['T', key, files.consoleSocket, files.stdout, files.stdin ?? '', files.control].join(SEP) + '\n');
+      this.answers.set(key, (error, value) => (error === undefined ? resolve(value) : reject(new Error(error))));
+      this.proc.stdin!.write(fields.join(SEP) + '\n');
     });
   }
 

@@ -20,7 +20,7 @@ import { resolveCapabilities } from './capabilities.js';
 import { mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
-import { makeFifo, OutputFifo, StdinFifo } from './log-pipe.js';
+import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
 import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj } from './oci-spec.js';
 import type { RunscFeatures } from './runsc-features.js';
 import { isGone, Runsc } from './runsc.js';
@@ -696,20 +696,21 @@ export class PodRuntime {
     const dir = this.containerDir(c.id);
     const opened: { close(): Promise<void> }[] = [];
     try {
-      const stdout = mode === 'create' ? await OutputFifo.create(join(dir, 'stdout'), this.logger) : await OutputFifo.reattach(join(dir, 'stdout'));
+      const reaper = this.opts.runsc.options.reaper;
+      const stdout = mode === 'create' ? await OutputFifo.create(join(dir, 'stdout'), this.logger, reaper) : await OutputFifo.reattach(join(dir, 'stdout'));
       opened.push(stdout);
       let stderr: OutputFifo | undefined;
       let control: string | undefined;
       if (c.terminal) {
         control = join(dir, 'tty-control');
-        await makeFifo(control);
+        await makeAnyFifo(control, reaper);
       } else {
-        stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), this.logger) : await OutputFifo.reattach(join(dir, 'stderr'));
+        stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), this.logger, reaper) : await OutputFifo.reattach(join(dir, 'stderr'));
         opened.push(stderr);
       }
       let stdin: StdinFifo | undefined;
       if (c.stdin) {
-        stdin = mode === 'create' ? await StdinFifo.create(join(dir, 'stdin')) : await StdinFifo.reattach(join(dir, 'stdin'));
+        stdin = mode === 'create' ? await StdinFifo.create(join(dir, 'stdin'), reaper) : await StdinFifo.reattach(join(dir, 'stdin'));
         opened.push(stdin);
       }
       let writer: CriLogWriter | undefined;
