@@ -12,6 +12,9 @@
  * listens there, `runsc create` fails ("cannot init config: connect(...)")
  * unless the sink says "ignore_setup_error": true, in which case the pod runs
  * with no session at all. A listener started later is never connected to.
+ * The session must be named "Default": runsc 20240729 drops any other at
+ * sandbox start with only a warning in its debug log ("only a single
+ * \"Default\" session is supported"), leaving the pod unmonitored.
  */
 import { readFile, stat } from 'node:fs/promises';
 
@@ -64,7 +67,7 @@ export async function loadTraceSessionConfig(path: string): Promise<TraceSession
   }
   if (!isObject(doc) || !isObject(doc.trace_session)) return bad('expected {"trace_session": {...}}, the format of runsc --pod-init-config');
   const s = doc.trace_session;
-  if (typeof s.name !== 'string' || s.name === '') bad('trace_session.name: expected a non-empty string');
+  if (s.name !== 'Default') bad(`trace_session.name: must be "Default" (runsc silently drops a pod-init session of any other name), got ${JSON.stringify(s.name)}`);
   if (!Array.isArray(s.points) || s.points.length === 0) bad('trace_session.points: expected a non-empty list of {"name": POINT}');
   const points = (s.points as unknown[]).map((p, i) => (isObject(p) && typeof p.name === 'string' && p.name !== '' ? p.name : bad(`trace_session.points[${i}]: expected {"name": POINT}`)));
   if (!Array.isArray(s.sinks) || s.sinks.length === 0) bad('trace_session.sinks: expected a non-empty list of sinks, e.g. {"name": "remote", "config": {"endpoint": SOCKET}}');

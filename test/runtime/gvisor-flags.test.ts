@@ -83,8 +83,9 @@ test('a trace session file is checked: readable, JSON, runsc\'s shape; remote si
     await bad(undefined, /cannot be read/);
     await bad('{"trace_session": ', /not JSON/);
     await bad('{"session": {}}', /expected \{"trace_session"/);
-    await bad('{"trace_session": {"name": "x", "points": [], "sinks": []}}', /points: expected a non-empty list/);
-    await bad('{"trace_session": {"name": "x", "points": [{"name": "sentry/execve"}], "sinks": [{"name": "remote", "config": {}}]}}', /needs config\.endpoint/);
+    await bad('{"trace_session": {"name": "mine", "points": [{"name": "sentry/execve"}], "sinks": [{"name": "remote", "config": {"endpoint": "/x"}}]}}', /name: must be "Default"/);
+    await bad('{"trace_session": {"name": "Default", "points": [], "sinks": []}}', /points: expected a non-empty list/);
+    await bad('{"trace_session": {"name": "Default", "points": [{"name": "sentry/execve"}], "sinks": [{"name": "remote", "config": {}}]}}', /needs config\.endpoint/);
     await writeFile(file, JSON.stringify({ trace_session: { name: 'Default', points: [{ name: 'sentry/execve' }], sinks: [{ name: 'remote', config: { endpoint: '/run/x.sock' }, ignore_setup_error: true }] } }));
     const ok = await loadTraceSessionConfig(file);
     assert.equal(ok.name, 'Default');
