@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
+import { allowlistEntryProblem } from '../runtime/gvisor-flags.js';
 
 /** How one registry host is reached (see README, "Registries"). */
 export interface RegistryConfig {
@@ -21,6 +22,8 @@ export interface Config {
   runscPlatform: string;
   runscExtraFlags: string[];
   overlayMedium: string;
+  gvisorFlagAllowlist: string[];
+  traceSessionConfig: string;
   cniConfDir: string;
   cniBinDirs: string[];
   cniPluginTimeout: number;
@@ -72,6 +75,8 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'runsc-platform', field: 'runscPlatform', kind: 'enum', choices: ['systrap', 'ptrace', 'kvm'], default: 'systrap', doc: 'gVisor platform passed to runsc --platform' },
   { name: 'runsc-extra-flags', field: 'runscExtraFlags', kind: 'list', default: [], doc: 'extra global runsc flags for every sandbox, e.g. "--debug"' },
   { name: 'overlay-medium', field: 'overlayMedium', kind: 'enum', choices: ['memory', 'dir'], default: 'memory', doc: 'where a container\'s rootfs writes live inside gVisor (--overlay2=root:MEDIUM); "dir" keeps them on disk under the run dir' },
+  { name: 'gvisor-flag-allowlist', field: 'gvisorFlagAllowlist', kind: 'list', default: [], doc: 'runsc flags a pod may set with a dev.gvisor.flag.NAME pod annotation, e.g. "net-raw"; any other such annotation is refused. Empty (default): none, as each allowed flag lets every pod loosen its own sandbox (see "Sandbox defaults")' },
+  { name: 'trace-session-config', field: 'traceSessionConfig', kind: 'path', emptyOk: true, default: '', doc: 'gVisor trace session (runsc --pod-init-config JSON) every new sandbox starts with, e.g. to stream syscall and process events to Falco (empty: none; see "Runtime monitoring")' },
   { name: 'cni-conf-dir', field: 'cniConfDir', kind: 'path', default: '/etc/cni/net.d', doc: 'CNI network configuration directory (watched)' },
   { name: 'cni-bin-dir', field: 'cniBinDirs', kind: 'list', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order (flag: colon-separated)' },
   { name: 'cni-plugin-timeout', field: 'cniPluginTimeout', kind: 'int', min: 1, max: 600, default: 30, doc: 'seconds one CNI plugin call may take' },
@@ -138,6 +143,8 @@ function checkValue(o: OptionDef, raw: unknown, where: string): Config[keyof Con
       const items = typeof raw === 'string' ? (o.field === 'cniBinDirs' ? raw.split(':') : raw.split(/\s+/)).filter((s) => s !== '') : raw;
       if (!Array.isArray(items) || items.some((s) => typeof s !== 'string')) return bad(`expected a list of strings, got ${JSON.stringify(raw)}`);
       if (o.field === 'cniBinDirs' && items.some((s) => !String(s).startsWith('/'))) return bad('every directory must be an absolute path');
+      const flagProblem = o.field === 'gvisorFlagAllowlist' ? (items as string[]).map(allowlistEntryProblem).find((p) => p !== undefined) : undefined;
+      if (flagProblem) return bad(flagProblem);
       return items as string[];
     }
     case 'registries':

@@ -9,6 +9,7 @@ import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { AuditLog } from './audit.js';
+import { loadTraceSessionConfig, missingSinkEndpoints, type TraceSessionConfig } from '../runtime/trace-session.js';
 
 /** Runtime handler names we serve: the default one and an explicit "runsc" for RuntimeClass. */
 export const RUNTIME_HANDLERS = ['', 'runsc'] as const;
@@ -45,6 +46,7 @@ export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay
     overlay2: features === undefined || features.overlay2 ? overlay : undefined,
     ociSeccomp: features?.ociSeccomp ?? false,
     extraFlags: config.runscExtraFlags,
+    podInitConfig: config.traceSessionConfig || undefined,
     onCommand,
     reaper,
   });
@@ -65,10 +67,24 @@ async function probeRuntime(config: Config, infra: InfraRootfs, logger: Logger):
   }
 }
 
+/** A configured trace session must be usable: checked at start, so a typo never leaves pods unmonitored. */
+async function checkTraceSession(session: TraceSessionConfig, features: RunscFeatures | undefined, logger: Logger): Promise<void> {
+  if (features && !features.traceSessions) throw new Error(`trace-session-config ${session.path}: runsc ${features.version} has no trace sessions (runsc trace, --pod-init-config)`);
+  for (const sink of await missingSinkEndpoints(session)) {
+    logger.warn({ session: session.name, sink: sink.name, endpoint: sink.endpoint, ignoreSetupError: sink.ignoreSetupError }, sink.ignoreSetupError
+      ? 'trace sink socket not there: pods started before it listens run without the trace session'
+      : 'trace sink socket not there: pods fail to start until it listens');
+  }
+  logger.info({ session: session.name, points: session.points.length, sinks: session.sinks.map((k) => k.endpoint ?? k.name) }, 'every new sandbox starts with this trace session');
+}
+
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
+  // Read before anything is made: a bad file stops the daemon with nothing to undo.
+  const traceSession = config.traceSessionConfig ? await loadTraceSessionConfig(config.traceSessionConfig) : undefined;
   const infra = await ensureInfraRootfs(config.stateDir);
   let probe = await probeRuntime(config, infra, logger);
   if (!probe.condition.ready) logger.warn({ reason: probe.condition.reason, message: probe.condition.message }, 'runtime not ready');
+  if (traceSession) await checkTraceSession(traceSession, probe.features, logger);
   const metrics = new DaemonMetrics();
   const reaper = await Reaper.start(logger);
   const runsc = runscFor(config, probe.features, metrics.observeRunsc, reaper);
@@ -96,7 +112,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let rt: PodRuntime;
   try {
-    rt = await PodRuntime.open({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, logger: logger.child({ module: 'runtime' }) });
+    rt = await PodRuntime.open({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
     network.close();
     throw err;

@@ -47,6 +47,7 @@ export async function PodSandboxStatus(rt: PodRuntime, req: PodSandboxStatusRequ
         hostname: s.hostname,
         runtimeHandler: s.runtimeHandler,
         runscState: await rt.sandboxRuntimeState(s.id),
+        traceSessions: await rt.sandboxTraceSessions(s.id),
       }),
     };
   }

@@ -22,6 +22,8 @@ export interface RunscFeatures {
   portForward: boolean;
   overlay2: boolean;
   ociSeccomp: boolean;
+  /** Trace sessions: `runsc trace` and --pod-init-config (runtime monitoring). */
+  traceSessions: boolean;
   /** `runsc start` of a sandbox in a pod netns needs the mount workaround (gvisor.md "Kernel >= 6.x"). */
   netnsWorkaround: boolean;
   /** Capability names this runsc accepts, in kernel order. */
@@ -55,6 +57,7 @@ export async function probeRunscFeatures(opts: ProbeOptions): Promise<RunscFeatu
     portForward: /^\s+port-forward\s/m.test(help),
     overlay2: /^\s+-overlay2\b/m.test(flags),
     ociSeccomp: /^\s+-oci-seccomp\b/m.test(flags),
+    traceSessions: /^\s+trace\s/m.test(help) && /^\s+-pod-init-config\b/m.test(flags),
   };
   const bin = await stat(runsc.options.binary);
   const key = `${version}|${bin.size}|${bin.mtimeMs}|${release()}`;

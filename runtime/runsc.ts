@@ -25,6 +25,8 @@ export interface RunscOptions {
   /** Load OCI seccomp profiles inside the sandbox (--oci-seccomp). */
   ociSeccomp?: boolean;
   extraFlags?: readonly string[];
+  /** --pod-init-config of every new sandbox: the trace session it starts with (option trace-session-config). */
+  podInitConfig?: string;
   /**
    * Launches `runsc create` and `start` so that the sandbox and gofer
    * processes they leave behind are reaped at once (see reaper.ts); without
@@ -118,6 +120,10 @@ export interface CreateOptions {
   /** --network for this sandbox, overriding the default. */
   network?: RunscNetwork;
   userLog?: string;
+  /** Creates a new sandbox (the pod's infra container): daemon-wide sandbox settings apply. */
+  sandbox?: boolean;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
   timeoutMs?: number;
 }
 
@@ -131,6 +137,8 @@ export interface StartOptions {
   netnsWorkaround?: string;
   /** --network of the sandbox being started; must match what `create` was given. */
   network?: RunscNetwork;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
   timeoutMs?: number;
 }
 
@@ -143,6 +151,8 @@ export interface ExecOptions {
   /** The exec'd process's pid inside the sandbox, for `kill --pid`. */
   internalPidFile?: string;
   consoleSocket?: string;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
 }
 
 /** Grace period runsc gets after SIGTERM before execa sends SIGKILL. */
@@ -172,8 +182,8 @@ export class Runsc {
     this.options = { ...options };
   }
 
-  /** Global flags, in the order runsc documents them; `network` overrides the default. */
-  globalFlags(network?: RunscNetwork): string[] {
+  /** Global flags, in the order runsc documents them; `network` overrides the default; `extra` (per call) come last. */
+  globalFlags(network?: RunscNetwork, extra: readonly string[] = []): string[] {
     const o = this.options;
     const flags = [`--root=${o.root}`];
     if (o.platform) flags.push(`--platform=${o.platform}`);
@@ -182,7 +192,7 @@ export class Runsc {
     if (net) flags.push(`--network=${net}`);
     if (o.debugLog) flags.push(`--debug-log=${o.debugLog}`);
     if (o.ociSeccomp) flags.push('--oci-seccomp');
-    flags.push(...(o.extraFlags ?? []));
+    flags.push(...(o.extraFlags ?? []), ...extra);
     return flags;
   }
 
@@ -192,11 +202,12 @@ export class Runsc {
     if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
     if (opts.userLog) args.push(`--user-log=${opts.userLog}`);
     args.push(id);
-    await this.run('create', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, timeoutMs: opts.timeoutMs });
+    const flags = [...(opts.sandbox && this.options.podInitConfig ? [`--pod-init-config=${this.options.podInitConfig}`] : []), ...(opts.flags ?? [])];
+    await this.run('create', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, flags, timeoutMs: opts.timeoutMs });
   }
 
   async start(id: string, opts: StartOptions = {}): Promise<void> {
-    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), network: opts.network, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), network: opts.network, flags: opts.flags, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
   }
 
   async state(id: string): Promise<RunscState> {
@@ -258,7 +269,7 @@ export class Runsc {
       stderr: fdOption(stdio.stderr ?? 'pipe'),
       buffer: false,
     };
-    return execa(this.options.binary, [...this.globalFlags(), ...args], options) as unknown as ResultPromise<{ reject: false; encoding: 'buffer' }>;
+    return execa(this.options.binary, [...this.globalFlags(undefined, opts.flags), ...args], options) as unknown as ResultPromise<{ reject: false; encoding: 'buffer' }>;
   }
 
   /** One-shot usage statistics of a container. */
@@ -293,6 +304,11 @@ export class Runsc {
     await this.run('checkpoint', id, args, { timeoutMs: opts.timeoutMs ?? 300_000 });
   }
 
+  /** `runsc trace list`: the sandbox's trace sessions (runsc prints text, parsed in trace-session.ts). */
+  async traceList(id: string): Promise<string> {
+    return (await this.run('trace list', id, ['trace', 'list', id])).stdout;
+  }
+
   /** `runsc --version` (no root needed). */
   async version(): Promise<string> {
     return (await this.runBare('--version', ['--version'])).stdout;
@@ -314,7 +330,7 @@ export class Runsc {
     subcommand: string,
     id: string,
     args: string[],
-    opts: { stdio?: RunscStdio; network?: RunscNetwork; timeoutMs?: number; cancelSignal?: AbortSignal; netnsWorkaround?: string } = {},
+    opts: { stdio?: RunscStdio; network?: RunscNetwork; flags?: readonly string[]; timeoutMs?: number; cancelSignal?: AbortSignal; netnsWorkaround?: string } = {},
   ): Promise<{ stdout: string; stderr: string }> {
     // With the container's stdio on runsc's stderr, runsc's own error text
     // would land in the container's log: ask for it in a file (--log holds
@@ -325,7 +341,7 @@ export class Runsc {
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
     if (errLog) await mkdir(dirname(errLog), { recursive: true });
-    const full = [...this.globalFlags(opts.network), ...(errLog ? [`--log=${errLog}`] : []), ...args];
+    const full = [...this.globalFlags(opts.network, opts.flags), ...(errLog ? [`--log=${errLog}`] : []), ...args];
     let file = this.options.binary;
     let argv = full;
     if (opts.netnsWorkaround) {

@@ -30,6 +30,8 @@ import { recoverState } from './recover.js';
 import { StatsCollector } from './stats.js';
 import { containerEvent, EventBus, type ContainerEventType } from './events.js';
 import { containerStatus } from './container-status.js';
+import { podRunscFlags, recordedRunscFlags } from './gvisor-flags.js';
+import { parseTraceList, type TraceSessionState } from './trace-session.js';
 
 export interface PodRuntimeOptions {
   /** Records live under <stateDir>/pods and <stateDir>/containers. */
@@ -42,6 +44,8 @@ export interface PodRuntimeOptions {
   infra: InfraRootfs;
   /** The probed runsc features; undefined while runsc is unusable. */
   features: () => RunscFeatures | undefined;
+  /** runsc flags pods may set with dev.gvisor.flag.<name> annotations (gvisor-flags.ts). */
+  gvisorFlagAllowlist?: readonly string[];
   logger: Logger;
 }
 
@@ -225,6 +229,8 @@ export class PodRuntime {
   async runPodSandbox(config: PodSandboxConfig__Output, runtimeHandler: string): Promise<string> {
     const meta = config.metadata!;
     const key = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
+    // Checked before anything exists: a refused flag leaves nothing behind.
+    podRunscFlags(config.annotations, this.opts.gvisorFlagAllowlist ?? []);
     const features = this.requireFeatures();
     const nsOpts = config.linux?.security_context?.namespace_options;
     const rec = await this.locks.run(`pod-name:${key}`, async () => {
@@ -307,6 +313,7 @@ export class PodRuntime {
       netnsPath: rec.netnsPath,
       needsNetnsWorkaround: features.netnsWorkaround,
       logPath: join(dir, 'sandbox.log'),
+      runscFlags: recordedRunscFlags(rec.annotations),
     });
     await this.checkSysctls(rec, config.linux?.sysctls ?? {});
     rec.phase = 'ready';
@@ -396,6 +403,11 @@ export class PodRuntime {
       this.logger.info({ pod: podLabel(rec) }, 'pod sandbox removed');
       this.emit('CONTAINER_DELETED_EVENT', rec.id, rec);
     });
+  }
+
+  /** The sandbox's gVisor trace sessions (`runsc trace list`), for verbose status only. */
+  async sandboxTraceSessions(id: string): Promise<TraceSessionState[] | { error: string }> {
+    return this.opts.runsc.traceList(id).then(parseTraceList, (err: unknown) => ({ error: (err as Error).message }));
   }
 
   /** runsc's view of a sandbox, for verbose status only. */
@@ -533,7 +545,7 @@ export class PodRuntime {
           seccomp: mapped.seccomp,
           annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
         });
-        await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io) });
+        await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
         rec.phase = 'created';
         await this.containers.put(rec);
       } catch (err) {
@@ -566,7 +578,7 @@ export class PodRuntime {
         // After a restart between create and start the daemon's ends are gone: open them again.
         // (A terminal's ends stay with the reaper, which outlived the daemon.)
         const io = this.live.get(c.id) ?? (await this.openIo(c, c.terminal ? 'reattach' : 'create'));
-        await this.driver.startContainer(c.id, containerIo(io));
+        await this.driver.startContainer(c.id, containerIo(io), recordedRunscFlags(pod.annotations));
       } catch (err) {
         // As containerd: a container that failed to start is exited, with why.
         await this.recordExit(c, 128, 'StartError', (err as Error).message);
@@ -679,7 +691,7 @@ export class PodRuntime {
     const proc = buildExecProcess({ args: cmd, env: c.env, cwd: c.cwd, user: c.user, terminal: false, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
     let r: ExecSyncResult;
     try {
-      r = await this.driver.execSync(c.id, proc, timeoutSec * 1000);
+      r = await this.driver.execSync(c.id, proc, timeoutSec * 1000, recordedRunscFlags(this.sandboxes.get(c.sandboxId)?.annotations ?? {}));
     } catch (err) {
       if (isGone(err)) throw failedPrecondition(`${ctx}: container is not running`);
       throw wrapError(err, ctx);

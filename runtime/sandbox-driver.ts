@@ -10,6 +10,7 @@ import type { Logger } from '../cri-api/logger.js';
 import type { OutputFifo, StdinFifo } from './log-pipe.js';
 import type { OciProcess, OciSpec } from './oci-spec.js';
 import { ANNOTATION_SANDBOX_ID, writeBundle } from './oci-spec.js';
+import { flagAnnotations, runscCallFlags } from './gvisor-flags.js';
 import { isGone, RunscError, type Runsc, type RunscNetwork, type RunscState } from './runsc.js';
 
 const openFd = promisify(openCb) as (path: string, flags: string) => Promise<number>;
@@ -26,6 +27,8 @@ export interface CreateSandboxInput {
   needsNetnsWorkaround: boolean;
   /** File receiving the infra process's and the sandbox boot's stdout/stderr; /dev/null if absent. */
   logPath?: string;
+  /** The pod's allowed runsc flags (gvisor-flags.ts). */
+  runscFlags?: Record<string, string>;
 }
 
 /** How a container's stdio is connected. */
@@ -40,6 +43,8 @@ export interface CreateContainerInput {
   bundleDir: string;
   spec: OciSpec;
   io: ContainerIo;
+  /** The pod's allowed runsc flags: every container of the pod carries them (runsc applies them per container). */
+  runscFlags?: Record<string, string>;
 }
 
 export interface ExecSyncResult {
@@ -70,7 +75,8 @@ export class SandboxDriver {
   /** Writes the bundle, then `runsc create` + `start` of the infra container. Returns the sandbox pid. */
   async createSandbox(input: CreateSandboxInput): Promise<number> {
     const { id } = input;
-    await writeBundle(input.bundleDir, input.spec);
+    const flags = runscCallFlags(input.runscFlags, 'spec');
+    await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
     const out = await openFd(input.logPath ?? '/dev/null', input.logPath ? 'a' : 'r+');
     const devNull = await openFd('/dev/null', 'r');
     try {
@@ -79,6 +85,8 @@ export class SandboxDriver {
         pidFile: join(input.bundleDir, 'sandbox.pid'),
         stdio: { stdin: devNull, stdout: out, stderr: out },
         network: input.networkMode,
+        sandbox: true,
+        flags,
       });
     } finally {
       await closeFd(out);
@@ -86,7 +94,7 @@ export class SandboxDriver {
     }
     const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
     try {
-      await this.runsc.start(id, { network: input.networkMode, netnsWorkaround: workaround });
+      await this.runsc.start(id, { network: input.networkMode, flags, netnsWorkaround: workaround });
     } catch (err) {
       await this.runsc.delete([id], { force: true }).catch((e: unknown) => this.logger.warn({ err: e, sandbox: id }, 'cleaning up a sandbox that failed to start'));
       throw err;
@@ -101,10 +109,11 @@ export class SandboxDriver {
     if (input.spec.annotations[ANNOTATION_SANDBOX_ID] !== input.sandboxId) {
       throw new RunscError('other', 'create', input.id, `spec does not name sandbox ${input.sandboxId} in ${ANNOTATION_SANDBOX_ID}`);
     }
-    await writeBundle(input.bundleDir, input.spec);
+    await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
+    const flags = runscCallFlags(input.runscFlags, 'spec');
     const { io } = input;
     if (io.kind === 'fifo') {
-      await this.runsc.create(input.id, { bundle: input.bundleDir });
+      await this.runsc.create(input.id, { bundle: input.bundleDir, flags });
       this.pendingIo.set(input.id, io);
       return;
     }
@@ -113,7 +122,7 @@ export class SandboxDriver {
     const consoleSocket = await this.consoleSocketPath(input.id);
     await reaper.openTerminal(input.id, { consoleSocket, stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
     try {
-      await this.runsc.create(input.id, { bundle: input.bundleDir, consoleSocket });
+      await this.runsc.create(input.id, { bundle: input.bundleDir, consoleSocket, flags });
     } catch (err) {
       reaper.closeTerminal(input.id);
       throw err;
@@ -126,19 +135,21 @@ export class SandboxDriver {
   /**
    * `runsc start` of an app container. Its stdio is given here, not at
    * create (runsc quirk); `io` is only needed when the daemon restarted
-   * between create and start.
+   * between create and start. `runscFlags` are the pod's: start reads the
+   * spec again and needs the same permission as create.
    */
-  async startContainer(id: string, io?: ContainerIo): Promise<void> {
+  async startContainer(id: string, io?: ContainerIo, runscFlags?: Record<string, string>): Promise<void> {
     const use = io ?? this.pendingIo.get(id);
+    const flags = runscCallFlags(runscFlags, 'spec');
     if (use?.kind === 'fifo') {
-      await this.runsc.start(id, { stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd } });
+      await this.runsc.start(id, { stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd }, flags });
       // The sandbox holds its own copies now.
       await use.stdout.releaseWriter();
       await use.stderr.releaseWriter();
       await use.stdin?.releaseContainerEnd();
     } else {
       // A terminal's console went to the reaper at create.
-      await this.runsc.start(id);
+      await this.runsc.start(id, { flags });
     }
     this.pendingIo.delete(id);
   }
@@ -253,8 +264,9 @@ export class SandboxDriver {
   /**
    * Runs a process in the container and collects its output. runsc does not
    * enforce a deadline, so at `timeoutMs` the process is SIGKILLed here.
+   * `runscFlags` are the pod's (gvisor-flags.ts).
    */
-  async execSync(id: string, process: OciProcess, timeoutMs: number): Promise<ExecSyncResult> {
+  async execSync(id: string, process: OciProcess, timeoutMs: number, runscFlags?: Record<string, string>): Promise<ExecSyncResult> {
     const dir = join(dirname(this.runsc.options.root), 'exec');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const base = join(dir, `${id}-${globalThis.process.pid}-${++this.execSeq}`);
@@ -262,7 +274,7 @@ export class SandboxDriver {
     const internalPidFile = `${base}.pid`;
     await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
     try {
-      const sub = this.runsc.spawnExec(id, { processFile, internalPidFile });
+      const sub = this.runsc.spawnExec(id, { processFile, internalPidFile, flags: runscCallFlags(runscFlags, 'exec') });
       const stdout = collect(sub.stdout);
       const stderr = collect(sub.stderr);
       let timedOut = false;
@@ -321,6 +333,12 @@ export class SandboxDriver {
     }
     return out;
   }
+}
+
+/** The spec with the pod's runsc flags as dev.gvisor.flag.* annotations. */
+function withFlags(spec: OciSpec, runscFlags: Record<string, string> | undefined): OciSpec {
+  if (!runscFlags || Object.keys(runscFlags).length === 0) return spec;
+  return { ...spec, annotations: { ...spec.annotations, ...flagAnnotations(runscFlags) } };
 }
 
 /** Reads a stream to its end, keeping at most EXEC_SYNC_MAX_BYTES. */

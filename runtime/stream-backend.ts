@@ -14,6 +14,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from '../cri-api/logger.js';
 import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, TerminalSize } from '../stream/index.js';
 import { buildExecProcess } from './oci-spec.js';
+import { recordedRunscFlags, runscCallFlags } from './gvisor-flags.js';
 import { Runsc } from './runsc.js';
 import type { PodRuntime } from './runtime.js';
 import type { ContainerRecord, SandboxRecord } from './store.js';
@@ -154,7 +155,7 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   private async execPiped(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
     const { internalPidFile } = f;
-    const sub = this.execRunsc(f.logFile).spawnExec(c.id, { processFile: f.processFile, internalPidFile }, {
+    const sub = this.execRunsc(f.logFile, c).spawnExec(c.id, { processFile: f.processFile, internalPidFile }, {
       stdin: io.stdin ? 'pipe' : 'ignore',
       stdout: io.stdout ? 'pipe' : 'ignore',
       stderr: io.stderr ? 'pipe' : 'ignore',
@@ -183,7 +184,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     // runsc with process.terminal and no --console-socket takes its own stdio as the terminal.
     const pty = await loadPty(c);
     const { internalPidFile } = f;
-    const args = [...this.execRunsc(f.logFile).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${internalPidFile}`, c.id];
+    const args = [...this.execRunsc(f.logFile, c).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${internalPidFile}`, c.id];
     const term = pty.spawn(this.runsc.options.binary, args, { cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: '/', encoding: null });
     term.onData((data: string | Buffer) => {
       const chunk = typeof data === 'string' ? Buffer.from(data) : data;
@@ -227,10 +228,15 @@ export class RuntimeStreamBackend implements StreamBackend {
     if (fatal) throw new Error(`exec in container ${c.name} (${c.id.slice(0, 12)}) failed: ${fatal[1]!.trim().slice(0, 2000)}`);
   }
 
-  /** The runtime's runsc, logging to `logFile` for this exec unless the operator set a debug log of their own. */
-  private execRunsc(logFile: string): Runsc {
-    if (this.runsc.options.debugLog) return this.runsc;
-    return new Runsc({ ...this.runsc.options, debugLog: logFile });
+  /**
+   * The runtime's runsc, logging to `logFile` for this exec unless the
+   * operator set a debug log of their own, with the pod's runsc flags
+   * (an exec gets them only as global flags, gvisor-flags.ts).
+   */
+  private execRunsc(logFile: string, c: ContainerRecord): Runsc {
+    const podFlags = runscCallFlags(recordedRunscFlags(this.rt.sandboxes.get(c.sandboxId)?.annotations ?? {}), 'exec');
+    if (this.runsc.options.debugLog && podFlags.length === 0) return this.runsc;
+    return new Runsc({ ...this.runsc.options, debugLog: this.runsc.options.debugLog ?? logFile, extraFlags: [...(this.runsc.options.extraFlags ?? []), ...podFlags] });
   }
 
   /** SIGKILLs the exec'd process inside the sandbox; the host-side runsc then exits by itself, else it is killed too. */
