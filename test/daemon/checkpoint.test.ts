@@ -3,10 +3,10 @@
 // created from that archive continues the count where the checkpoint left it.
 import { test, after, afterEach, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { t as tarList } from 'tar';
+import { c as tarCreate, t as tarList, x as tarExtract } from 'tar';
 import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
@@ -132,7 +132,8 @@ test('checkpoint and restore of a counting container', async (t) => {
 
   // Restore into a new pod: CreateContainer with the archive as image, then StartContainer.
   const podB = await runPod('count-b');
-  const restored = await createContainer(podB, 'count-b', 'counter', location);
+  // Another name in the new pod: runsc matches the checkpointed container by the name it had.
+  const restored = await createContainer(podB, 'count-b', 'counter-restored', location);
   assert.equal((await status(restored)).state, 'CONTAINER_CREATED');
   await d.call('runtime', 'StartContainer', { container_id: restored });
   const st = await status(restored);
@@ -185,7 +186,7 @@ test('bad checkpoint and restore requests get clear statuses and leave nothing b
   await assert.rejects(d.call('runtime', 'CheckpointContainer', { container_id: ctr, location: join(ckptDir, 'no-such-dir', 'x.tar') }), expectCode(grpc.status.INVALID_ARGUMENT, /does not exist/));
   // Created, not yet running.
   await assert.rejects(d.call('runtime', 'CheckpointContainer', { container_id: ctr, location }), expectCode(grpc.status.FAILED_PRECONDITION, /created, not running/));
-  assert.deepEqual(await readdir(ckptDir).then((n) => n.filter((x) => x !== 'checkpoint-count-a_e2e-counter.tar')), []);
+  assert.deepEqual(await readdir(ckptDir).then((n) => n.filter((x) => x.startsWith('bad') || x.startsWith('.'))), []);
 
   // Restore from something that is not there, or is not a checkpoint archive.
   const empty = await runPod('restore-bad');
@@ -196,8 +197,30 @@ test('bad checkpoint and restore requests get clear statuses and leave nothing b
   const listed = await d.call<{ containers: unknown[] }>('runtime', 'ListContainers', { filter: { pod_sandbox_id: empty } });
   assert.deepEqual(listed.containers, []);
   assert.deepEqual(await readdir(join(d.stateDir, 'restore')).catch(() => []), []);
-  // The pod is untouched and still takes ordinary containers.
+
+  // A restore runsc fails (a damaged image): the container exits with StartError, the
+  // pod gets a fresh sandbox of its own and takes ordinary containers again.
+  await d.call('runtime', 'StartContainer', { container_id: ctr });
+  await d.call('runtime', 'CheckpointContainer', { container_id: ctr, location });
+  const unpacked = join(d.dir, 'damaged');
+  await mkdir(unpacked);
+  await tarExtract({ file: location, cwd: unpacked });
+  const img = join(unpacked, 'checkpoint', 'checkpoint.img');
+  await truncate(img, Math.floor((await stat(img)).size / 2));
+  const damaged = join(ckptDir, 'damaged.tar');
+  await tarCreate({ file: damaged, cwd: unpacked }, ['manifest.json', 'checkpoint']);
+  const broken = await createContainer(empty, 'restore-bad', 'broken', damaged);
+  await assert.rejects(d.call('runtime', 'StartContainer', { container_id: broken }), expectCode(grpc.status.INTERNAL, /restore/));
+  const after = await status(broken);
+  assert.equal(after.state, 'CONTAINER_EXITED');
+  assert.equal(after.reason, 'StartError');
+  await d.call('runtime', 'RemoveContainer', { container_id: broken });
+  assert.deepEqual(await readdir(join(d.stateDir, 'restore')), []);
+  const podSt = await d.call<{ status: { state: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: empty });
+  assert.equal(podSt.status.state, 'SANDBOX_READY');
   const ok = await createContainer(empty, 'restore-bad', 'ok', image, { command: ['sleep', '3600'] });
   await d.call('runtime', 'StartContainer', { container_id: ok });
   assert.equal((await status(ok)).state, 'CONTAINER_RUNNING');
+  const ping = await d.call<{ stdout: Buffer; exit_code: number }>('runtime', 'ExecSync', { container_id: ok, cmd: ['ifconfig', 'eth0'], timeout: 20 });
+  assert.match(ping.stdout.toString(), /inet addr:10\./);
 });
