@@ -30,7 +30,7 @@ import { recoverState } from './recover.js';
 import { StatsCollector } from './stats.js';
 import { containerEvent, EventBus, type ContainerEventType } from './events.js';
 import { containerStatus } from './container-status.js';
-import { IMAGE_DIR_NAME, isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from './checkpoint-archive.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, IMAGE_DIR_NAME, isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from './checkpoint-archive.js';
 import type { OciSpec } from './oci-spec.js';
 
 export interface PodRuntimeOptions {
@@ -728,8 +728,8 @@ export class PodRuntime {
         const members = await this.driver.appContainersOf(pod.id);
         await this.driver.checkpointSandbox(pod.id, join(work, IMAGE_DIR_NAME), timeoutMs);
         const manifest: CheckpointManifest = {
-          format: 'gvisor-cri-checkpoint',
-          version: 1,
+          format: CHECKPOINT_FORMAT,
+          version: CHECKPOINT_VERSION,
           createdAt: new Date().toISOString(),
           runscVersion: features.version,
           pod: { id: pod.id, name: pod.name, namespace: pod.namespace, uid: pod.uid, hostNetwork: pod.hostNetwork, etcFiles: pod.etcFiles },
@@ -889,9 +889,10 @@ export class PodRuntime {
     return { id: pod.id, bundleDir: join(dir, 'bundle'), networkMode: pod.hostNetwork ? 'host' : 'sandbox', netnsPath: pod.netnsPath, needsNetnsWorkaround: features.netnsWorkaround, logPath: join(dir, 'sandbox.log') };
   }
 
-  /** After a failed restore: boots the pod's own sandbox again from its bundle, or marks the pod NOTREADY. */
+  /** After a failed restore: boots the pod's own sandbox again from its bundle (unless it still runs: the restore failed before replacing it), or marks the pod NOTREADY. */
   private async rebootSandbox(pod: SandboxRecord, features: RunscFeatures): Promise<void> {
     const boot = this.sandboxBoot(pod, features);
+    if ((await this.driver.state(pod.id).catch(() => undefined))?.status === 'running') return;
     try {
       const spec = JSON.parse(await readFile(join(boot.bundleDir, 'config.json'), 'utf8')) as OciSpec;
       if (!pod.hostNetwork) await this.opts.network.reclaimAddresses(pod.id);
