@@ -22,6 +22,7 @@ import {
   ListMetricDescriptors,
   ListPodSandboxMetrics,
   GetContainerEvents,
+  CheckpointContainer,
   Exec,
   Attach,
   PortForward,
@@ -84,5 +85,6 @@ function bindHandlers(s: Services): CriHandlers {
     ListMetricDescriptors: (req) => ListMetricDescriptors(req),
     ListPodSandboxMetrics: (req, ctx) => ListPodSandboxMetrics(s.rt, req, ctx),
     GetContainerEvents: (req, send, ctx) => GetContainerEvents(s.rt, req, send, ctx),
+    CheckpointContainer: (req, ctx) => CheckpointContainer(s.rt, req, ctx),
   };
 }

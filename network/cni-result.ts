@@ -41,3 +41,19 @@ export function podAddresses(result: unknown, ifName: string): string[] {
   const v4 = (a: string): boolean => isIPv4(a.split('/')[0]!);
   return [...out.filter(v4), ...out.filter((a) => !v4(a))];
 }
+
+/** Routes of a CNI result, each with its gateway (a route without one goes via the same family's address gateway, as CNI's ipam helpers do). */
+export function podRoutes(result: unknown): { dst: string; gw?: string }[] {
+  if (typeof result !== 'object' || result === null) return [];
+  const r = result as { routes?: unknown; ips?: unknown };
+  const ips = Array.isArray(r.ips) ? (r.ips as { gateway?: unknown }[]) : [];
+  const gateways = ips.map((ip) => ip?.gateway).filter((g): g is string => typeof g === 'string' && (isIPv4(g) || isIPv6(g)));
+  const out: { dst: string; gw?: string }[] = [];
+  for (const route of Array.isArray(r.routes) ? (r.routes as { dst?: unknown; gw?: unknown }[]) : []) {
+    if (typeof route?.dst !== 'string') continue;
+    const v4 = isIPv4(route.dst.split('/')[0] ?? '');
+    const gw = typeof route.gw === 'string' && route.gw !== '' ? route.gw : gateways.find((g) => isIPv4(g) === v4);
+    out.push(gw ? { dst: route.dst, gw } : { dst: route.dst });
+  }
+  return out;
+}

@@ -15,8 +15,8 @@ import { CniCache, type CacheEntry } from './cni-cache.js';
 import { BUILTIN_SOURCE, builtinConfig, loadConfig, missingPluginMessage, type ConfigState } from './cni-config.js';
 import { addList, checkList, delList, hasPrevResultOnDel, type ListCall, type RuntimeConfig } from './cni-list.js';
 import { CniPluginError } from './cni-plugin.js';
-import { podAddresses, podIps } from './cni-result.js';
-import { createNetns, createPlaceholderNetns, netnsExists, removeNetns, restoreAddresses } from './netns.js';
+import { podAddresses, podIps, podRoutes } from './cni-result.js';
+import { createNetns, createPlaceholderNetns, netnsExists, removeNetns, restoreAddresses, restoreRoutes } from './netns.js';
 import type { NetworkOptions, NetworkStatus, PodNetworkRequest, PodNetworkResult } from './types.js';
 
 const IFNAME = 'eth0';
@@ -298,6 +298,25 @@ export class NetworkManager {
         await this.cache.remove(podId);
       } catch (err) {
         throw stepError(err, `${ctx}: remove network namespace ${netnsPath}`);
+      }
+    });
+  }
+
+  /**
+   * Puts the pod's addresses and the routes of its CNI result back into its
+   * netns, for a new sandbox to take them over: runsc (--network=sandbox)
+   * moved them into the sandbox it replaces and stripped them from the netns.
+   * Routes a plugin set up without listing them in its result are not known.
+   */
+  async reclaimAddresses(podId: string): Promise<void> {
+    return this.withLock(podId, async () => {
+      const entry = this.cache.get(podId);
+      if (!entry?.result) throw notFound(`reclaim addresses of pod ${podId}: network not set up`);
+      try {
+        await restoreAddresses(entry.netnsPath, entry.ifName, podAddresses(entry.result, entry.ifName));
+        await restoreRoutes(entry.netnsPath, entry.ifName, podRoutes(entry.result));
+      } catch (err) {
+        throw stepError(err, `reclaim addresses of pod ${podLabel(entry)} in ${entry.netnsPath}`);
       }
     });
   }

@@ -84,3 +84,11 @@ export async function restoreAddresses(path: string, ifName: string, cidrs: read
     if (!shown.includes(` ${cidr} `)) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName]);
   }
 }
+
+/** Adds (or replaces) each route on ifName; routes through a gateway follow the addresses they need. */
+export async function restoreRoutes(path: string, ifName: string, routes: readonly { dst: string; gw?: string }[]): Promise<void> {
+  for (const r of routes) {
+    const family = r.dst.includes(':') ? '-6' : '-4';
+    await ipInNetns(path, [family, 'route', 'replace', r.dst, ...(r.gw ? ['via', r.gw] : []), 'dev', ifName]);
+  }
+}

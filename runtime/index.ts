@@ -22,6 +22,7 @@ export { ListPodSandboxStats } from './list-pod-sandbox-stats.js';
 export { ListMetricDescriptors } from './list-metric-descriptors.js';
 export { ListPodSandboxMetrics } from './list-pod-sandbox-metrics.js';
 export { GetContainerEvents } from './get-container-events.js';
+export { CheckpointContainer } from './checkpoint-container.js';
 export { StatsCollector, STATS_CACHE_MS, type StatsCollectorOptions, type StatsSample, type StatsSource } from './stats.js';
 export { metricDescriptors, containerMetrics, podNetworkMetrics, BASE_LABEL_KEYS } from './cri-metrics.js';
 export { EventBus, EventSubscription, containerEvent, DEFAULT_SUBSCRIBER_QUEUE, type ContainerEventType } from './events.js';

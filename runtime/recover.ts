@@ -4,6 +4,7 @@
  * reattaches running containers' output and exit waiters, and lets the
  * network module drop what no pod owns any more.
  */
+import { readdir, rm } from 'node:fs/promises';
 import type { Logger } from '../cri-api/logger.js';
 import type { ImageStore } from '../image-store/index.js';
 import type { NetworkManager } from '../network/index.js';
@@ -87,6 +88,11 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
   for (const holder of deps.images.holderIds().filter((h) => !containerIds.has(h))) {
     log.info({ holder }, 'releasing the image hold of a container that no longer exists');
     await deps.images.release(holder).catch((err: unknown) => log.error({ err, holder }, 'releasing an orphan image hold failed'));
+  }
+
+  // 5b. Unpacked checkpoint archives of containers that no longer exist (a crash in a restoring CreateContainer).
+  for (const id of await readdir(rt.restoreDir('')).catch(() => [])) {
+    if (!containerIds.has(id)) await rm(rt.restoreDir(id), { recursive: true, force: true });
   }
 
   // 6. Networks of pods that no longer exist.

@@ -142,6 +142,18 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+export interface RestoreOptions {
+  bundle: string;
+  /** Directory holding the checkpoint image (checkpoint.img...). */
+  imagePath: string;
+  stdio?: RunscStdio;
+  /** --network of the sandbox being restored. */
+  network?: RunscNetwork;
+  /** As StartOptions.netnsWorkaround: restoring the root container boots the sandbox in that netns. */
+  netnsWorkaround?: string;
+  timeoutMs?: number;
+}
+
 export interface ExecOptions {
   /** A file holding the OCI process spec. */
   processFile: string;
@@ -297,11 +309,27 @@ export class Runsc {
     }) as unknown as ResultPromise<{ reject: false }>;
   }
 
-  async checkpoint(id: string, imagePath: string, opts: { leaveRunning?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  /**
+   * Saves the state of the whole sandbox `id` belongs to into `imagePath`
+   * (a directory runsc fills: checkpoint.img, pages). With `leaveRunning` the
+   * sandbox resumes afterwards; without it, it is destroyed.
+   */
+  async checkpoint(id: string, imagePath: string, opts: { leaveRunning?: boolean; timeoutMs: number }): Promise<void> {
     const args = ['checkpoint', `--image-path=${imagePath}`];
     if (opts.leaveRunning) args.push('--leave-running');
     args.push(id);
-    await this.run('checkpoint', id, args, { timeoutMs: opts.timeoutMs ?? 300_000 });
+    await this.run('checkpoint', id, args, { timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * `runsc restore --detach` of one container from a checkpoint image. The
+   * root container's restore boots the sandbox (its stdio, as with create);
+   * each sub-container's restore hands it its stdio, as start does. The
+   * sandbox resumes once every container the checkpoint holds is restored.
+   */
+  async restore(id: string, opts: RestoreOptions): Promise<void> {
+    const args = ['restore', '--detach', `--bundle=${opts.bundle}`, `--image-path=${opts.imagePath}`, id];
+    await this.run('restore', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
   }
 
   /** `runsc trace list`: the sandbox's trace sessions (runsc prints text, parsed in trace-session.ts). */
@@ -335,8 +363,8 @@ export class Runsc {
     // With the container's stdio on runsc's stderr, runsc's own error text
     // would land in the container's log: ask for it in a file (--log holds
     // only the error line when --debug is off) and read it back.
-    // create leaves the sandbox and gofers behind, and a sub-container's start its gofer: both through the reaper.
-    const reaper = (subcommand === 'create' || subcommand === 'start') && !opts.netnsWorkaround && this.options.reaper?.running ? this.options.reaper : undefined;
+    // create (and restore) leaves the sandbox and gofers behind, and a sub-container's start its gofer: all through the reaper.
+    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'restore') && !opts.netnsWorkaround && this.options.reaper?.running ? this.options.reaper : undefined;
     // The reaper's children get no pipe back, so their error text always comes through --log.
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, readFile, realpath, rm, stat, type FileHandle } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../cri-api/generated/runtime/v1/LinuxContainerResources.js';
@@ -21,9 +21,9 @@ import { mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specR
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
 import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
-import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj } from './oci-spec.js';
+import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from './oci-spec.js';
 import type { RunscFeatures } from './runsc-features.js';
-import { isGone, Runsc } from './runsc.js';
+import { isGone, Runsc, type RunscNetwork } from './runsc.js';
 import { SandboxDriver, type ContainerIo, type ExecSyncResult } from './sandbox-driver.js';
 import { nowNs, RecordStore, type ContainerRecord, type SandboxRecord } from './store.js';
 import { recoverState } from './recover.js';
@@ -32,6 +32,8 @@ import { containerEvent, EventBus, type ContainerEventType } from './events.js';
 import { containerStatus } from './container-status.js';
 import { podRunscFlags, recordedRunscFlags } from './gvisor-flags.js';
 import { parseTraceList, type TraceSessionState } from './trace-session.js';
+import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, IMAGE_DIR_NAME, isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from './checkpoint-archive.js';
+import type { OciSpec } from './oci-spec.js';
 
 export interface PodRuntimeOptions {
   /** Records live under <stateDir>/pods and <stateDir>/containers. */
@@ -57,6 +59,8 @@ const KILLED_EXIT_CODE = 137;
 const OUTPUT_DRAIN_MS = 2000;
 /** How long to wait for the exit waiter after a stop before recording the exit ourselves. */
 const EXIT_RECORD_WAIT_MS = 10_000;
+/** Bound on restoring a sandbox from a checkpoint (StartContainer has no timeout of its own). */
+const RESTORE_TIMEOUT_MS = 120_000;
 
 /** A running (or created) container's stdio, held by the daemon. */
 interface LiveIo {
@@ -452,6 +456,7 @@ export class PodRuntime {
       if (pod.phase !== 'ready' || !this.sandboxes.get(pod.id)) throw failedPrecondition(`${ctx}: the pod sandbox is not ready`);
       const features = this.requireFeatures();
       const imageName = config.image!.image;
+      if (isCheckpointArchiveRef(imageName)) return this.createRestoredLocked(pod, config, features, ctx);
       const image = this.opts.images.resolve(imageName);
       if (!image) throw notFound(`${ctx}: image "${imageName}" not found; pull it first`);
       const dup = this.containers.list().find((c) => c.sandboxId === pod.id && c.name === name && c.attempt === attempt);
@@ -563,12 +568,15 @@ export class PodRuntime {
     await this.driver.removeContainer(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: removing the runsc container failed'));
     await this.closeIo(rec.id, false);
     await rm(this.containerDir(rec.id), { recursive: true, force: true });
+    await rm(this.restoreDir(rec.id), { recursive: true, force: true });
     await this.opts.images.release(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: releasing the image failed'));
     await this.containers.delete(rec.id);
   }
 
   async startContainer(id: string): Promise<void> {
     const c = this.mustContainer(id);
+    // Restoring replaces the pod's sandbox: pod lock first, as removePodSandbox takes them.
+    if (c.restore) return this.locks.run(c.sandboxId, () => this.locks.run(c.id, () => this.startRestoredLocked(c)));
     await this.locks.run(c.id, async () => {
       const ctx = `start container ${c.name} (${c.id.slice(0, 12)})`;
       if (c.phase !== 'created') throw failedPrecondition(`${ctx}: container is ${c.phase}, only a created container can start`);
@@ -645,6 +653,7 @@ export class PodRuntime {
     this.waiters.get(c.id)?.controller.abort();
     await this.closeIo(c.id, false);
     await rm(this.containerDir(c.id), { recursive: true, force: true });
+    await rm(this.restoreDir(c.id), { recursive: true, force: true });
     // Released before the record goes: a crash in between leaves a record whose removal repeats the release.
     await this.opts.images.release(c.id);
     await this.containers.delete(c.id);
@@ -699,6 +708,214 @@ export class PodRuntime {
     // kubelet's probes read DEADLINE_EXCEEDED as "probe timed out".
     if (r.timedOut) throw deadlineExceeded(`${ctx}: timeout ${timeoutSec}s exceeded`);
     return r;
+  }
+
+  // --- checkpoint and restore (checkpoint-archive.ts) -------------------------------
+
+  /** Where a restoring container's archive is unpacked until StartContainer restores it (on disk: images can be large). */
+  restoreDir(id: string): string {
+    return join(this.opts.stateDir, 'restore', id);
+  }
+
+  /**
+   * Writes a checkpoint of the container's whole sandbox to `location` as a
+   * tar (manifest + runsc image); the container keeps running. The runsc
+   * image is written beside `location` first, so it lands on that disk.
+   */
+  async checkpointContainer(id: string, location: string, timeoutMs: number): Promise<void> {
+    const c = this.mustContainer(id);
+    const ctx = `checkpoint container ${c.name} (${c.id.slice(0, 12)}) to ${location}`;
+    if (!(await stat(dirname(location)).catch(() => undefined))?.isDirectory()) throw invalidArgument(`${ctx}: directory ${dirname(location)} does not exist`);
+    if ((await stat(location).catch(() => undefined))?.isDirectory()) throw invalidArgument(`${ctx}: location is a directory; name the archive file to write`);
+    const features = this.requireFeatures();
+    await this.locks.run(c.id, async () => {
+      if (c.phase !== 'running') throw failedPrecondition(`${ctx}: container is ${c.phase}, not running`);
+      const pod = this.sandboxes.get(c.sandboxId);
+      if (pod?.phase !== 'ready') throw failedPrecondition(`${ctx}: its pod sandbox is not ready`);
+      const work = join(dirname(location), `.${basename(location)}.work-${randomBytes(4).toString('hex')}`);
+      const started = Date.now();
+      try {
+        await mkdir(work, { mode: 0o700 });
+        const spec = JSON.parse(await readFile(join(this.containerDir(c.id), 'bundle', 'config.json'), 'utf8')) as OciSpec;
+        const members = await this.driver.appContainersOf(pod.id);
+        await this.driver.checkpointSandbox(pod.id, join(work, IMAGE_DIR_NAME), timeoutMs);
+        const manifest: CheckpointManifest = {
+          format: CHECKPOINT_FORMAT,
+          version: CHECKPOINT_VERSION,
+          createdAt: new Date().toISOString(),
+          runscVersion: features.version,
+          pod: { id: pod.id, name: pod.name, namespace: pod.namespace, uid: pod.uid, hostNetwork: pod.hostNetwork, etcFiles: pod.etcFiles },
+          container: {
+            id: c.id, name: c.name, attempt: c.attempt, image: c.image, imageId: c.imageId, imageRef: this.imageNames(c).imageRef,
+            mounts: c.mounts, stdin: c.stdin, stdinOnce: c.stdinOnce, tty: c.tty, resources: c.resources, stopSignal: c.stopSignal,
+            user: c.user, env: c.env, cwd: c.cwd, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges,
+          },
+          spec,
+          sandboxContainers: members.map((m) => ({ id: m, name: this.containers.get(m)?.name ?? m })),
+        };
+        await writeCheckpointArchive(location, work, manifest);
+      } catch (err) {
+        throw wrapError(err, ctx);
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
+      this.logger.info({ container: c.id, name: c.name, pod: podLabel(pod), location, ms: Date.now() - started }, 'container checkpointed');
+    });
+  }
+
+  /**
+   * CreateContainer whose image is a checkpoint archive: unpacks it, checks
+   * it can be restored here, and makes a created container whose
+   * StartContainer restores the pod's sandbox from it. Process, identity and
+   * image come from the checkpoint; metadata, labels, annotations, log path
+   * and volume host paths from the new config.
+   */
+  private async createRestoredLocked(pod: SandboxRecord, config: ContainerConfig__Output, features: RunscFeatures, ctx: string): Promise<string> {
+    const archive = config.image!.image;
+    const { name, attempt } = config.metadata!;
+    const present = this.containers.list().filter((x) => x.sandboxId === pod.id);
+    if (present.length > 0) {
+      throw failedPrecondition(`${ctx}: restoring ${archive} replaces the pod's sandbox, and the pod already has containers (${present.map((x) => x.name).join(', ')}); restore into a pod with none`);
+    }
+    const id = newId();
+    const unpacked = this.restoreDir(id);
+    let manifest: CheckpointManifest;
+    try {
+      manifest = await readCheckpointArchive(archive, unpacked);
+    } catch (err) {
+      await rm(unpacked, { recursive: true, force: true });
+      throw wrapError(err, ctx);
+    }
+    const { imageRef, ...saved } = manifest.container;
+    const refuse = (why: string): never => {
+      throw failedPrecondition(`${ctx}: checkpoint ${archive} ${why}`);
+    };
+    const image = this.opts.images.resolve(saved.imageId) ?? this.opts.images.resolve(saved.image);
+    try {
+      if (manifest.runscVersion !== features.version) refuse(`was taken by ${manifest.runscVersion}; this node runs ${features.version}, and runsc restores only its own checkpoints`);
+      if (manifest.sandboxContainers.length !== 1) {
+        refuse(`holds ${manifest.sandboxContainers.length} app containers (${manifest.sandboxContainers.map((m) => m.name).join(', ')}); runsc restores a sandbox only with all of them, so only a pod with one container (running or exited) can be restored`);
+      }
+      // A terminal would need a new console received by the reaper at restore: not done (nor tried) here.
+      if (manifest.spec.process.terminal) refuse('is of a container with a terminal (tty: true); restoring terminals is not supported');
+      if (manifest.pod.hostNetwork !== pod.hostNetwork) refuse(`is of a ${manifest.pod.hostNetwork ? 'host-network' : 'pod-network'} pod; this pod is not`);
+      if (!image) throw notFound(`${ctx}: image ${saved.image} (${saved.imageId}) of checkpoint ${archive} is not on this node; pull it first`);
+    } catch (err) {
+      await rm(unpacked, { recursive: true, force: true });
+      throw err;
+    }
+    const volumes = config.mounts.map((m) => ({ containerPath: m.container_path, hostPath: m.host_path }));
+    const rec: ContainerRecord = {
+      ...saved,
+      id,
+      sandboxId: pod.id,
+      name,
+      attempt,
+      phase: 'creating',
+      createdAtNs: nowNs(),
+      startedAtNs: '0',
+      finishedAtNs: '0',
+      exitCode: 0,
+      reason: '',
+      message: '',
+      imageId: image.id,
+      labels: { ...config.labels },
+      annotations: { ...config.annotations },
+      mounts: saved.mounts.map((m) => ({ ...m, hostPath: volumes.find((v) => v.containerPath === m.containerPath)?.hostPath ?? m.hostPath })),
+      logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
+      terminal: false,
+      restore: { archive, imageDir: join(unpacked, IMAGE_DIR_NAME) },
+    };
+    await this.containers.put(rec);
+    try {
+      const spec = restoreContainerSpec(manifest.spec, {
+        sandboxId: pod.id,
+        rootfsDir: await this.opts.images.rootfs(image.id),
+        hostname: pod.hostname,
+        oldEtcFiles: manifest.pod.etcFiles,
+        newEtcFiles: pod.etcFiles,
+        mounts: volumes,
+      });
+      await this.opts.images.acquire(image.id, id);
+      const dir = this.containerDir(id);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await this.openIo(rec, 'create');
+      await writeBundle(join(dir, 'bundle'), spec);
+      rec.phase = 'created';
+      await this.containers.put(rec);
+    } catch (err) {
+      await this.rollbackContainer(rec);
+      throw wrapError(err, ctx);
+    }
+    this.logger.info({ container: id, name, pod: podLabel(pod), archive, image: imageRef, from: `${manifest.pod.namespace}/${manifest.pod.name}/${saved.name}` }, 'container created from a checkpoint');
+    this.emit('CONTAINER_CREATED_EVENT', id, pod);
+    return id;
+  }
+
+  /**
+   * StartContainer of a container made from a checkpoint: the pod's
+   * cold-booted sandbox is replaced by the one restored from the archive,
+   * whose processes continue where they were. On failure the pod gets a
+   * fresh sandbox again and the container is exited with StartError.
+   */
+  private async startRestoredLocked(c: ContainerRecord): Promise<void> {
+    const restore = c.restore!;
+    const ctx = `start container ${c.name} (${c.id.slice(0, 12)}) from checkpoint ${restore.archive}`;
+    if (c.phase !== 'created' || !restore.imageDir) throw failedPrecondition(`${ctx}: container is ${c.phase}, only a created container can start`);
+    const pod = this.sandboxes.get(c.sandboxId);
+    if (pod?.phase !== 'ready') throw failedPrecondition(`${ctx}: its pod sandbox is not ready`);
+    const others = this.containers.list().filter((x) => x.sandboxId === pod.id && x.id !== c.id);
+    if (others.length > 0) throw failedPrecondition(`${ctx}: the pod has other containers now (${others.map((x) => x.name).join(', ')}); restoring would replace their sandbox`);
+    const features = this.requireFeatures();
+    const started = Date.now();
+    try {
+      const spec = JSON.parse(await readFile(join(this.containerDir(c.id), 'bundle', 'config.json'), 'utf8')) as OciSpec;
+      const io = containerIo(this.live.get(c.id) ?? (await this.openIo(c, 'create')));
+      if (io.kind !== 'fifo') throw internal('a restored container has no terminal');
+      if (!pod.hostNetwork) await this.opts.network.reclaimAddresses(pod.id);
+      pod.pid = await this.driver.restoreSandbox({
+        ...this.sandboxBoot(pod, features),
+        imageDir: restore.imageDir,
+        containers: [{ id: c.id, bundleDir: join(this.containerDir(c.id), 'bundle'), spec, io }],
+        timeoutMs: RESTORE_TIMEOUT_MS,
+      });
+    } catch (err) {
+      await this.rebootSandbox(pod, features);
+      await this.recordExit(c, 128, 'StartError', (err as Error).message);
+      throw wrapError(err, ctx);
+    }
+    await this.sandboxes.put(pod);
+    c.phase = 'running';
+    c.startedAtNs = nowNs();
+    c.restore = { archive: restore.archive };
+    await this.containers.put(c);
+    await rm(this.restoreDir(c.id), { recursive: true, force: true });
+    this.startWaiter(c);
+    this.logger.info({ container: c.id, name: c.name, pod: podLabel(pod), archive: restore.archive, ms: Date.now() - started }, 'container restored from a checkpoint');
+    this.emit('CONTAINER_STARTED_EVENT', c.id, pod);
+  }
+
+  /** How the pod's sandbox is booted: also what a restore of it needs. */
+  private sandboxBoot(pod: SandboxRecord, features: RunscFeatures): { id: string; bundleDir: string; networkMode: RunscNetwork; netnsPath?: string; needsNetnsWorkaround: boolean; logPath: string } {
+    const dir = this.podDir(pod.id);
+    return { id: pod.id, bundleDir: join(dir, 'bundle'), networkMode: pod.hostNetwork ? 'host' : 'sandbox', netnsPath: pod.netnsPath, needsNetnsWorkaround: features.netnsWorkaround, logPath: join(dir, 'sandbox.log') };
+  }
+
+  /** After a failed restore: boots the pod's own sandbox again from its bundle (unless it still runs: the restore failed before replacing it), or marks the pod NOTREADY. */
+  private async rebootSandbox(pod: SandboxRecord, features: RunscFeatures): Promise<void> {
+    const boot = this.sandboxBoot(pod, features);
+    if ((await this.driver.state(pod.id).catch(() => undefined))?.status === 'running') return;
+    try {
+      const spec = JSON.parse(await readFile(join(boot.bundleDir, 'config.json'), 'utf8')) as OciSpec;
+      if (!pod.hostNetwork) await this.opts.network.reclaimAddresses(pod.id);
+      pod.pid = await this.driver.createSandbox({ ...boot, spec });
+      await this.sandboxes.put(pod);
+    } catch (err) {
+      this.logger.error({ err, pod: podLabel(pod) }, 'the pod sandbox could not be booted again after a failed restore; marking it NOTREADY');
+      pod.phase = 'notready';
+      await this.sandboxes.put(pod);
+      this.emit('CONTAINER_STOPPED_EVENT', pod.id, pod);
+    }
   }
 
   // --- internals shared with recover.ts -----------------------------------------

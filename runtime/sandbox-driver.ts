@@ -47,6 +47,22 @@ export interface CreateContainerInput {
   runscFlags?: Record<string, string>;
 }
 
+/** A pod sandbox to be brought back from a checkpoint in place of its cold-booted one. */
+export interface RestoreSandboxInput {
+  id: string;
+  /** The pod's infra bundle, already written by createSandbox. */
+  bundleDir: string;
+  networkMode: RunscNetwork;
+  netnsPath?: string;
+  needsNetnsWorkaround: boolean;
+  logPath?: string;
+  /** The runsc checkpoint image directory. */
+  imageDir: string;
+  /** Every app container the checkpoint holds, under its new id. */
+  containers: { id: string; bundleDir: string; spec: OciSpec; io: Extract<ContainerIo, { kind: 'fifo' }> }[];
+  timeoutMs: number;
+}
+
 export interface ExecSyncResult {
   exitCode: number;
   stdout: Buffer;
@@ -169,6 +185,61 @@ export class SandboxDriver {
     const dir = join(dirname(this.runsc.options.root), 'console');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     return join(dir, `${id.slice(0, 16)}.sock`);
+  }
+
+  /**
+   * Checkpoints the whole sandbox (runsc saves every container of it) into
+   * `imageDir`, leaving it running.
+   */
+  async checkpointSandbox(id: string, imageDir: string, timeoutMs: number): Promise<void> {
+    await this.runsc.checkpoint(id, imageDir, { leaveRunning: true, timeoutMs });
+  }
+
+  /**
+   * Replaces the pod's running sandbox with one restored from a checkpoint,
+   * under the same sandbox id (same bundle, same netns): the cold-booted
+   * sandbox is removed, then `runsc restore` of the root container boots the
+   * sandbox and one `runsc restore` per app container hands each its stdio;
+   * runsc resumes the processes once the last one is in. On failure whatever
+   * was restored is removed again and the pod has no sandbox: the caller
+   * boots a fresh one. Returns the new sandbox pid.
+   */
+  async restoreSandbox(input: RestoreSandboxInput): Promise<number> {
+    const { id } = input;
+    await this.stopSandbox(id, []);
+    const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
+    const deadline = Date.now() + input.timeoutMs;
+    const left = (): number => {
+      const ms = deadline - Date.now();
+      if (ms <= 0) throw new RunscError('timeout', 'restore', id, `timed out after ${input.timeoutMs} ms`);
+      return ms;
+    };
+    try {
+      const out = await openFd(input.logPath ?? '/dev/null', input.logPath ? 'a' : 'r+');
+      try {
+        await this.runsc.restore(id, { bundle: input.bundleDir, imagePath: input.imageDir, stdio: { stdout: out, stderr: out }, network: input.networkMode, netnsWorkaround: workaround, timeoutMs: left() });
+      } finally {
+        await closeFd(out);
+      }
+      for (const c of input.containers) {
+        await writeBundle(c.bundleDir, c.spec);
+        await this.runsc.restore(c.id, { bundle: c.bundleDir, imagePath: input.imageDir, stdio: { stdin: c.io.stdin?.containerFd, stdout: c.io.stdout.writerFd, stderr: c.io.stderr.writerFd }, timeoutMs: left() });
+        await c.io.stdout.releaseWriter();
+        await c.io.stderr.releaseWriter();
+        await c.io.stdin?.releaseContainerEnd();
+      }
+    } catch (err) {
+      await this.stopSandbox(id, input.containers.map((c) => c.id)).catch((e: unknown) => this.logger.error({ err: e, sandbox: id }, 'removing a half-restored sandbox failed'));
+      throw err;
+    }
+    const state = await this.runsc.state(id);
+    this.logger.debug({ sandbox: id, pid: state.pid }, 'sandbox restored from a checkpoint');
+    return state.pid;
+  }
+
+  /** App containers runsc knows in the sandbox, running or exited (ids). */
+  async appContainersOf(sandboxId: string): Promise<string[]> {
+    return this.containersOf(sandboxId);
   }
 
   /** Blocks until the container exits; its exit status (128+N for signal N). */

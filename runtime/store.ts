@@ -98,6 +98,8 @@ export interface ContainerRecord {
   cwd: string;
   capabilities: string[];
   noNewPrivileges: boolean;
+  /** Checkpoint archive this container is (to be) restored from; `imageDir` holds its unpacked runsc image until StartContainer restores it. */
+  restore?: { archive: string; imageDir?: string };
 }
 
 /** One kind of record, one file each under `dir`. */
