@@ -1,5 +1,5 @@
 import type { CriHandlers } from '../cri-api/server.js';
-import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage } from '../image-store/index.js';
+import { ImageFsInfo, ImageStatus, ListImages, PullImage, RemoveImage, StreamImages } from '../image-store/index.js';
 import {
   ContainerStatus,
   CreateContainer,
@@ -15,6 +15,12 @@ import {
   StopContainer,
   StopPodSandbox,
   UpdateContainerResources,
+  UpdatePodSandboxResources,
+  StreamPodSandboxes,
+  StreamContainers,
+  StreamContainerStats,
+  StreamPodSandboxStats,
+  StreamPodSandboxMetrics,
   ContainerStats,
   ListContainerStats,
   PodSandboxStats,
@@ -36,8 +42,8 @@ import { instrumentHandlers } from './metrics.js';
 import { auditHandlers } from './audit.js';
 
 /**
- * Every implemented RPC, bound to the services it needs; the others answer
- * UNIMPLEMENTED. ListMetricDescriptors/ListPodSandboxMetrics serve the
+ * Every RPC of CRI v1, bound to the services it needs (the Stream* lists
+ * are their List twins in batches). ListMetricDescriptors/ListPodSandboxMetrics serve the
  * cAdvisor-named series runsc's stats allow (runtime/cri-metrics.ts).
  * Every RPC is counted in the metrics; Exec, ExecSync, Attach and
  * PortForward are also written to the audit log.
@@ -58,6 +64,7 @@ function bindHandlers(s: Services): CriHandlers {
     UpdateRuntimeConfig: (req) => UpdateRuntimeConfig(s.info, req),
     PullImage: (req, ctx) => PullImage(s.images, req, ctx.signal),
     ListImages: (req) => ListImages(s.images, req),
+    StreamImages: (req, send) => StreamImages(s.images, req, send),
     ImageStatus: (req) => ImageStatus(s.images, req),
     RemoveImage: (req) => RemoveImage(s.images, req),
     ImageFsInfo: (req) => ImageFsInfo(s.images, req),
@@ -66,13 +73,16 @@ function bindHandlers(s: Services): CriHandlers {
     RemovePodSandbox: (req, ctx) => RemovePodSandbox(s.rt, req, ctx),
     PodSandboxStatus: (req, ctx) => PodSandboxStatus(s.rt, req, ctx),
     ListPodSandbox: (req, ctx) => ListPodSandbox(s.rt, req, ctx),
+    StreamPodSandboxes: (req, send, ctx) => StreamPodSandboxes(s.rt, req, send, ctx),
     CreateContainer: (req, ctx) => CreateContainer(s.rt, req, ctx),
     StartContainer: (req, ctx) => StartContainer(s.rt, req, ctx),
     StopContainer: (req, ctx) => StopContainer(s.rt, req, ctx),
     RemoveContainer: (req, ctx) => RemoveContainer(s.rt, req, ctx),
     ContainerStatus: (req, ctx) => ContainerStatus(s.rt, req, ctx),
     ListContainers: (req, ctx) => ListContainers(s.rt, req, ctx),
+    StreamContainers: (req, send, ctx) => StreamContainers(s.rt, req, send, ctx),
     UpdateContainerResources: (req, ctx) => UpdateContainerResources(s.rt, req, ctx),
+    UpdatePodSandboxResources: (req, ctx) => UpdatePodSandboxResources(s.rt, req, ctx),
     ReopenContainerLog: (req, ctx) => ReopenContainerLog(s.rt, req, ctx),
     ExecSync: (req, ctx) => ExecSync(s.rt, req, ctx),
     Exec: (req, ctx) => Exec(s.rt, s.streams, req, ctx),
@@ -80,10 +90,13 @@ function bindHandlers(s: Services): CriHandlers {
     PortForward: (req, ctx) => PortForward(s.rt, s.streams, req, ctx),
     ContainerStats: (req, ctx) => ContainerStats(s.rt, req, ctx),
     ListContainerStats: (req, ctx) => ListContainerStats(s.rt, req, ctx),
+    StreamContainerStats: (req, send, ctx) => StreamContainerStats(s.rt, req, send, ctx),
     PodSandboxStats: (req, ctx) => PodSandboxStats(s.rt, req, ctx),
     ListPodSandboxStats: (req, ctx) => ListPodSandboxStats(s.rt, req, ctx),
+    StreamPodSandboxStats: (req, send, ctx) => StreamPodSandboxStats(s.rt, req, send, ctx),
     ListMetricDescriptors: (req) => ListMetricDescriptors(req),
     ListPodSandboxMetrics: (req, ctx) => ListPodSandboxMetrics(s.rt, req, ctx),
+    StreamPodSandboxMetrics: (req, send, ctx) => StreamPodSandboxMetrics(s.rt, req, send, ctx),
     GetContainerEvents: (req, send, ctx) => GetContainerEvents(s.rt, req, send, ctx),
     CheckpointContainer: (req, ctx) => CheckpointContainer(s.rt, req, ctx),
   };

@@ -4,6 +4,9 @@ import type { ListContainersResponse } from '../cri-api/generated/runtime/v1/Lis
 import { containerState } from './container-status.js';
 import { matchesLabels } from './list-pod-sandbox.js';
 import type { PodRuntime } from './runtime.js';
+import { sendInBatches } from '../cri-api/batches.js';
+import type { StreamContainersRequest__Output } from '../cri-api/generated/runtime/v1/StreamContainersRequest.js';
+import type { StreamContainersResponse } from '../cri-api/generated/runtime/v1/StreamContainersResponse.js';
 
 /** Answered from memory. Id and pod id filters match a prefix, as containerd's do. */
 export async function ListContainers(rt: PodRuntime, req: ListContainersRequest__Output, _ctx: CallContext): Promise<ListContainersResponse> {
@@ -28,4 +31,10 @@ export async function ListContainers(rt: PodRuntime, req: ListContainersRequest_
       annotations: c.annotations,
     }));
   return { containers };
+}
+
+/** ListContainers' answer as a stream of batches. */
+export async function StreamContainers(rt: PodRuntime, req: StreamContainersRequest__Output, send: (m: StreamContainersResponse) => Promise<void>, ctx: CallContext): Promise<void> {
+  const { containers } = await ListContainers(rt, { filter: req.filter }, ctx);
+  await sendInBatches(containers ?? [], (batch) => ({ containers: batch }), send);
 }

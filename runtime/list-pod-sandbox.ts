@@ -3,6 +3,9 @@ import type { ListPodSandboxRequest__Output } from '../cri-api/generated/runtime
 import type { ListPodSandboxResponse } from '../cri-api/generated/runtime/v1/ListPodSandboxResponse.js';
 import { sandboxState } from './pod-sandbox-status.js';
 import type { PodRuntime } from './runtime.js';
+import { sendInBatches } from '../cri-api/batches.js';
+import type { StreamPodSandboxesRequest__Output } from '../cri-api/generated/runtime/v1/StreamPodSandboxesRequest.js';
+import type { StreamPodSandboxesResponse } from '../cri-api/generated/runtime/v1/StreamPodSandboxesResponse.js';
 
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
@@ -26,4 +29,10 @@ export async function ListPodSandbox(rt: PodRuntime, req: ListPodSandboxRequest_
       runtime_handler: s.runtimeHandler,
     }));
   return { items };
+}
+
+/** ListPodSandbox's answer as a stream of batches. */
+export async function StreamPodSandboxes(rt: PodRuntime, req: StreamPodSandboxesRequest__Output, send: (m: StreamPodSandboxesResponse) => Promise<void>, ctx: CallContext): Promise<void> {
+  const { items } = await ListPodSandbox(rt, { filter: req.filter }, ctx);
+  await sendInBatches(items ?? [], (pod_sandboxes) => ({ pod_sandboxes }), send);
 }

@@ -48,6 +48,7 @@ export async function PodSandboxStatus(rt: PodRuntime, req: PodSandboxStatusRequ
         runtimeHandler: s.runtimeHandler,
         runscState: await rt.sandboxRuntimeState(s.id),
         traceSessions: await rt.sandboxTraceSessions(s.id),
+        podResources: s.podResources ?? null,
       }),
     };
   }

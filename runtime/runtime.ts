@@ -259,6 +259,7 @@ export class PodRuntime {
         privileged: config.linux?.security_context?.privileged ?? false,
         ips: [],
       };
+      if (config.linux?.resources || config.linux?.overhead) r.podResources = { resources: resourcesRecord(config.linux.resources), overhead: resourcesRecord(config.linux.overhead) };
       // Written before anything is made, so a crash mid-way is rolled back at restart.
       await this.sandboxes.put(r);
       return r;
@@ -678,6 +679,21 @@ export class PodRuntime {
       c.resources = merged;
       await this.containers.put(c);
       this.logOnce('UpdateContainerResources: resources are recorded and reported; runsc cannot change limits of a running sub-container');
+    });
+  }
+
+  /** Records the pod-level resources kubelet announces (a best-effort notification in CRI); see SandboxRecord.podResources. */
+  async updatePodSandboxResources(id: string, resources: LinuxContainerResources__Output | null, overhead: LinuxContainerResources__Output | null): Promise<void> {
+    const s = this.getSandbox(id);
+    if (!s) throw notFound(`update resources of pod sandbox "${id}": not found`);
+    await this.locks.run(s.id, async () => {
+      const prev = s.podResources;
+      s.podResources = {
+        resources: resources ? resourcesRecord(resources) : (prev?.resources ?? resourcesRecord(null)),
+        overhead: overhead ? resourcesRecord(overhead) : (prev?.overhead ?? resourcesRecord(null)),
+      };
+      await this.sandboxes.put(s);
+      this.logOnce('UpdatePodSandboxResources: pod-level resources are recorded and reported; gVisor sandboxes run in the daemon\'s cgroup, so they are not enforced');
     });
   }
 

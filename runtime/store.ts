@@ -41,6 +41,13 @@ export interface SandboxRecord {
   etcFiles?: { resolvConf: string; hosts: string; hostname: string };
   /** The sandbox process's host pid, for verbose status. */
   pid?: number;
+  /**
+   * Pod-level resources (the sum of its containers') and overhead, as
+   * RunPodSandbox and UpdatePodSandboxResources announced them: recorded and
+   * shown in verbose status; the sandbox runs in the daemon's cgroup, so
+   * they are not enforced.
+   */
+  podResources?: { resources: ResourcesRecord; overhead: ResourcesRecord };
 }
 
 /** Bind mount as CRI reports it back in ContainerStatus. */

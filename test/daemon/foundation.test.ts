@@ -1,9 +1,12 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { REPO_ROOT, runCli, spawnDaemon, startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { createCriClients, startCriServer } from '../../cri-api/server.js';
+import { silentLogger } from '../../cri-api/logger.js';
 
 interface Rpc { service: string; method: string; path: string; server_streaming: boolean }
 const services = JSON.parse(await readFile(join(REPO_ROOT, 'test/fixtures/cri-golden/services.json'), 'utf8')) as { rpcs: Rpc[] };
@@ -44,7 +47,7 @@ test('UpdateRuntimeConfig records the pod CIDR and Status verbose shows it', asy
   assert.equal((JSON.parse(s.info.config!) as { podCidr: string }).podCidr, '10.244.3.0/24');
 });
 
-test('every RPC of upstream CRI is served (none is unknown to the server)', async () => {
+test('every RPC of upstream CRI is served and implemented', async () => {
   const client = new grpc.Client(`unix://${ready.socket}`, grpc.credentials.createInsecure());
   after(() => client.close());
   const identity = (b: Buffer): Buffer => b;
@@ -63,18 +66,28 @@ test('every RPC of upstream CRI is served (none is unknown to the server)', asyn
         client.makeUnaryRequest(rpc.path, identity, identity, Buffer.alloc(0), { deadline }, (e) => resolve(e));
       }
     });
-    if (err && err.code === grpc.status.UNIMPLEMENTED) {
-      assert.equal(err.details, `${rpc.method} is not implemented yet`, `${rpc.path} is not registered on the server`);
-    }
+    assert.notEqual(err?.code, grpc.status.UNIMPLEMENTED, `${rpc.path}: ${err?.details}`);
   }
 });
 
 test('an RPC without a handler answers UNIMPLEMENTED with its name', async () => {
-  await assert.rejects(ready.call('runtime', 'CheckpointContainer', { container_id: 'x', location: '/tmp/x.tar' }), (err: grpc.ServiceError) => {
-    assert.equal(err.code, grpc.status.UNIMPLEMENTED);
-    assert.equal(err.details, 'CheckpointContainer is not implemented yet');
-    return true;
-  });
+  const dir = await mkdtemp(join(tmpdir(), 'gvcri-unimpl-'));
+  const server = await startCriServer(join(dir, 'cri.sock'), {}, silentLogger);
+  const clients = createCriClients(join(dir, 'cri.sock'));
+  try {
+    await assert.rejects(
+      new Promise((resolve, reject) => clients.runtime.CheckpointContainer({ container_id: 'x', location: '/tmp/x.tar' }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(err) : resolve(res)))),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.UNIMPLEMENTED);
+        assert.equal(err.details, 'CheckpointContainer is not implemented yet');
+        return true;
+      },
+    );
+  } finally {
+    clients.close();
+    await server.shutdown(1000);
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('the socket is mode 0660', async () => {

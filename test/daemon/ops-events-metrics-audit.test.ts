@@ -189,6 +189,58 @@ test('ExecSync calls are audited with their command and outcome; the metrics cou
   await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
 });
 
+/** Every message of a server-streaming list RPC. */
+function streamAll<T>(rpc: string, req: object, client: object = d.clients.runtime): Promise<T[]> {
+  const call = (client as Record<string, (req: object) => grpc.ClientReadableStream<T>>)[rpc]!.call(client, req);
+  const messages: T[] = [];
+  return new Promise((resolve, reject) => {
+    call.on('data', (m: T) => messages.push(m));
+    call.on('error', reject);
+    call.on('end', () => resolve(messages));
+  });
+}
+
+test('Stream* list RPCs answer what their List twins answer; UpdatePodSandboxResources is recorded', async () => {
+  await d.call('image', 'PullImage', { image: { image } });
+  const linux = { resources: { memory_limit_in_bytes: '268435456', cpu_quota: '50000', cpu_period: '100000' }, overhead: { memory_limit_in_bytes: '1048576' } };
+  const pod = (await d.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: { ...podConfig('lists'), linux } })).pod_sandbox_id;
+  const config = { metadata: { name: 'app', attempt: 0 }, image: { image }, command: ['sleep', '3600'], labels: { tier: 'x' } };
+  const ctr = (await d.call<{ container_id: string }>('runtime', 'CreateContainer', { pod_sandbox_id: pod, config, sandbox_config: podConfig('lists') })).container_id;
+  await d.call('runtime', 'StartContainer', { container_id: ctr });
+  try {
+    const flat = <T>(messages: Record<string, T[]>[], key: string): T[] => messages.flatMap((m) => m[key] ?? []);
+    const pods = flat(await streamAll<Record<string, object[]>>('StreamPodSandboxes', { filter: { id: pod.slice(0, 10) } }), 'pod_sandboxes');
+    assert.deepEqual(pods, (await d.call<{ items: object[] }>('runtime', 'ListPodSandbox', { filter: { id: pod.slice(0, 10) } })).items);
+    assert.equal(pods.length, 1);
+    const ctrs = flat(await streamAll<Record<string, object[]>>('StreamContainers', { filter: { label_selector: { tier: 'x' } } }), 'containers');
+    assert.deepEqual(ctrs.map((c) => (c as { id: string }).id), [ctr]);
+    const images = flat(await streamAll<Record<string, object[]>>('StreamImages', {}, d.clients.image), 'images');
+    assert.deepEqual(images, (await d.call<{ images: object[] }>('image', 'ListImages', {})).images);
+    const cstats = flat(await streamAll<Record<string, { attributes: { id: string } }[]>>('StreamContainerStats', { filter: { id: ctr } }), 'container_stats');
+    assert.deepEqual(cstats.map((c) => c.attributes.id), [ctr]);
+    const pstats = flat(await streamAll<Record<string, { attributes: { id: string } }[]>>('StreamPodSandboxStats', { filter: { id: pod } }), 'pod_sandbox_stats');
+    assert.deepEqual(pstats.map((p) => p.attributes.id), [pod]);
+    const metrics = flat(await streamAll<Record<string, { pod_sandbox_id: string }[]>>('StreamPodSandboxMetrics', {}), 'pod_sandbox_metrics');
+    assert.ok(metrics.some((m) => m.pod_sandbox_id === pod));
+    // An empty answer is one empty message, not silence.
+    const none = await streamAll<Record<string, object[]>>('StreamPodSandboxes', { filter: { id: 'no-such-pod' } });
+    assert.equal(none.length, 1);
+    assert.deepEqual(none[0]!.pod_sandboxes, []);
+
+    const info = async (): Promise<{ podResources: { resources: { memoryLimitBytes: number }; overhead: { memoryLimitBytes: number } } }> =>
+      JSON.parse((await d.call<{ info: { info: string } }>('runtime', 'PodSandboxStatus', { pod_sandbox_id: pod, verbose: true })).info.info);
+    assert.equal((await info()).podResources.resources.memoryLimitBytes, 268435456);
+    await d.call('runtime', 'UpdatePodSandboxResources', { pod_sandbox_id: pod, resources: { memory_limit_in_bytes: '536870912' } });
+    const after = await info();
+    assert.equal(after.podResources.resources.memoryLimitBytes, 536870912);
+    assert.equal(after.podResources.overhead.memoryLimitBytes, 1048576, 'an absent overhead keeps the recorded one');
+    await assert.rejects(d.call('runtime', 'UpdatePodSandboxResources', { pod_sandbox_id: 'nope' }), { code: 5 });
+  } finally {
+    await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod });
+    await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
+  }
+});
+
 test('an open event stream ends when the daemon stops, without holding the stop up', async () => {
   const pods = await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {});
   for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id });
