@@ -7,7 +7,7 @@
 import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../cri-api/generated/runtime/v1/LinuxContainerResources.js';
 import type { SecurityProfile__Output } from '../cri-api/generated/runtime/v1/SecurityProfile.js';
-import { invalidArgument } from '../cri-api/errors.js';
+import { failedPrecondition, invalidArgument } from '../cri-api/errors.js';
 import { requireAbsolutePath } from '../cri-api/validate.js';
 import type { OciImageConfig } from '../image-store/index.js';
 import type { BindMount, ContainerResources, MountPropagation, OciSeccomp, OciUser } from './oci-spec.js';
@@ -37,6 +37,8 @@ export interface MappedContainer {
   resources: ResourcesRecord;
   seccomp?: OciSeccomp;
   stopSignal: string;
+  /** The container shares its pod's (or, in gVisor's terms, its sandbox's) PID namespace. */
+  sharedPidNamespace: boolean;
   /** Facts worth one log line each (settings accepted but not enforced). */
   notes: string[];
 }
@@ -250,6 +252,8 @@ export interface MapInput {
   seccompProfileText?: string;
   /** The pod asked for privileged (a privileged container needs a privileged pod). */
   podPrivileged: boolean;
+  /** AppArmor profiles loaded on the host; undefined when AppArmor is off. */
+  appArmorProfiles?: ReadonlySet<string>;
 }
 
 export function mapContainerConfig(input: MapInput): MappedContainer {
@@ -268,6 +272,10 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
   const cwd = config.working_dir || image.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw invalidArgument(`config.working_dir "${cwd}" must be an absolute path`);
 
+  // containerd's rule: a group alone would run as root with that group, which is not what was asked.
+  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
+    throw invalidArgument('config.linux.security_context.run_as_group is set without run_as_user or run_as_username');
+  }
   const user = resolveUser(
     {
       runAsUser: sc?.run_as_user ? sc.run_as_user.value : undefined,
@@ -297,7 +305,11 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
     if (input.seccompProfileText === undefined) throw invalidArgument(`config.linux.security_context.seccomp: profile ${choice.path} was not read`);
     seccomp = parseSeccompProfile(input.seccompProfileText, choice.path);
   }
-  if ((sc?.apparmor && sc.apparmor.profile_type !== 'Unconfined') || sc?.apparmor_profile) notes.push('AppArmor profiles are accepted but not applied: the gVisor sandbox is the isolation boundary');
+  const appArmor = appArmorProfileName(sc?.apparmor, sc?.apparmor_profile ?? '');
+  if (appArmor !== undefined && input.appArmorProfiles && !input.appArmorProfiles.has(appArmor)) {
+    throw failedPrecondition(`config.linux.security_context.apparmor: profile "${appArmor}" is not loaded on this node (see /sys/kernel/security/apparmor/profiles)`);
+  }
+  if ((sc?.apparmor && sc.apparmor.profile_type !== 'Unconfined') || (sc?.apparmor_profile && sc.apparmor_profile !== 'unconfined')) notes.push('AppArmor profiles are accepted but not applied: the gVisor sandbox is the isolation boundary');
   if (sc?.selinux_options && (sc.selinux_options.type || sc.selinux_options.level || sc.selinux_options.user || sc.selinux_options.role)) {
     notes.push('SELinux options are accepted but not applied: the gVisor sandbox is the isolation boundary');
   }
@@ -318,6 +330,14 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
     resources: resourcesRecord(config.linux?.resources),
     seccomp,
     stopSignal,
+    // TARGET (a debug container joining another's) sees every process of the pod that way too.
+    sharedPidNamespace: ['POD', 'NODE', 'TARGET'].includes(sc?.namespace_options?.pid ?? 'CONTAINER'),
     notes,
   };
+}
+
+/** The Localhost AppArmor profile a container names (typed field first, then the legacy one); undefined for none. */
+export function appArmorProfileName(profile: SecurityProfile__Output | null | undefined, legacy: string): string | undefined {
+  if (profile) return profile.profile_type === 'Localhost' ? profile.localhost_ref : undefined;
+  return legacy.startsWith('localhost/') ? legacy.slice('localhost/'.length) : undefined;
 }

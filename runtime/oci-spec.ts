@@ -250,6 +250,10 @@ export interface ContainerSpecInput {
   seccomp?: OciSeccomp;
   rlimits?: OciRlimit[];
   annotations?: Record<string, string>;
+  /** Join the sandbox's own PID namespace (pod or host PID sharing) instead of getting one of its own. */
+  sharedPidNamespace?: boolean;
+  /** Mounts that stand in for masked and read-only paths (path-mounts.ts). */
+  pathMounts?: readonly OciMount[];
 }
 
 function propagationOption(p: MountPropagation | undefined): string {
@@ -282,8 +286,10 @@ export function buildContainerSpec(input: ContainerSpecInput): OciSpec {
     source: m.hostPath,
     options: ['rbind', propagationOption(m.propagation), m.readonly ? 'ro' : 'rw'],
   }));
+  // Without a pid entry runsc puts the container in the sandbox's root PID namespace (pid 1 is the infra process).
+  const namespaces: OciNamespace[] = input.sharedPidNamespace ? [{ type: 'ipc' }, { type: 'uts' }, { type: 'mount' }] : [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   const linux: OciLinux = {
-    namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
+    namespaces,
     maskedPaths: input.privileged ? [] : [...(input.maskedPaths ?? DEFAULT_MASKED_PATHS)],
     readonlyPaths: input.privileged ? [] : [...(input.readonlyPaths ?? DEFAULT_READONLY_PATHS)],
   };
@@ -309,7 +315,7 @@ export function buildContainerSpec(input: ContainerSpecInput): OciSpec {
     // so the shared snapshot directory is never modified.
     root: { path: input.rootfsDir, readonly: input.readonlyRootfs },
     hostname: input.hostname,
-    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds],
+    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds, ...(input.privileged ? [] : (input.pathMounts ?? []))],
     annotations: { ...input.annotations, [ANNOTATION_CONTAINER_TYPE]: 'container', [ANNOTATION_SANDBOX_ID]: input.sandboxId },
     linux,
   };

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { constants as fsc } from 'node:fs';
-import { mkdir, open, readFile, realpath, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, realpath, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
@@ -17,7 +17,8 @@ import type { Logger } from '../cri-api/logger.js';
 import type { ImageStore } from '../image-store/index.js';
 import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
 import { resolveCapabilities } from './capabilities.js';
-import { mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
+import { appArmorProfileName, mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
+import { pathMounts } from './path-mounts.js';
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
 import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
@@ -140,6 +141,9 @@ export class PodRuntime {
     const rt = new PodRuntime(opts);
     rt.daemonOomScoreAdj = await readDaemonOomScoreAdj();
     await mkdir(opts.runsc.options.root, { recursive: true, mode: 0o700 });
+    await mkdir(opts.runDir, { recursive: true, mode: 0o700 });
+    await writeFile(rt.maskFile, '', { mode: 0o000 });
+    await chmod(rt.maskFile, 0o000);
     await rt.sandboxes.load(opts.logger);
     await rt.containers.load(opts.logger);
     await recoverState(rt, { runsc: opts.runsc, network: opts.network, images: opts.images, logger: opts.logger });
@@ -157,6 +161,11 @@ export class PodRuntime {
   }
 
   // --- paths -------------------------------------------------------------------
+
+  /** Empty, mode 0000: what a masked file of a container shows (path-mounts.ts). */
+  get maskFile(): string {
+    return join(this.opts.runDir, 'masked-file');
+  }
 
   podDir(id: string): string {
     return join(this.opts.runDir, 'pods', id);
@@ -480,6 +489,7 @@ export class PodRuntime {
         files: { passwd: await readImageFile(rootfs, 'etc/passwd'), group: await readImageFile(rootfs, 'etc/group') },
         seccompProfileText,
         podPrivileged: pod.privileged,
+        appArmorProfiles: appArmorProfileName(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? '') === undefined ? undefined : await loadedAppArmorProfiles(),
       });
       for (const note of mapped.notes) this.logOnce(note);
       const terminal = config.tty && this.driver.terminalsSupported;
@@ -550,6 +560,14 @@ export class PodRuntime {
           daemonOomScoreAdj: this.daemonOomScoreAdj,
           seccomp: mapped.seccomp,
           annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
+          sharedPidNamespace: mapped.sharedPidNamespace,
+          pathMounts: await pathMounts({
+            rootfsDir: rootfs,
+            masked: mapped.maskedPaths ?? [],
+            readonly: mapped.readonlyPaths ?? [],
+            emptyFile: this.maskFile,
+            taken: new Set(mapped.mounts.map((m) => m.containerPath)),
+          }),
         });
         await this.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
         rec.phase = 'created';
@@ -1101,4 +1119,14 @@ async function writeControl(path: string, line: string): Promise<boolean> {
   } finally {
     await fh?.close();
   }
+}
+
+/** Names of the AppArmor profiles loaded on the host; undefined when AppArmor is off (then profiles are only noted). */
+async function loadedAppArmorProfiles(): Promise<Set<string> | undefined> {
+  const enabled = await readFile('/sys/module/apparmor/parameters/enabled', 'utf8').catch(() => 'N');
+  if (!enabled.startsWith('Y')) return undefined;
+  const text = await readFile('/sys/kernel/security/apparmor/profiles', 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  // Lines are "<name> (<mode>)".
+  return new Set(text.split('\n').filter((l) => l.trim() !== '').map((l) => l.replace(/ \([^)]*\)\s*$/, '')));
 }

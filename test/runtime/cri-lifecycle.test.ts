@@ -205,6 +205,44 @@ test('ExecSync: output, exit code, the container\'s identity, and the timeout', 
   await assert.rejects(call(w.rt, 'ContainerStatus', { container_id: id, verbose: false }), { code: 5 });
 });
 
+test('PID namespace: POD shares the sandbox\'s (pid 1 is the infra process, the pod\'s processes are seen), CONTAINER has its own', async () => {
+  const sleeper = await run('pid-sleeper', { args: ['sleep', '3601'] });
+  const shared = await run('pid-shared', { args: ['sleep', '3600'], extra: { linux: { security_context: { namespace_options: { pid: 'POD' } } } } });
+  const own = await run('pid-own', { args: ['sleep', '3600'], extra: { linux: { security_context: { namespace_options: { pid: 'CONTAINER' } } } } });
+  const sh = async (id: string, cmd: string): Promise<string> => (await call(w.rt, 'ExecSync', { container_id: id, cmd: ['sh', '-c', cmd], timeout: 10 })).stdout.toString();
+  assert.doesNotMatch(await sh(shared, 'cat /proc/1/cmdline'), /sleep/);
+  assert.match(await sh(shared, 'ps'), /sleep 3601/);
+  assert.match(await sh(own, 'cat /proc/1/cmdline'), /^sleep\x003600/);
+  assert.doesNotMatch(await sh(own, 'ps'), /sleep 3601/);
+  for (const id of [sleeper, shared, own]) await call(w.rt, 'RemoveContainer', { container_id: id });
+});
+
+test('masked and read-only paths are applied; run_as_group without a user is refused', async () => {
+  const id = await run('paths', {
+    args: ['sleep', '3600'],
+    extra: { linux: { security_context: { masked_paths: ['/etc/group', '/home/app', '/proc/kcore', '/nope'], readonly_paths: ['/tmp', '/proc/sys'] } } },
+  });
+  const sh = async (cmd: string) => call(w.rt, 'ExecSync', { container_id: id, cmd: ['sh', '-c', cmd], timeout: 10 });
+  // A masked file is empty and no one's to execute; a masked directory is empty and read-only.
+  assert.equal((await sh('cat /etc/group')).stdout.toString(), '');
+  assert.match((await sh('ls -l /etc/group')).stdout.toString(), /^----------/);
+  assert.match((await sh('/etc/group')).stderr.toString(), /Permission denied/);
+  assert.equal((await sh('ls -A /home/app')).stdout.toString(), '');
+  assert.match((await sh('touch /home/app/x')).stderr.toString(), /Read-only file system/);
+  const ro = await sh('touch /tmp/test');
+  assert.notEqual(ro.exit_code, 0);
+  assert.equal(ro.stderr.toString(), 'touch: /tmp/test: Read-only file system\n');
+  // The rest of the rootfs stays writable; /etc/passwd is untouched.
+  assert.equal((await sh('touch /x && grep -c app /etc/passwd')).stdout.toString(), '1\n');
+  await call(w.rt, 'RemoveContainer', { container_id: id });
+
+  await assert.rejects(call(w.rt, 'CreateContainer', { pod_sandbox_id: pod, config: containerConfig('group-only', w.image, { extra: { linux: { security_context: { run_as_group: { value: 1 } } } } }) }), (err: { code: number; message: string }) => {
+    assert.equal(err.code, 3);
+    assert.match(err.message, /run_as_group is set without run_as_user/);
+    return true;
+  });
+});
+
 test('List filters, UpdateContainerResources and ReopenContainerLog', async () => {
   const id = await run('ticker', { args: ['sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done'], extra: { labels: { kind: 'ticker' } } });
   const created = await run('idle', { start: false });

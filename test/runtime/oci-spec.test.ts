@@ -53,3 +53,19 @@ test('capabilities follow containerd: ALL, add, drop, unknown names left out', (
   assert.deepEqual(resolveCapabilities({ add: ['NET_ADMIN', 'perfmon'], drop: ['ALL'], privileged: false, known }), ['CAP_NET_ADMIN']);
   assert.equal(resolveCapabilities({ add: [], drop: ['KILL'], privileged: false, known }).includes('CAP_KILL'), false);
 });
+
+test('AppArmor: a Localhost profile must be loaded when AppArmor is on; with it off profiles are only noted', async () => {
+  const { mapContainerConfig } = await import('../../runtime/container-config.js');
+  const config = (apparmor: object) => ({
+    metadata: { name: 'c', attempt: 0 }, image: { image: 'x' }, command: ['sh'], args: [], working_dir: '', envs: [], mounts: [], devices: [], CDI_devices: [], labels: {}, annotations: {},
+    log_path: '', stdin: false, stdin_once: false, tty: false, linux: { security_context: { apparmor, capabilities: null, masked_paths: [], readonly_paths: [], supplemental_groups: [] } },
+  });
+  const input = (apparmor: object, loaded?: Set<string>) => ({ config: config(apparmor) as never, image: {}, files: { passwd: '', group: '' }, podPrivileged: false, appArmorProfiles: loaded });
+  assert.throws(() => mapContainerConfig(input({ profile_type: 'Localhost', localhost_ref: 'non-existent-profile' }, new Set(['docker-default']))), (err: { code: number; message: string }) => {
+    assert.equal(err.code, 9);
+    assert.match(err.message, /profile "non-existent-profile" is not loaded/);
+    return true;
+  });
+  assert.ok(mapContainerConfig(input({ profile_type: 'Localhost', localhost_ref: 'docker-default' }, new Set(['docker-default']))).notes.some((n) => /AppArmor/.test(n)));
+  assert.ok(mapContainerConfig(input({ profile_type: 'Localhost', localhost_ref: 'anything' })).notes.some((n) => /AppArmor/.test(n)));
+});

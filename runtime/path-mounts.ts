@@ -1,0 +1,77 @@
+/**
+ * CRI's masked_paths and readonly_paths as mounts. runsc ignores the OCI
+ * spec's linux.maskedPaths and linux.readonlyPaths (runsc 20240729), so, as
+ * runc does by hand: a masked file is covered by an empty file no one may
+ * execute, a masked directory by an empty read-only tmpfs, and a read-only
+ * path is the image's own copy bound read-only.
+ *
+ * Paths under /proc and /sys are left alone: the sandbox's procfs and sysfs
+ * are gVisor's own and do not have what kubelet's defaults hide there (and
+ * mounting over a file they lack would fail the container).
+ */
+import { lstat, readlink } from 'node:fs/promises';
+import { posix } from 'node:path';
+import type { OciMount } from './oci-spec.js';
+
+/** Symlinks followed inside the image before giving up on a path. */
+const MAX_LINKS = 8;
+
+export interface PathMountInput {
+  /** The container's image snapshot, as the container sees it at /. */
+  rootfsDir: string;
+  masked: readonly string[];
+  readonly: readonly string[];
+  /** An empty host file with mode 0000 (PodRuntime makes it). */
+  emptyFile: string;
+  /** Destinations of the container's own mounts: those win. */
+  taken: ReadonlySet<string>;
+}
+
+export async function pathMounts(input: PathMountInput): Promise<OciMount[]> {
+  const out: OciMount[] = [];
+  const seen = new Set(input.taken);
+  for (const [path, how] of [...input.masked.map((p) => [p, 'mask'] as const), ...input.readonly.map((p) => [p, 'readonly'] as const)]) {
+    const dest = posix.normalize(path);
+    if (!dest.startsWith('/') || seen.has(dest) || /^\/(proc|sys)(\/|$)/.test(dest)) continue;
+    const found = await resolveInImage(input.rootfsDir, dest);
+    if (!found) continue;
+    seen.add(dest);
+    if (how === 'readonly') out.push({ destination: dest, type: 'bind', source: posix.join(input.rootfsDir, found.path), options: ['rbind', 'ro'] });
+    else if (found.dir) out.push({ destination: dest, type: 'tmpfs', source: 'tmpfs', options: ['ro', 'nosuid', 'nodev', 'noexec', 'size=0'] });
+    else out.push({ destination: dest, type: 'bind', source: input.emptyFile, options: ['rbind', 'ro'] });
+  }
+  return out;
+}
+
+/**
+ * `path` inside the image, every symlink on the way resolved within the
+ * image (component by component, so the host never follows one of the
+ * image's absolute links); undefined when absent.
+ */
+async function resolveInImage(rootfs: string, path: string): Promise<{ path: string; dir: boolean } | undefined> {
+  let rest = path.split('/').filter((p) => p !== '' && p !== '.');
+  let resolved: string[] = [];
+  let dir = true;
+  let hops = 0;
+  while (rest.length > 0) {
+    const name = rest.shift()!;
+    if (name === '..') {
+      resolved.pop();
+      continue;
+    }
+    const candidate = [...resolved, name];
+    const st = await lstat(posix.join(rootfs, ...candidate)).catch(() => undefined);
+    if (!st) return undefined;
+    if (st.isSymbolicLink()) {
+      if (++hops > MAX_LINKS) return undefined;
+      const target = await readlink(posix.join(rootfs, ...candidate));
+      if (target.startsWith('/')) resolved = [];
+      rest = [...target.split('/').filter((p) => p !== '' && p !== '.'), ...rest];
+      continue;
+    }
+    if (rest.length > 0 && !st.isDirectory()) return undefined;
+    resolved = candidate;
+    dir = st.isDirectory();
+  }
+  return { path: `/${resolved.join('/')}`, dir };
+}
