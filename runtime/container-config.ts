@@ -241,7 +241,7 @@ export function specResources(r: ResourcesRecord): ContainerResources {
 
 export function mountRecords(mounts: readonly BindMount[]): MountRecord[] {
   const back: Record<MountPropagation, string> = { private: 'PROPAGATION_PRIVATE', rslave: 'PROPAGATION_HOST_TO_CONTAINER', rshared: 'PROPAGATION_BIDIRECTIONAL' };
-  return mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: back[m.propagation ?? 'private'] }));
+  return mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: back[m.propagation ?? 'private'], ...(m.image ? { image: m.image } : {}) }));
 }
 
 export interface MapInput {
@@ -254,6 +254,18 @@ export interface MapInput {
   podPrivileged: boolean;
   /** AppArmor profiles loaded on the host; undefined when AppArmor is off. */
   appArmorProfiles?: ReadonlySet<string>;
+  /** Image volumes by mount index, resolved by the caller (see imageVolumeRequests). */
+  imageVolumes?: ReadonlyMap<number, { hostPath: string; image: string; imageRef: string }>;
+}
+
+/** The mounts that are image volumes (KEP 4639), by index: the caller resolves them to snapshots. */
+export function imageVolumeRequests(config: ContainerConfig__Output): { index: number; image: string; subPath: string }[] {
+  return config.mounts.flatMap((m, index) => {
+    if (!m.image?.image) return [];
+    if (!m.readonly) throw invalidArgument(`config.mounts[${index}]: an image volume is always read-only; set readonly`);
+    if (m.host_path) throw invalidArgument(`config.mounts[${index}]: an image volume has no host_path`);
+    return [{ index, image: m.image.image, subPath: m.image_sub_path }];
+  });
 }
 
 export function mapContainerConfig(input: MapInput): MappedContainer {
@@ -289,8 +301,9 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
 
   const mounts: BindMount[] = config.mounts.map((m, i) => {
     const containerPath = requireAbsolutePath(m.container_path, `config.mounts[${i}].container_path`);
+    const volume = input.imageVolumes?.get(i);
+    if (volume) return { containerPath, hostPath: volume.hostPath, readonly: true, propagation: 'private', image: { image: volume.image, imageRef: volume.imageRef } };
     const hostPath = requireAbsolutePath(m.host_path, `config.mounts[${i}].host_path`);
-    if (m.image) throw invalidArgument(`config.mounts[${i}].image: image volumes are not supported`);
     return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private' };
   });
 

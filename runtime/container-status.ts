@@ -45,7 +45,11 @@ export function containerStatus(c: ContainerRecord, names: { image: string; imag
     message: c.message,
     labels: c.labels,
     annotations: c.annotations,
-    mounts: c.mounts.map((m) => ({ container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly, propagation: m.propagation as MountPropagation })),
+    mounts: c.mounts.map((m) =>
+      m.image
+        ? { container_path: m.containerPath, host_path: '', readonly: true, propagation: m.propagation as MountPropagation, image: { image: m.image.image, image_ref: m.image.imageRef } }
+        : { container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly, propagation: m.propagation as MountPropagation },
+    ),
     log_path: c.logPath,
     resources: { linux: linuxResources(c.resources) },
     user: { linux: { uid: String(c.user.uid), gid: String(c.user.gid), supplemental_groups: (c.user.additionalGids ?? []).map(String) } },

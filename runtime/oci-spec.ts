@@ -210,6 +210,8 @@ export interface BindMount {
   containerPath: string;
   readonly: boolean;
   propagation?: MountPropagation;
+  /** An image volume: the image as named and its id (hostPath is its snapshot). */
+  image?: { image: string; imageRef: string };
 }
 
 export interface ContainerResources {

@@ -48,7 +48,7 @@ export async function pathMounts(input: PathMountInput): Promise<OciMount[]> {
  * image (component by component, so the host never follows one of the
  * image's absolute links); undefined when absent.
  */
-async function resolveInImage(rootfs: string, path: string): Promise<{ path: string; dir: boolean } | undefined> {
+export async function resolveInImage(rootfs: string, path: string): Promise<{ path: string; dir: boolean } | undefined> {
   let rest = path.split('/').filter((p) => p !== '' && p !== '.');
   let resolved: string[] = [];
   let dir = true;

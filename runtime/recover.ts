@@ -85,7 +85,8 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
 
   // 5. Image holds of containers that no longer exist (a crash between releasing and forgetting one).
   const containerIds = new Set(rt.containers.list().map((c) => c.id));
-  for (const holder of deps.images.holderIds().filter((h) => !containerIds.has(h))) {
+  // A container's image volumes are held as "<container id>/image-volume-<n>".
+  for (const holder of deps.images.holderIds().filter((h) => !containerIds.has(h.split('/')[0]!))) {
     log.info({ holder }, 'releasing the image hold of a container that no longer exists');
     await deps.images.release(holder).catch((err: unknown) => log.error({ err, holder }, 'releasing an orphan image hold failed'));
   }

@@ -17,8 +17,8 @@ import type { Logger } from '../cri-api/logger.js';
 import type { ImageStore } from '../image-store/index.js';
 import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
 import { resolveCapabilities } from './capabilities.js';
-import { appArmorProfileName, mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
-import { pathMounts } from './path-mounts.js';
+import { appArmorProfileName, imageVolumeRequests, mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
+import { pathMounts, resolveInImage } from './path-mounts.js';
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
 import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
@@ -456,6 +456,29 @@ export class PodRuntime {
     return { image, imageRef: img?.repoDigests[0] ?? c.imageId };
   }
 
+  /** Image volumes as snapshot paths: the image must be on the node, its sub path must exist in it. */
+  private async resolveImageVolumes(config: ContainerConfig__Output, ctx: string): Promise<Map<number, { hostPath: string; image: string; imageRef: string }>> {
+    const out = new Map<number, { hostPath: string; image: string; imageRef: string }>();
+    for (const v of imageVolumeRequests(config)) {
+      const img = this.opts.images.resolve(v.image);
+      if (!img) throw notFound(`${ctx}: image "${v.image}" of image volume config.mounts[${v.index}] not found; pull it first`);
+      const rootfs = await this.opts.images.rootfs(img.id);
+      let hostPath = rootfs;
+      if (v.subPath) {
+        const found = await resolveInImage(rootfs, `/${v.subPath}`);
+        if (!found?.dir) throw invalidArgument(`${ctx}: config.mounts[${v.index}].image_sub_path "${v.subPath}" is not a directory in image ${v.image}`);
+        hostPath = join(rootfs, found.path);
+      }
+      out.set(v.index, { hostPath, image: v.image, imageRef: img.id });
+    }
+    return out;
+  }
+
+  /** Lets go of the container's image and of its image volumes' images. */
+  private async releaseImages(id: string): Promise<void> {
+    for (const holder of this.opts.images.holderIds().filter((h) => h === id || h.startsWith(`${id}/`))) await this.opts.images.release(holder);
+  }
+
   async createContainer(podId: string, config: ContainerConfig__Output): Promise<string> {
     const pod = this.getSandbox(podId);
     if (!pod) throw notFound(`pod sandbox "${podId}" not found`);
@@ -483,8 +506,10 @@ export class PodRuntime {
           throw invalidArgument(`${ctx}: seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`);
         }
       }
+      const imageVolumes = await this.resolveImageVolumes(config, ctx);
       const mapped = mapContainerConfig({
         config,
+        imageVolumes,
         image: image.config,
         files: { passwd: await readImageFile(rootfs, 'etc/passwd'), group: await readImageFile(rootfs, 'etc/group') },
         seccompProfileText,
@@ -529,6 +554,7 @@ export class PodRuntime {
       await this.containers.put(rec);
       try {
         await this.opts.images.acquire(image.id, id);
+        for (const [i, v] of imageVolumes) await this.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
         // containerd makes a missing host path a directory rather than failing.
         for (const m of mapped.mounts) {
           if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
@@ -588,7 +614,7 @@ export class PodRuntime {
     await this.closeIo(rec.id, false);
     await rm(this.containerDir(rec.id), { recursive: true, force: true });
     await rm(this.restoreDir(rec.id), { recursive: true, force: true });
-    await this.opts.images.release(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: releasing the image failed'));
+    await this.releaseImages(rec.id).catch((err: unknown) => this.logger.error({ err, container: rec.id }, 'rollback: releasing the image failed'));
     await this.containers.delete(rec.id);
   }
 
@@ -674,7 +700,7 @@ export class PodRuntime {
     await rm(this.containerDir(c.id), { recursive: true, force: true });
     await rm(this.restoreDir(c.id), { recursive: true, force: true });
     // Released before the record goes: a crash in between leaves a record whose removal repeats the release.
-    await this.opts.images.release(c.id);
+    await this.releaseImages(c.id);
     await this.containers.delete(c.id);
     this.logger.info({ container: c.id, name: c.name }, 'container removed');
     this.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);

@@ -56,6 +56,8 @@ export interface MountRecord {
   hostPath: string;
   readonly: boolean;
   propagation: string;
+  /** An image volume's image as named, and its id. */
+  image?: { image: string; imageRef: string };
 }
 
 /** CRI LinuxContainerResources as plain numbers (0 = unset). */

@@ -243,6 +243,35 @@ test('masked and read-only paths are applied; run_as_group without a user is ref
   });
 });
 
+test('image volumes: an image mounted read-only (executable), a sub path, digest in status; bad ones refused; holds released', async () => {
+  const app = w.images.resolve(w.appImage)!;
+  const mount = (extra: Record<string, unknown>) => ({ container_path: '/mnt/iv', readonly: true, image: { image: w.appImage }, ...extra });
+  const id = await run('iv', { args: ['sleep', '3600'], extra: { mounts: [mount({}), mount({ container_path: '/mnt/etc', image_sub_path: 'etc' })] } });
+  const exec = async (cmd: string[]) => call(w.rt, 'ExecSync', { container_id: id, cmd, timeout: 10 });
+  assert.equal((await exec(['ls', '-A', '/mnt/iv/bin/sh'])).exit_code, 0);
+  assert.notEqual((await exec(['touch', '/mnt/iv/test-write'])).exit_code, 0);
+  assert.equal((await exec(['/mnt/iv/bin/ls', '/mnt/iv'])).exit_code, 0);
+  assert.equal((await exec(['ls', '/mnt/etc/passwd'])).exit_code, 0);
+  assert.notEqual((await exec(['ls', '/mnt/etc/etc/passwd'])).exit_code, 0);
+  const st = (await call(w.rt, 'ContainerStatus', { container_id: id, verbose: false })).status!;
+  const iv = st.mounts.find((m) => m.container_path === '/mnt/iv')!;
+  assert.equal(iv.image?.image_ref, app.id);
+  assert.equal(iv.host_path, '');
+  assert.ok(w.images.holderIds().includes(`${id}/image-volume-0`));
+  await call(w.rt, 'RemoveContainer', { container_id: id });
+  assert.deepEqual(w.images.holderIds().filter((h) => h.startsWith(id)), []);
+
+  const refused = async (extra: Record<string, unknown>, code: number, message: RegExp) =>
+    assert.rejects(call(w.rt, 'CreateContainer', { pod_sandbox_id: pod, config: containerConfig('iv-bad', w.image, { extra: { mounts: [mount(extra)] } }) }), (err: { code: number; message: string }) => {
+      assert.equal(err.code, code);
+      assert.match(err.message, message);
+      return true;
+    });
+  await refused({ readonly: false }, 3, /image volume is always read-only/);
+  await refused({ image_sub_path: 'not-existing' }, 3, /image_sub_path "not-existing" is not a directory/);
+  await refused({ image: { image: 'nope/never:pulled' } }, 5, /image "nope\/never:pulled" of image volume/);
+});
+
 test('List filters, UpdateContainerResources and ReopenContainerLog', async () => {
   const id = await run('ticker', { args: ['sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done'], extra: { labels: { kind: 'ticker' } } });
   const created = await run('idle', { start: false });
