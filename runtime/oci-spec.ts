@@ -256,6 +256,8 @@ export interface ContainerSpecInput {
   sharedPidNamespace?: boolean;
   /** Mounts that stand in for masked and read-only paths (path-mounts.ts). */
   pathMounts?: readonly OciMount[];
+  /** Host mounts inside read-only volumes, each with its own flags (path-mounts.ts submountsOf). */
+  submounts?: readonly OciMount[];
 }
 
 function propagationOption(p: MountPropagation | undefined): string {
@@ -317,7 +319,7 @@ export function buildContainerSpec(input: ContainerSpecInput): OciSpec {
     // so the shared snapshot directory is never modified.
     root: { path: input.rootfsDir, readonly: input.readonlyRootfs },
     hostname: input.hostname,
-    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds, ...(input.privileged ? [] : (input.pathMounts ?? []))],
+    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds, ...(input.submounts ?? []), ...(input.privileged ? [] : (input.pathMounts ?? []))],
     annotations: { ...input.annotations, [ANNOTATION_CONTAINER_TYPE]: 'container', [ANNOTATION_SANDBOX_ID]: input.sandboxId },
     linux,
   };

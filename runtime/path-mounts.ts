@@ -9,7 +9,7 @@
  * are gVisor's own and do not have what kubelet's defaults hide there (and
  * mounting over a file they lack would fail the container).
  */
-import { lstat, readlink } from 'node:fs/promises';
+import { lstat, readFile, readlink, realpath } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { OciMount } from './oci-spec.js';
 
@@ -74,4 +74,38 @@ export async function resolveInImage(rootfs: string, path: string): Promise<{ pa
     dir = st.isDirectory();
   }
   return { path: `/${resolved.join('/')}`, dir };
+}
+
+/**
+ * Host mounts below a read-only volume, each as a mount of its own with its
+ * own read-only flag. In gVisor a bind is one sentry mount, read-only as a
+ * whole, where Linux's non-recursive read-only bind (what Kubernetes asks
+ * for) leaves a writable tmpfs mounted inside the volume writable.
+ */
+export async function submountsOf(binds: readonly { hostPath: string; containerPath: string; readonly: boolean }[], mountinfo?: string): Promise<OciMount[]> {
+  const readOnly = binds.filter((b) => b.readonly);
+  if (readOnly.length === 0) return [];
+  const text = mountinfo ?? (await readFile('/proc/self/mountinfo', 'utf8'));
+  const points = text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const f = l.split(' ');
+      return { path: unescapeMountinfo(f[4] ?? ''), ro: (f[5] ?? '').split(',').includes('ro') };
+    });
+  const out: OciMount[] = [];
+  for (const b of readOnly) {
+    const base = await realpath(b.hostPath).catch(() => b.hostPath);
+    for (const p of points) {
+      if (!p.path.startsWith(`${base}/`)) continue;
+      out.push({ destination: posix.join(b.containerPath, p.path.slice(base.length)), type: 'bind', source: p.path, options: ['rbind', p.ro ? 'ro' : 'rw'] });
+    }
+  }
+  // Parents before children, so each lands inside the one above it.
+  return out.sort((x, y) => x.destination.split('/').length - y.destination.split('/').length);
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountinfo(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
 }

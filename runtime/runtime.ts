@@ -18,7 +18,7 @@ import type { ImageStore } from '../image-store/index.js';
 import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
 import { resolveCapabilities } from './capabilities.js';
 import { appArmorProfileName, imageVolumeRequests, mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
-import { pathMounts, resolveInImage } from './path-mounts.js';
+import { pathMounts, resolveInImage, submountsOf } from './path-mounts.js';
 import { CriLogWriter } from './cri-log.js';
 import type { InfraRootfs } from './infra-rootfs.js';
 import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
@@ -587,6 +587,7 @@ export class PodRuntime {
           seccomp: mapped.seccomp,
           annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
           sharedPidNamespace: mapped.sharedPidNamespace,
+          submounts: await submountsOf(mapped.mounts.filter((m) => !m.image)),
           pathMounts: await pathMounts({
             rootfsDir: rootfs,
             masked: mapped.maskedPaths ?? [],

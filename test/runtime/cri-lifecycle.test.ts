@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { after, before, test } from 'node:test';
 import { sandboxProcesses } from '../helpers/runtime-env.js';
 import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
@@ -156,11 +157,14 @@ test('command/args, env, working dir and user follow Kubernetes rules', async ()
 
 test('readonly rootfs is enforced; mounts bind host dirs (readonly honoured, missing ones made)', async () => {
   const host = join(w.dir, 'hostdata');
-  await mkdir(host, { recursive: true });
+  await mkdir(join(host, 'tmpfs'), { recursive: true });
   await writeFile(join(host, 'in.txt'), 'from-host\n');
+  // Kubernetes' read-only volumes are non-recursive: a writable mount inside stays writable.
+  await execa('mount', ['-t', 'tmpfs', 'none', join(host, 'tmpfs')]);
+  after(() => execa('umount', ['-l', join(host, 'tmpfs')]).catch(() => undefined));
   const missing = join(w.dir, 'made', 'by', 'runtime');
   const id = await run('ro', {
-    args: ['sh', '-c', 'touch /x 2>/dev/null && echo root-writable || echo root-readonly; cat /data/in.txt; touch /data/new 2>/dev/null && echo data-writable || echo data-readonly; echo hi > /out/f && echo out-ok'],
+    args: ['sh', '-c', 'touch /x 2>/dev/null && echo root-writable || echo root-readonly; cat /data/in.txt; touch /data/new 2>/dev/null && echo data-writable || echo data-readonly; touch /data/tmpfs/file && echo submount-writable; echo hi > /out/f && echo out-ok'],
     extra: {
       linux: { security_context: { readonly_rootfs: true } },
       mounts: [
@@ -170,7 +174,7 @@ test('readonly rootfs is enforced; mounts bind host dirs (readonly honoured, mis
     },
   });
   await exited(id);
-  assert.deepEqual(log('ro'), ['root-readonly', 'from-host', 'data-readonly', 'out-ok']);
+  assert.deepEqual(log('ro'), ['root-readonly', 'from-host', 'data-readonly', 'submount-writable', 'out-ok']);
   assert.equal(await readFile(join(missing, 'f'), 'utf8'), 'hi\n');
   const st = await status(id);
   assert.deepEqual(st.mounts.map((m) => [m.container_path, m.readonly]), [['/data', true], ['/out', false]]);
