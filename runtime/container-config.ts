@@ -304,6 +304,9 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
     const volume = input.imageVolumes?.get(i);
     if (volume) return { containerPath, hostPath: volume.hostPath, readonly: true, propagation: 'private', image: { image: volume.image, imageRef: volume.imageRef } };
     const hostPath = requireAbsolutePath(m.host_path, `config.mounts[${i}].host_path`);
+    if (m.propagation === 'PROPAGATION_BIDIRECTIONAL') {
+      throw invalidArgument(`config.mounts[${i}].propagation: Bidirectional cannot work in gVisor (mounts made inside the sandbox never reach the host); use HostToContainer`);
+    }
     return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private' };
   });
 

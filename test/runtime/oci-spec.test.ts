@@ -69,3 +69,17 @@ test('AppArmor: a Localhost profile must be loaded when AppArmor is on; with it 
   assert.ok(mapContainerConfig(input({ profile_type: 'Localhost', localhost_ref: 'docker-default' }, new Set(['docker-default']))).notes.some((n) => /AppArmor/.test(n)));
   assert.ok(mapContainerConfig(input({ profile_type: 'Localhost', localhost_ref: 'anything' })).notes.some((n) => /AppArmor/.test(n)));
 });
+
+test('mount propagation: Bidirectional is refused naming the mount (gVisor cannot propagate to the host)', async () => {
+  const { mapContainerConfig } = await import('../../runtime/container-config.js');
+  const config = {
+    metadata: { name: 'c', attempt: 0 }, image: { image: 'x' }, command: ['sh'], args: [], working_dir: '', envs: [], devices: [], CDI_devices: [], labels: {}, annotations: {},
+    log_path: '', stdin: false, stdin_once: false, tty: false, linux: null,
+    mounts: [{ container_path: '/a', host_path: '/tmp', propagation: 'PROPAGATION_HOST_TO_CONTAINER' }, { container_path: '/b', host_path: '/tmp', propagation: 'PROPAGATION_BIDIRECTIONAL' }],
+  };
+  assert.throws(() => mapContainerConfig({ config: config as never, image: {}, files: { passwd: '', group: '' }, podPrivileged: false }), (err: { code: number; message: string }) => {
+    assert.equal(err.code, 3);
+    assert.match(err.message, /config\.mounts\[1\]\.propagation: Bidirectional cannot work in gVisor/);
+    return true;
+  });
+});
