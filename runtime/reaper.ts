@@ -25,6 +25,8 @@ use strict; use warnings; use POSIX qw(:sys_wait_h :fcntl_h :errno_h);
 use Socket qw(AF_UNIX SOCK_STREAM pack_sockaddr_un);
 syscall(157, 36, 1) == 0 or die "prctl(PR_SET_CHILD_SUBREAPER): $!\n";
 $SIG{PIPE} = 'IGNORE';
+# A handler (even empty) makes SIGCHLD interrupt select, so an exit is reported at once, not at the next poll.
+$SIG{CHLD} = sub {};
 $| = 1;
 my %launched; my %term; my %held; my $buf = ''; my $open = 1; my $checked = 0;
 my $CAP = 1 << 20;
