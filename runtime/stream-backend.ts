@@ -192,7 +192,10 @@ export class RuntimeStreamBackend implements StreamBackend {
     });
     const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
     const onInput = (chunk: Buffer): void => term.write(chunk);
+    // The client closed its stdin: a terminal's end of input is its EOF character.
+    const onEnd = (): void => term.write('\x04');
     io.stdin?.on('data', onInput);
+    io.stdin?.once('end', onEnd);
     let done = false;
     if (io.resize) {
       const sizes = io.resize;
@@ -211,6 +214,7 @@ export class RuntimeStreamBackend implements StreamBackend {
       done = true;
       io.signal.removeEventListener('abort', onAbort);
       io.stdin?.off('data', onInput);
+      io.stdin?.off('end', onEnd);
       // Keeps reading (and dropping) whatever the client still sends, so its stream ends.
       io.stdin?.resume();
     }

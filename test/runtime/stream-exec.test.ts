@@ -78,6 +78,12 @@ test('a TTY exec sees the client terminal size and its resizes', async () => {
   assert.match(text, /got=hello/);
 });
 
+test('a TTY exec reads EOF when the client closes its stdin', async () => {
+  const r = await spdyExec(await s.execUrl(ctr, ['cat'], { tty: true, stdin: true }), { tty: true, stdin: Buffer.from('abc\n') });
+  assert.equal(parseStatus(r).status, 'Success', r.status);
+  assert.match(r.stdout.toString(), /abc\r\n/);
+});
+
 test('an abandoned exec is killed in the sandbox', async () => {
   const url = await s.execUrl(ctr, ['sh', '-c', 'echo started; exec sleep 1000'], { stderr: false });
   const up = await spdyUpgrade(url, { protocols: ['v4.channel.k8s.io'] });
