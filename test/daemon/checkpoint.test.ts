@@ -7,7 +7,7 @@ import { mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { c as tarCreate, t as tarList, x as tarExtract } from 'tar';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, waitFor } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 
@@ -70,20 +70,6 @@ async function counted(logPath: string): Promise<number[]> {
   return text.split('\n').filter((l) => l.includes(' stdout F ')).map((l) => Number(l.slice(l.lastIndexOf(' ') + 1)));
 }
 
-async function eventually<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 const expectCode = (code: grpc.status, re: RegExp) => (err: grpc.ServiceError) => {
   assert.equal(err.code, code, err.details);
@@ -96,7 +82,7 @@ test('checkpoint and restore of a counting container', async (t) => {
   const original = await createContainer(podA, 'count-a', 'counter', image, { command: COUNTER });
   await d.call('runtime', 'StartContainer', { container_id: original });
   const logA = (await status(original)).log_path;
-  await eventually(async () => ((await counted(logA)).length >= 5 ? true : undefined), 15_000, 'the counter to reach 5');
+  await waitFor(async () => ((await counted(logA)).length >= 5 ? true : undefined), 15_000, 'the counter to reach 5');
 
   const location = join(ckptDir, 'checkpoint-count-a_e2e-counter.tar');
   const before = (await counted(logA)).at(-1)!;
@@ -127,7 +113,7 @@ test('checkpoint and restore of a counting container', async (t) => {
   assert.match(manifest.runscVersion, /runsc version/);
 
   // The original keeps counting (--leave-running).
-  await eventually(async () => ((await counted(logA)).at(-1)! > afterCkpt + 5 ? true : undefined), 15_000, 'the original to keep counting');
+  await waitFor(async () => ((await counted(logA)).at(-1)! > afterCkpt + 5 ? true : undefined), 15_000, 'the original to keep counting');
   assert.equal((await status(original)).state, 'CONTAINER_RUNNING');
 
   // Restore into a new pod: CreateContainer with the archive as image, then StartContainer.
@@ -140,7 +126,7 @@ test('checkpoint and restore of a counting container', async (t) => {
   assert.equal(st.state, 'CONTAINER_RUNNING');
   assert.equal(st.image.image, image);
   const logB = st.log_path;
-  const resumed = await eventually(async () => {
+  const resumed = await waitFor(async () => {
     const n = await counted(logB);
     return n.length >= 3 ? n : undefined;
   }, 20_000, 'the restored counter to print');
@@ -163,7 +149,7 @@ test('checkpoint and restore of a counting container', async (t) => {
   d = await startDaemon({ reuse: d, conflist: testConflist(INDEX) });
   assert.equal((await status(restored)).state, 'CONTAINER_RUNNING');
   const seen = (await counted(logB)).at(-1)!;
-  await eventually(async () => ((await counted(logB)).at(-1)! > seen + 3 ? true : undefined), 15_000, 'the restored counter to keep logging after a restart');
+  await waitFor(async () => ((await counted(logB)).at(-1)! > seen + 3 ? true : undefined), 15_000, 'the restored counter to keep logging after a restart');
 
   // Stop and remove like any container.
   await d.call('runtime', 'StopContainer', { container_id: restored, timeout: 2 });

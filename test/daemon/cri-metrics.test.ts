@@ -5,7 +5,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 
@@ -40,9 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  const alive = d?.proc.exitCode === null && d.proc.signalCode === null;
-  const pods = alive ? await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] })) : { items: [] };
-  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
 });

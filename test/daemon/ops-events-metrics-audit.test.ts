@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { freePort } from '../helpers/network-env.js';
@@ -38,9 +38,7 @@ before(async () => {
 });
 
 after(async () => {
-  const alive = d?.proc.exitCode === null && d.proc.signalCode === null;
-  const pods = alive ? await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] })) : { items: [] };
-  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
   if (auditDir) await rm(auditDir, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type * as grpc from '@grpc/grpc-js';
-import { runCli, startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { runCli, startDaemon, testConflist, type TestDaemon, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { connectUnixElf, startTraceReceiver, type TraceReceiver } from '../helpers/sandbox-probes.js';
@@ -56,9 +56,7 @@ before(async () => {
 });
 
 after(async () => {
-  const alive = d?.proc.exitCode === null && d.proc.signalCode === null;
-  const pods = alive ? await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] })) : { items: [] };
-  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
   await receiver?.stop();

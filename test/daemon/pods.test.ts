@@ -7,7 +7,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, waitFor } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { freePort } from '../helpers/network-env.js';
@@ -81,20 +81,6 @@ async function containerStatus(id: string): Promise<ContainerStatus> {
   return (await d.call<{ status: ContainerStatus }>('runtime', 'ContainerStatus', { container_id: id })).status;
 }
 
-async function eventually<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 function httpGet(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -121,7 +107,7 @@ test('pods: two containers share a sandbox, pods reach each other over their IPs
   const sidecar = await runContainer(a, 'web', 'sidecar', ['sleep', '3600']);
 
   // Same sandbox: the sidecar reaches the server on localhost.
-  const local = await eventually(async () => {
+  const local = await waitFor(async () => {
     const r = await execSync(sidecar, ['wget', '-q', '-O', '-', 'http://127.0.0.1:8080/']);
     return r.exit_code === 0 ? r.stdout : undefined;
   }, 15_000, 'httpd on localhost');
@@ -142,7 +128,7 @@ test('pods: two containers share a sandbox, pods reach each other over their IPs
   assert.notEqual(ipB, ipA);
 
   // hostPort through portmap, from the host's loopback; the first packets may wait for the pod's neighbour entry.
-  const viaHostPort = await eventually(async () => (await httpGet(hostPort)).trim(), 15_000, `hostPort ${hostPort}`);
+  const viaHostPort = await waitFor(async () => (await httpGet(hostPort)).trim(), 15_000, `hostPort ${hostPort}`);
   assert.equal(viaHostPort, 'pong from web');
 
   // DNS config lands in the containers' resolv.conf; hosts has the pod's name and IP.
@@ -209,8 +195,8 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   const tty = await runContainer(pod, 'survivor', 'tty', ['sh', '-c', 'i=0; while true; do i=$((i+1)); echo "tty $i $(busybox stty size)"; sleep 0.1; done'], { tty: true });
   const logPath = (await containerStatus(ticker)).log_path;
   const ttyLog = (await containerStatus(tty)).log_path;
-  await eventually(async () => ((await readFile(logPath, 'utf8')).includes('tick 5') ? true : undefined), 10_000, 'first ticks');
-  await eventually(async () => ((await readFile(ttyLog, 'utf8')).includes('tty 5 ') ? true : undefined), 10_000, 'first tty ticks');
+  await waitFor(async () => ((await readFile(logPath, 'utf8')).includes('tick 5') ? true : undefined), 10_000, 'first ticks');
+  await waitFor(async () => ((await readFile(ttyLog, 'utf8')).includes('tty 5 ') ? true : undefined), 10_000, 'first tty ticks');
 
   d.proc.kill('SIGKILL');
   await new Promise((r) => d.proc.once('exit', r));
@@ -220,17 +206,17 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   const pods = await listPods();
   assert.deepEqual(pods.map((p) => [p.metadata.name, p.state]), [['survivor', 'SANDBOX_READY']]);
   assert.equal((await containerStatus(ticker)).state, 'CONTAINER_RUNNING');
-  const q = await eventually(async () => {
+  const q = await waitFor(async () => {
     const s = await containerStatus(quitter);
     return s.state === 'CONTAINER_EXITED' ? s : undefined;
   }, 10_000, 'quitter exited');
   assert.equal(q.exit_code, 3);
   assert.equal(q.reason, 'Error');
   // What it wrote just before exiting while no daemon read it is in its log.
-  await eventually(async () => ((await readFile(q.log_path, 'utf8')).includes('stdout F bye') ? true : undefined), 5_000, "quitter's last line");
+  await waitFor(async () => ((await readFile(q.log_path, 'utf8')).includes('stdout F bye') ? true : undefined), 5_000, "quitter's last line");
 
   // Ticks written while the daemon was dead are all there, in order, after it drains the pipe.
-  const ticks = await eventually(async () => {
+  const ticks = await waitFor(async () => {
     const lines = (await readFile(logPath, 'utf8')).trim().split('\n');
     const n = lines.map((l) => /tick (\d+)$/.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number);
     return n.length > 0 && n[n.length - 1]! >= 60 ? n : undefined;
@@ -249,7 +235,7 @@ test('SIGKILL of the daemon loses no pod, no log line and no exit code', async (
   await up.conn.createStream({ streamtype: ['stdout'] });
   const resize = await up.conn.createStream({ streamtype: ['resize'] });
   resize.write(JSON.stringify({ Width: 150, Height: 50 }));
-  await eventually(async () => ((await readFile(ttyLog, 'utf8')).includes(' 50 150\r') ? true : undefined), 10_000, 'the resized terminal');
+  await waitFor(async () => ((await readFile(ttyLog, 'utf8')).includes(' 50 150\r') ? true : undefined), 10_000, 'the resized terminal');
   up.socket.destroy();
   // (Until the first resize the terminal has no size, and stty says so on its line.)
   const ttyTicks = (await readFile(ttyLog, 'utf8')).trim().split('\n').map((l) => / stdout F tty (\d+) /.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number);

@@ -144,3 +144,26 @@ export function runCli(args: string[], timeoutMs = 120_000): Promise<{ code: num
     });
   });
 }
+
+/** Removes every pod of a daemon that still runs (test teardown; errors ignored). */
+export async function removeAllPods(d: TestDaemon | undefined): Promise<void> {
+  if (!d || d.proc.exitCode !== null || d.proc.signalCode !== null) return;
+  const pods = await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] }));
+  for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
+}
+
+/** Polls `fn` every 100 ms until it returns a value (errors count as not yet); fails after `ms` naming `what`. */
+export async function waitFor<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+}
