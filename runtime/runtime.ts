@@ -828,6 +828,7 @@ export class PodRuntime {
             id: c.id, name: c.name, attempt: c.attempt, image: c.image, imageId: c.imageId, imageRef: this.imageNames(c).imageRef,
             mounts: c.mounts, stdin: c.stdin, stdinOnce: c.stdinOnce, tty: c.tty, resources: c.resources, stopSignal: c.stopSignal,
             user: c.user, env: c.env, cwd: c.cwd, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges,
+            seccompFilter: c.seccompFilter,
           },
           spec,
           sandboxContainers: members.map((m) => ({ id: m, name: this.containers.get(m)?.name ?? m })),
@@ -914,6 +915,7 @@ export class PodRuntime {
         oldEtcFiles: manifest.pod.etcFiles,
         newEtcFiles: pod.etcFiles,
         mounts: volumes,
+        seccompHelper: this.opts.infra.seccompHelper,
       });
       await this.opts.images.acquire(image.id, id);
       const dir = this.containerDir(id);
