@@ -77,6 +77,22 @@ test('RuntimeDefault: filter mode 2 in ExecSync, ordinary commands work, mount i
   assert.notEqual(mount.exit_code, 0);
 });
 
+test('the exec helper reaches a container with a read-only rootfs', async () => {
+  const id = await run(pod, 'readonly', ['sleep', '600'], seccomp({ profile_type: 'RuntimeDefault' }, { readonly_rootfs: true }));
+  const r = await exec(id, ['sh', '-c', 'grep Seccomp: /proc/self/status; touch /x 2>/dev/null || echo read-only']);
+  assert.equal(r.exit_code, 0, r.stderr.toString());
+  assert.match(r.stdout.toString(), /Seccomp:\s+2\nread-only\n/);
+});
+
+test('a non-root exec without CAP_SYS_ADMIN gets its filter too (after no_new_privs)', async () => {
+  const id = await run(pod, 'nonroot', ['sleep', '600'], seccomp({ profile_type: 'Localhost', localhost_ref: denyChmod }, { run_as_user: { value: '1234' } }));
+  const r = await exec(id, ['sh', '-c', 'id -u; grep Seccomp: /proc/self/status; touch /tmp/mine && chmod 600 /tmp/mine']);
+  assert.notEqual(r.exit_code, 0);
+  // The file is the user's own: only the filter refuses the chmod.
+  assert.match(r.stdout.toString(), /^1234\nSeccomp:\s+2\n$/);
+  assert.match(r.stderr.toString(), /chmod.*Operation not permitted/);
+});
+
 test('Unconfined and privileged containers are not filtered', async () => {
   const plain = await run(pod, 'unconfined', ['sleep', '600'], seccomp({ profile_type: 'Unconfined' }));
   assert.match((await exec(plain, ['grep', 'Seccomp:', '/proc/self/status'])).stdout.toString(), /Seccomp:\s+0/);
