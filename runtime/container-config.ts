@@ -315,9 +315,11 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
 
   let seccomp: OciSeccomp | undefined;
   const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? '');
-  if (choice.kind === 'runtime-default') seccomp = runtimeDefaultSeccomp(
-      resolveCapabilities({ add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [], privileged: false, known: ALL_LINUX_CAPABILITIES }),
-    );
+  if (choice.kind === 'runtime-default') {
+    // Which syscalls come back with their capability depends on the container's set.
+    const caps = resolveCapabilities({ add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [], privileged: false, known: ALL_LINUX_CAPABILITIES });
+    seccomp = runtimeDefaultSeccomp(caps);
+  }
   if (choice.kind === 'localhost') {
     if (input.seccompProfileText === undefined) throw invalidArgument(`config.linux.security_context.seccomp: profile ${choice.path} was not read`);
     seccomp = parseSeccompProfile(input.seccompProfileText, choice.path);

@@ -36,7 +36,7 @@ const NEVER = [
 
 /** Namespace-creating clone flags (CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET). */
 const CLONE_NAMESPACE_FLAGS = 0x7e020000;
-/** personality(2) values ordinary programs use: PER_LINUX, UNAME26, PER_LINUX32, and the query 0xffffffff. */
+/** personality(2) values ordinary programs use: PER_LINUX, PER_LINUX32, UNAME26 (alone and with PER_LINUX32), and the query 0xffffffff. */
 const PERSONALITIES = [0x0, 0x8, 0x20000, 0x20008, 0xffffffff];
 const ENOSYS = 38;
 
