@@ -12,6 +12,7 @@ import { c as tarCreate, x as tarExtract } from 'tar';
 import { failedPrecondition, invalidArgument, notFound } from '../cri-api/errors.js';
 import type { OciMount, OciSpec, PodEtcFiles } from './oci-spec.js';
 import { ANNOTATION_SANDBOX_ID } from './oci-spec.js';
+import { SECCOMP_HELPER_PATH } from './seccomp-helper.js';
 import type { ContainerRecord } from './store.js';
 
 export const MANIFEST_NAME = 'manifest.json';
@@ -22,7 +23,7 @@ export const CHECKPOINT_VERSION = 1;
 /** The container's process and identity as the record holds them: what a restored record copies. */
 export type CheckpointedContainer = Pick<
   ContainerRecord,
-  'id' | 'name' | 'attempt' | 'image' | 'imageId' | 'mounts' | 'stdin' | 'stdinOnce' | 'tty' | 'resources' | 'stopSignal' | 'user' | 'env' | 'cwd' | 'capabilities' | 'noNewPrivileges'
+  'id' | 'name' | 'attempt' | 'image' | 'imageId' | 'mounts' | 'stdin' | 'stdinOnce' | 'tty' | 'resources' | 'stopSignal' | 'user' | 'env' | 'cwd' | 'capabilities' | 'noNewPrivileges' | 'seccompFilter'
 > & { imageRef: string };
 
 export interface CheckpointManifest {
@@ -137,6 +138,8 @@ export interface RestoreSpecInput {
   newEtcFiles?: PodEtcFiles;
   /** Host paths the new config gives, by container path: they replace the checkpointed ones. */
   mounts: readonly { containerPath: string; hostPath: string }[];
+  /** This node's seccomp exec helper, replacing the checkpointed node's. */
+  seccompHelper?: string;
 }
 
 /**
@@ -159,6 +162,7 @@ export function restoreContainerSpec(saved: OciSpec, input: RestoreSpecInput): O
   const mounts: OciMount[] = saved.mounts.map((m) => {
     const given = byPath.get(m.destination);
     if (given !== undefined) return { ...m, source: given };
+    if (m.destination === SECCOMP_HELPER_PATH && input.seccompHelper) return { ...m, source: input.seccompHelper };
     const e = etc.get(m.destination);
     if (e && e.old !== undefined && m.source === e.old) {
       if (!e.next) throw failedPrecondition(`the new pod has no ${m.destination} to give the restored container`);

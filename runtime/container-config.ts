@@ -12,6 +12,8 @@ import { requireAbsolutePath } from '../cri-api/validate.js';
 import type { OciImageConfig } from '../image-store/index.js';
 import type { BindMount, ContainerResources, MountPropagation, OciSeccomp, OciUser } from './oci-spec.js';
 import { emptyResources, type MountRecord, type ResourcesRecord } from './store.js';
+import { ALL_LINUX_CAPABILITIES, resolveCapabilities } from './capabilities.js';
+import { runtimeDefaultSeccomp } from './seccomp-default.js';
 
 /** How the container is to be confined by seccomp. */
 export type SeccompChoice = { kind: 'unconfined' } | { kind: 'runtime-default' } | { kind: 'localhost'; path: string };
@@ -316,11 +318,17 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
 
   let seccomp: OciSeccomp | undefined;
   const choice = seccompChoice(sc?.seccomp, sc?.seccomp_profile_path ?? '');
-  if (choice.kind === 'runtime-default') notes.push('seccomp RuntimeDefault: no profile beyond gVisor\'s own syscall filtering of the sandbox');
+  if (choice.kind === 'runtime-default') {
+    // Which syscalls come back with their capability depends on the container's set.
+    const caps = resolveCapabilities({ add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [], privileged: false, known: ALL_LINUX_CAPABILITIES });
+    seccomp = runtimeDefaultSeccomp(caps);
+  }
   if (choice.kind === 'localhost') {
     if (input.seccompProfileText === undefined) throw invalidArgument(`config.linux.security_context.seccomp: profile ${choice.path} was not read`);
     seccomp = parseSeccompProfile(input.seccompProfileText, choice.path);
   }
+  // Privileged containers run unconfined, as with runc.
+  if (privileged) seccomp = undefined;
   const appArmor = appArmorProfileName(sc?.apparmor, sc?.apparmor_profile ?? '');
   if (appArmor !== undefined && input.appArmorProfiles && !input.appArmorProfiles.has(appArmor)) {
     throw failedPrecondition(`config.linux.security_context.apparmor: profile "${appArmor}" is not loaded on this node (see /sys/kernel/security/apparmor/profiles)`);

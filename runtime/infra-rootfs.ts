@@ -4,6 +4,8 @@
  */
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { seccompHelperElf } from './seccomp-helper.js';
+import { staticElf } from './static-elf.js';
 
 export interface InfraRootfs {
   /** Read-only rootfs directory shared by every pod's infra container. */
@@ -15,6 +17,8 @@ export interface InfraRootfs {
    * in-sandbox tools (port-forward's `nc` relay, the sysctl read-back) run it.
    */
   busybox?: string;
+  /** Host path of the seccomp exec helper (seccomp-helper.ts), on x86-64. */
+  seccompHelper?: string;
 }
 
 /** Where the in-sandbox busybox is taken from: busybox-static's binary. */
@@ -43,33 +47,7 @@ const MOUNT_POINTS = { dirs: ['proc', 'dev', 'sys', 'etc', 'tmp'], files: ['etc/
  * SIGTERM; the driver stops it with SIGKILL.
  */
 export function pauseElf(): Buffer {
-  const code = Buffer.from([0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7]);
-  const base = 0x400000n;
-  const headers = 64 + 56;
-  const size = headers + code.length;
-  const b = Buffer.alloc(size);
-  // ELF header: 64-bit, little endian, version 1, executable, x86-64.
-  b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0], 0);
-  b.writeUInt16LE(2, 16);
-  b.writeUInt16LE(0x3e, 18);
-  b.writeUInt32LE(1, 20);
-  b.writeBigUInt64LE(base + BigInt(headers), 24); // entry: right after the headers
-  b.writeBigUInt64LE(64n, 32); // program headers follow the ELF header
-  b.writeUInt16LE(64, 52);
-  b.writeUInt16LE(56, 54);
-  b.writeUInt16LE(1, 56);
-  // One PT_LOAD segment, read+execute, mapping the whole file at `base`.
-  const ph = 64;
-  b.writeUInt32LE(1, ph);
-  b.writeUInt32LE(5, ph + 4);
-  b.writeBigUInt64LE(0n, ph + 8);
-  b.writeBigUInt64LE(base, ph + 16);
-  b.writeBigUInt64LE(base, ph + 24);
-  b.writeBigUInt64LE(BigInt(size), ph + 32);
-  b.writeBigUInt64LE(BigInt(size), ph + 40);
-  b.writeBigUInt64LE(0x1000n, ph + 48);
-  code.copy(b, headers);
-  return b;
+  return staticElf(Buffer.from([0xb8, 0x22, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xeb, 0xf7]));
 }
 
 /**
@@ -90,7 +68,13 @@ export async function ensureInfraRootfs(stateDir: string, arch: string = process
     for (const f of MOUNT_POINTS.files) await writeFile(join(rootfsDir, f), '', { flag: 'a' });
     await install(target, wanted ?? (await readFile(HOST_BUSYBOX)));
   }
-  return { rootfsDir, args, busybox: await ensureBusybox(rootfsDir) };
+  let seccompHelper: string | undefined;
+  if (native) {
+    seccompHelper = join(rootfsDir, 'seccomp-exec');
+    const helper = seccompHelperElf();
+    if (!(await readFile(seccompHelper).catch(() => undefined))?.equals(helper)) await install(seccompHelper, helper);
+  }
+  return { rootfsDir, args, busybox: await ensureBusybox(rootfsDir), seccompHelper };
 }
 
 /**

@@ -6,6 +6,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resolveCapabilities } from './capabilities.js';
+import { SECCOMP_HELPER_PATH } from './seccomp-helper.js';
 
 // --- The OCI runtime-spec subset gvisor-cri writes ---------------------------
 
@@ -250,6 +251,8 @@ export interface ContainerSpecInput {
   daemonOomScoreAdj: number;
   sysctls?: Record<string, string>;
   seccomp?: OciSeccomp;
+  /** Host path of the seccomp exec helper, mounted at SECCOMP_HELPER_PATH when a filter applies. */
+  seccompHelper?: string;
   rlimits?: OciRlimit[];
   annotations?: Record<string, string>;
   /** Join the sandbox's own PID namespace (pod or host PID sharing) instead of getting one of its own. */
@@ -301,6 +304,7 @@ export function buildContainerSpec(input: ContainerSpecInput): OciSpec {
   if (resources) linux.resources = resources;
   if (input.sysctls && Object.keys(input.sysctls).length > 0) linux.sysctl = { ...input.sysctls };
   if (input.seccomp && !input.privileged) linux.seccomp = input.seccomp;
+  const helper: OciMount[] = linux.seccomp && input.seccompHelper ? [{ destination: SECCOMP_HELPER_PATH, type: 'bind', source: input.seccompHelper, options: ['rbind', 'rprivate', 'ro'] }] : [];
   const process: OciProcess = {
     terminal: input.terminal,
     user: { uid: input.user.uid, gid: input.user.gid, additionalGids: [...(input.user.additionalGids ?? [])] },
@@ -319,7 +323,7 @@ export function buildContainerSpec(input: ContainerSpecInput): OciSpec {
     // so the shared snapshot directory is never modified.
     root: { path: input.rootfsDir, readonly: input.readonlyRootfs },
     hostname: input.hostname,
-    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds, ...(input.submounts ?? []), ...(input.privileged ? [] : (input.pathMounts ?? []))],
+    mounts: [...standard, ...etcMounts(input.etcFiles, taken, false), ...binds, ...(input.submounts ?? []), ...(input.privileged ? [] : (input.pathMounts ?? [])), ...helper],
     annotations: { ...input.annotations, [ANNOTATION_CONTAINER_TYPE]: 'container', [ANNOTATION_SANDBOX_ID]: input.sandboxId },
     linux,
   };

@@ -34,7 +34,9 @@ import { containerStatus } from './container-status.js';
 import { podRunscFlags, recordedRunscFlags } from './gvisor-flags.js';
 import { parseTraceList, type TraceSessionState } from './trace-session.js';
 import { CHECKPOINT_FORMAT, CHECKPOINT_VERSION, IMAGE_DIR_NAME, isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from './checkpoint-archive.js';
-import type { OciSpec } from './oci-spec.js';
+import type { OciSeccomp, OciSpec } from './oci-spec.js';
+import { bpfHex, compileSeccomp } from './seccomp-bpf.js';
+import { filteredArgs } from './seccomp-helper.js';
 
 export interface PodRuntimeOptions {
   /** Records live under <stateDir>/pods and <stateDir>/containers. */
@@ -517,6 +519,7 @@ export class PodRuntime {
         appArmorProfiles: appArmorProfileName(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? '') === undefined ? undefined : await loadedAppArmorProfiles(),
       });
       for (const note of mapped.notes) this.logOnce(note);
+      const seccompFilter = this.execFilter(mapped.seccomp, ctx);
       const terminal = config.tty && this.driver.terminalsSupported;
       if (config.tty && !terminal) this.logOnce('containers asking for a TTY run without one: the runsc reaper, which holds terminals, is not running (see the daemon log)');
 
@@ -550,6 +553,7 @@ export class PodRuntime {
         cwd: mapped.cwd,
         capabilities: resolveCapabilities({ add: mapped.capabilities.add, drop: mapped.capabilities.drop, privileged: mapped.privileged, known: features.capabilities }),
         noNewPrivileges: mapped.noNewPrivileges,
+        seccompFilter,
       };
       await this.containers.put(rec);
       try {
@@ -585,6 +589,7 @@ export class PodRuntime {
           oomScoreAdj: mapped.resources.oomScoreAdj || undefined,
           daemonOomScoreAdj: this.daemonOomScoreAdj,
           seccomp: mapped.seccomp,
+          seccompHelper: seccompFilter ? this.opts.infra.seccompHelper : undefined,
           annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
           sharedPidNamespace: mapped.sharedPidNamespace,
           submounts: await submountsOf(mapped.mounts.filter((m) => !m.image)),
@@ -754,11 +759,25 @@ export class PodRuntime {
     }
   }
 
+  /**
+   * The filter exec'd processes of a container get (runsc applies the
+   * profile to its first process only); undefined without a profile, or when
+   * no exec helper exists for this architecture (logged once).
+   */
+  private execFilter(profile: OciSeccomp | undefined, ctx: string): string | undefined {
+    if (!profile) return undefined;
+    if (!this.opts.infra.seccompHelper) {
+      this.logOnce(`seccomp profiles apply to a container's first process only on ${process.arch}: the exec helper is x86-64 code`);
+      return undefined;
+    }
+    return bpfHex(compileSeccomp(profile, ctx));
+  }
+
   async execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
     const c = this.mustContainer(id);
     const ctx = `exec in container ${c.name} (${c.id.slice(0, 12)})`;
     if (c.phase !== 'running') throw failedPrecondition(`${ctx}: container is ${c.phase}, not running`);
-    const proc = buildExecProcess({ args: cmd, env: c.env, cwd: c.cwd, user: c.user, terminal: false, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
+    const proc = buildExecProcess({ args: filteredArgs(c.seccompFilter, cmd), env: c.env, cwd: c.cwd, user: c.user, terminal: false, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
     let r: ExecSyncResult;
     try {
       r = await this.driver.execSync(c.id, proc, timeoutSec * 1000, recordedRunscFlags(this.sandboxes.get(c.sandboxId)?.annotations ?? {}));
@@ -810,6 +829,7 @@ export class PodRuntime {
             id: c.id, name: c.name, attempt: c.attempt, image: c.image, imageId: c.imageId, imageRef: this.imageNames(c).imageRef,
             mounts: c.mounts, stdin: c.stdin, stdinOnce: c.stdinOnce, tty: c.tty, resources: c.resources, stopSignal: c.stopSignal,
             user: c.user, env: c.env, cwd: c.cwd, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges,
+            seccompFilter: c.seccompFilter,
           },
           spec,
           sandboxContainers: members.map((m) => ({ id: m, name: this.containers.get(m)?.name ?? m })),
@@ -896,6 +916,7 @@ export class PodRuntime {
         oldEtcFiles: manifest.pod.etcFiles,
         newEtcFiles: pod.etcFiles,
         mounts: volumes,
+        seccompHelper: this.opts.infra.seccompHelper,
       });
       await this.opts.images.acquire(image.id, id);
       const dir = this.containerDir(id);

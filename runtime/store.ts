@@ -107,6 +107,8 @@ export interface ContainerRecord {
   cwd: string;
   capabilities: string[];
   noNewPrivileges: boolean;
+  /** The container's seccomp filter (hex BPF) that exec'd processes get through the exec helper; absent when unconfined. */
+  seccompFilter?: string;
   /** Checkpoint archive this container is (to be) restored from; `imageDir` holds its unpacked runsc image until StartContainer restores it. */
   restore?: { archive: string; imageDir?: string };
 }

@@ -14,6 +14,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Logger } from '../cri-api/logger.js';
 import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, TerminalSize } from '../stream/index.js';
 import { buildExecProcess } from './oci-spec.js';
+import { filteredArgs } from './seccomp-helper.js';
 import { recordedRunscFlags, runscCallFlags } from './gvisor-flags.js';
 import { Runsc } from './runsc.js';
 import type { PodRuntime } from './runtime.js';
@@ -61,7 +62,7 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   async exec(req: ExecRequest, io: StreamIO): Promise<ExecResult> {
     const c = this.runningContainer(req.containerId, 'exec');
-    const proc = buildExecProcess({ args: req.cmd, env: c.env, cwd: c.cwd, user: c.user, terminal: req.tty, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
+    const proc = buildExecProcess({ args: filteredArgs(c.seccompFilter, req.cmd), env: c.env, cwd: c.cwd, user: c.user, terminal: req.tty, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
     // As containerd: a terminal without TERM confuses most programs.
     if (req.tty && !proc.env.some((e) => e.startsWith('TERM='))) proc.env.push('TERM=xterm');
     const base = await this.tempBase(c.id);

@@ -62,7 +62,7 @@ export async function call<K extends RpcName>(rt: PodRuntime, name: K, req: ReqO
 }
 
 /** Applets the test images carry. */
-const APPLETS = [...new Set([...BUSYBOX_APPLETS, 'pwd', 'seq', 'grep', 'wc', 'date', 'stat', 'tail'])];
+const APPLETS = [...new Set([...BUSYBOX_APPLETS, 'pwd', 'seq', 'grep', 'wc', 'date', 'stat', 'tail', 'chmod'])];
 
 /** A user and groups the images define, to check name lookups. */
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\napp:x:1234:2345:app:/home/app:/bin/sh\n';

@@ -11,6 +11,7 @@ import { isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, wr
 import { buildContainerSpec } from '../../runtime/oci-spec.js';
 import { emptyResources } from '../../runtime/store.js';
 import { podRoutes } from '../../network/cni-result.js';
+import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp-helper.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'gvcri-ckpt-unit-'));
 after(() => rm(dir, { recursive: true, force: true }));
@@ -119,6 +120,11 @@ test('the checkpointed spec moves into the new pod: sandbox id, rootfs, /etc fil
   assert.deepEqual(spec.process, savedSpec.process);
   // The saved spec is not modified.
   assert.equal(savedSpec.mounts.find((m) => m.destination === '/data')?.source, '/var/old/data');
+
+  // A filtered container's exec helper comes from this node's infra rootfs.
+  const filtered = { ...savedSpec, mounts: [...savedSpec.mounts, { destination: SECCOMP_HELPER_PATH, type: 'bind', source: '/old/infra/seccomp-exec', options: ['rbind', 'rprivate', 'ro'] }] };
+  const moved = restoreContainerSpec(filtered, { sandboxId: 'd', rootfsDir: '/r', hostname: 'h', mounts: [], seccompHelper: '/new/infra/seccomp-exec' });
+  assert.equal(moved.mounts.find((m) => m.destination === SECCOMP_HELPER_PATH)?.source, '/new/infra/seccomp-exec');
 
   assert.throws(
     () => restoreContainerSpec(savedSpec, { sandboxId: 'd', rootfsDir: '/r', hostname: 'h', mounts: [{ containerPath: '/extra', hostPath: '/x' }] }),

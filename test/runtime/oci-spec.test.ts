@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ALL_LINUX_CAPABILITIES, DEFAULT_CAPABILITIES, resolveCapabilities } from '../../runtime/capabilities.js';
 import { ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildContainerSpec, buildSandboxSpec, DEFAULT_MASKED_PATHS, type ContainerSpecInput } from '../../runtime/oci-spec.js';
+import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp-helper.js';
 
 const base: ContainerSpecInput = {
   sandboxId: 'sb', rootfsDir: '/r', readonlyRootfs: false, args: ['sh'], env: ['A=1'], cwd: '', user: { uid: 1, gid: 2, additionalGids: [3] },
@@ -39,8 +40,16 @@ test('container spec: defaults, user, annotations, own mount replaces pod etc fi
   assert.deepEqual(s.linux.resources, { cpu: { shares: 512, quota: 50000, period: 100000 }, memory: { limit: 1 << 26 } });
 });
 
+test('a seccomp profile brings the exec helper, mounted read-only; none without a profile', () => {
+  const s = buildContainerSpec({ ...base, seccomp: { defaultAction: 'SCMP_ACT_ERRNO' }, seccompHelper: '/infra/seccomp-exec' });
+  assert.deepEqual(s.linux.seccomp, { defaultAction: 'SCMP_ACT_ERRNO' });
+  assert.deepEqual(s.mounts.filter((m) => m.destination === SECCOMP_HELPER_PATH), [{ destination: SECCOMP_HELPER_PATH, type: 'bind', source: '/infra/seccomp-exec', options: ['rbind', 'rprivate', 'ro'] }]);
+  assert.equal(buildContainerSpec({ ...base, seccompHelper: '/infra/seccomp-exec' }).mounts.some((m) => m.destination === SECCOMP_HELPER_PATH), false);
+});
+
 test('privileged: every known capability, no masked paths, rw sysfs, no seccomp', () => {
-  const s = buildContainerSpec({ ...base, privileged: true, seccomp: { defaultAction: 'SCMP_ACT_ERRNO' } });
+  const s = buildContainerSpec({ ...base, privileged: true, seccomp: { defaultAction: 'SCMP_ACT_ERRNO' }, seccompHelper: '/infra/seccomp-exec' });
+  assert.equal(s.mounts.some((m) => m.destination === SECCOMP_HELPER_PATH), false);
   assert.deepEqual(s.process.capabilities?.bounding, base.knownCapabilities);
   assert.deepEqual(s.linux.maskedPaths, []);
   assert.ok(s.mounts.find((m) => m.destination === '/sys')?.options?.includes('rw'));
