@@ -525,23 +525,10 @@ export class PodRuntime {
 
       const id = newId();
       const rec: ContainerRecord = {
-        id,
-        sandboxId: pod.id,
-        name,
-        attempt,
-        phase: 'creating',
-        createdAtNs: nowNs(),
-        startedAtNs: '0',
-        finishedAtNs: '0',
-        exitCode: 0,
-        reason: '',
-        message: '',
+        ...newContainerFields(id, pod, config),
         image: imageName,
         imageId: image.id,
-        labels: { ...config.labels },
-        annotations: { ...config.annotations },
         mounts: mountRecords(mapped.mounts),
-        logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
         stdin: config.stdin,
         stdinOnce: config.stdin_once,
         tty: config.tty,
@@ -853,7 +840,7 @@ export class PodRuntime {
    */
   private async createRestoredLocked(pod: SandboxRecord, config: ContainerConfig__Output, features: RunscFeatures, ctx: string): Promise<string> {
     const archive = config.image!.image;
-    const { name, attempt } = config.metadata!;
+    const { name } = config.metadata!;
     const present = this.containers.list().filter((x) => x.sandboxId === pod.id);
     if (present.length > 0) {
       throw failedPrecondition(`${ctx}: restoring ${archive} replaces the pod's sandbox, and the pod already has containers (${present.map((x) => x.name).join(', ')}); restore into a pod with none`);
@@ -888,22 +875,9 @@ export class PodRuntime {
     const volumes = config.mounts.map((m) => ({ containerPath: m.container_path, hostPath: m.host_path }));
     const rec: ContainerRecord = {
       ...saved,
-      id,
-      sandboxId: pod.id,
-      name,
-      attempt,
-      phase: 'creating',
-      createdAtNs: nowNs(),
-      startedAtNs: '0',
-      finishedAtNs: '0',
-      exitCode: 0,
-      reason: '',
-      message: '',
+      ...newContainerFields(id, pod, config),
       imageId: image.id,
-      labels: { ...config.labels },
-      annotations: { ...config.annotations },
       mounts: saved.mounts.map((m) => ({ ...m, hostPath: volumes.find((v) => v.containerPath === m.containerPath)?.hostPath ?? m.hostPath })),
-      logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
       terminal: false,
       restore: { archive, imageDir: join(unpacked, IMAGE_DIR_NAME) },
     };
@@ -1177,4 +1151,24 @@ async function loadedAppArmorProfiles(): Promise<Set<string> | undefined> {
   if (text === undefined) return undefined;
   // Lines are "<name> (<mode>)".
   return new Set(text.split('\n').filter((l) => l.trim() !== '').map((l) => l.replace(/ \([^)]*\)\s*$/, '')));
+}
+
+/** What every new container record starts with: its identity in the pod, no history yet, the caller's labels and log path. */
+function newContainerFields(id: string, pod: SandboxRecord, config: ContainerConfig__Output): Pick<ContainerRecord, 'id' | 'sandboxId' | 'name' | 'attempt' | 'phase' | 'createdAtNs' | 'startedAtNs' | 'finishedAtNs' | 'exitCode' | 'reason' | 'message' | 'labels' | 'annotations' | 'logPath'> {
+  return {
+    id,
+    sandboxId: pod.id,
+    name: config.metadata!.name,
+    attempt: config.metadata!.attempt,
+    phase: 'creating',
+    createdAtNs: nowNs(),
+    startedAtNs: '0',
+    finishedAtNs: '0',
+    exitCode: 0,
+    reason: '',
+    message: '',
+    labels: { ...config.labels },
+    annotations: { ...config.annotations },
+    logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
+  };
 }

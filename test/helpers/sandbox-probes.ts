@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
+import { staticElf } from '../../runtime/static-elf.js';
 
 /**
  * x86-64 machine code of `connect-unix PATH`: socket(AF_UNIX, SOCK_STREAM)
@@ -19,33 +20,6 @@ const CONNECT_UNIX_CODE = Buffer.from(
   '488b7424104883ec7066c704240100488d7c2402b96b0000008a06880784c0740d48ffc648ffc7ffc975eec60700b829000000bf01000000be0100000031d20f0585c0781e89c74889e6ba6e000000b82a0000000f0585c0780931ffb83c0000000f05f7d889c7b83c0000000f05',
   'hex',
 );
-
-/** A static ELF executable (x86-64) running `code` (position independent), for images with no libc. */
-export function staticElf(code: Buffer): Buffer {
-  const base = 0x400000n;
-  const headers = 64 + 56;
-  const size = headers + code.length;
-  const b = Buffer.alloc(size);
-  b.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0], 0);
-  b.writeUInt16LE(2, 16); // ET_EXEC
-  b.writeUInt16LE(0x3e, 18); // x86-64
-  b.writeUInt32LE(1, 20);
-  b.writeBigUInt64LE(base + BigInt(headers), 24);
-  b.writeBigUInt64LE(64n, 32);
-  b.writeUInt16LE(64, 52);
-  b.writeUInt16LE(56, 54);
-  b.writeUInt16LE(1, 56);
-  const ph = 64;
-  b.writeUInt32LE(1, ph); // PT_LOAD
-  b.writeUInt32LE(5, ph + 4); // R+X
-  b.writeBigUInt64LE(base, ph + 16);
-  b.writeBigUInt64LE(base, ph + 24);
-  b.writeBigUInt64LE(BigInt(size), ph + 32);
-  b.writeBigUInt64LE(BigInt(size), ph + 40);
-  b.writeBigUInt64LE(0x1000n, ph + 48);
-  code.copy(b, headers);
-  return b;
-}
 
 export function connectUnixElf(): Buffer {
   return staticElf(CONNECT_UNIX_CODE);
