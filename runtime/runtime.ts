@@ -126,7 +126,9 @@ export class PodRuntime {
     this.opts = opts;
     this.logger = opts.logger;
     this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox');
-    this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container');
+    // Pods are fsynced: after a host crash recovery must still find them to release their CNI addresses.
+    // A container dies with the host and its image hold is released by recovery anyway: atomic rename suffices.
+    this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container', false);
     this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
     const overlay = opts.runsc.options.overlay2 ?? '';
     this.stats = new StatsCollector({

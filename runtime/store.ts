@@ -117,9 +117,15 @@ export interface ContainerRecord {
 export class RecordStore<T extends { id: string }> {
   private readonly records = new Map<string, T>();
 
+  /**
+   * `durable`: each put is fsynced (file and directory), so it survives a
+   * host crash. Atomic rename alone already survives a daemon crash, which
+   * is all a record needs when nothing it describes outlives a reboot.
+   */
   constructor(
     private readonly dir: string,
     private readonly kind: string,
+    private readonly durable = true,
   ) {}
 
   /** Reads every record file; unreadable ones are logged and skipped. */
@@ -171,12 +177,12 @@ export class RecordStore<T extends { id: string }> {
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(JSON.stringify(rec));
-      await fh.sync();
+      if (this.durable) await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, path);
-    await syncDir(this.dir);
+    if (this.durable) await syncDir(this.dir);
   }
 
   async delete(id: string): Promise<void> {
