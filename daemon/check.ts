@@ -3,7 +3,8 @@ import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { silentLogger } from '../cri-api/logger.js';
 import { createNetns, NetworkManager, removeNetns } from '../network/index.js';
-import { ensureInfraRootfs, probeRunscFeatures, type RunscFeatures } from '../runtime/index.js';
+import { ensureInfraRootfs, probeRunscFeatures, Reaper, type RunscFeatures } from '../runtime/index.js';
+import { loadTraceSessionConfig, missingSinkEndpoints } from '../runtime/trace-session.js';
 import type { Config } from './config.js';
 import { runscFor } from './services.js';
 
@@ -81,6 +82,27 @@ export async function collectChecks(config: Config): Promise<CheckResult[]> {
     detail: features === undefined ? 'unknown' : features.portForward ? 'supported' : 'missing',
     hint: 'kubectl port-forward needs the runsc of bookworm-backports or newer',
   });
+
+  await run('runsc helper (perl subreaper)', false, 'install perl (perl-base): without the helper, pod and container teardown waits for pid 1 to reap runsc processes and tty containers get no terminal', async () => {
+    const reaper = await Reaper.start(silentLogger);
+    if (!reaper) return { ok: false, detail: 'could not start (x86-64 only, needs perl)' };
+    reaper.close();
+    return { ok: true, detail: 'starts: reaps runsc processes, holds log FIFOs and terminals' };
+  });
+
+  if (config.traceSessionConfig) {
+    await run('trace session config', true, 'fix the file named by trace-session-config (see README "Runtime monitoring"), or unset the option', async () => {
+      const session = await loadTraceSessionConfig(config.traceSessionConfig);
+      if (features && !features.traceSessions) return { ok: false, detail: `runsc ${features.version} has no trace sessions` };
+      const missing = await missingSinkEndpoints(session);
+      if (missing.length === 0) return { ok: true, detail: `${session.path}: ${session.points.length} points, sinks ${session.sinks.map((k) => k.name).join(', ')}` };
+      const absent = missing.map((k) => k.endpoint).join(', ');
+      const tolerated = missing.every((k) => k.ignoreSetupError);
+      return tolerated
+        ? { ok: true, detail: `${session.path}: sink socket ${absent} absent; pods start unmonitored (ignore_setup_error)` }
+        : { ok: false, detail: `${session.path}: sink socket ${absent} absent: pods would fail to start`, hint: 'start the monitoring agent (e.g. Falco) that listens there first, or set ignore_setup_error on the sink' };
+    });
+  }
 
   await run('CNI config and plugins', true, `write a CNI config into ${config.cniConfDir} and install containernetworking-plugins into one of ${config.cniBinDirs.join(', ')}`, async () => {
     const work = await mkdtemp(join(tmpdir(), 'gvisor-cri-check-'));

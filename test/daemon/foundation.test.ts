@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -150,7 +150,21 @@ test('`gvisor-cri check` passes on a set-up machine', async () => {
   const r = await runCli(['check', '--config', join(ready.dir, 'config.toml'), '--cni-conf-dir', ready.cniConfDir, '--state-dir', join(ready.dir, 'state-check'), '--run-dir', join(ready.dir, 'run-check'), '--socket', join(ready.dir, 'run-check', 'x.sock')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /^pass {2}sandbox boots \(systrap\)/m);
+  assert.match(r.stdout, /^pass {2}runsc helper \(perl subreaper\)/m);
   assert.match(r.stdout, /all required checks passed/);
+});
+
+test('`gvisor-cri check` checks a configured trace session: an absent sink socket fails with a hint', async () => {
+  const session = join(ready.dir, 'trace-check.json');
+  await writeFile(session, JSON.stringify({ trace_session: { name: 'Default', points: [{ name: 'container/start' }], sinks: [{ name: 'remote', config: { endpoint: join(ready.dir, 'no-falco.sock') } }] } }));
+  const args = ['check', '--json', '--config', join(ready.dir, 'config.toml'), '--trace-session-config', session, '--cni-conf-dir', ready.cniConfDir, '--state-dir', join(ready.dir, 'state-check'), '--run-dir', join(ready.dir, 'run-check'), '--socket', join(ready.dir, 'run-check', 'x.sock')];
+  const r = await runCli(args);
+  assert.equal(r.code, 1, r.stderr);
+  const check = (JSON.parse(r.stdout) as { checks: { name: string; ok: boolean; required: boolean; detail: string; hint: string }[] }).checks.find((c) => c.name === 'trace session config')!;
+  assert.equal(check.ok, false);
+  assert.equal(check.required, true);
+  assert.match(check.detail, /no-falco\.sock absent: pods would fail to start/);
+  assert.match(check.hint, /ignore_setup_error/);
 });
 
 test('`gvisor-cri check` fails with a hint when --runsc points to a missing file; --json for machines', async () => {
