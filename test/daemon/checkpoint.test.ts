@@ -7,7 +7,7 @@ import { mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { c as tarCreate, t as tarList, x as tarExtract } from 'tar';
-import { startDaemon, testConflist, type TestDaemon, waitFor } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, waitFor, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 
@@ -32,18 +32,10 @@ before(async () => {
   await mkdir(ckptDir, { recursive: true });
 });
 
-async function removeAllPods(): Promise<void> {
-  const pods = await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}).catch(() => ({ items: [] }));
-  for (const p of pods.items) {
-    await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-  }
-}
-
-afterEach(removeAllPods);
+afterEach(() => removeAllPods(d));
 
 after(async () => {
-  await removeAllPods();
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
 });

@@ -7,7 +7,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { startDaemon, testConflist, type TestDaemon, waitFor } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, waitFor, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { freePort } from '../helpers/network-env.js';
@@ -29,18 +29,11 @@ before(async () => {
   await d.call('image', 'PullImage', { image: { image } });
 });
 
-/** Each test starts from no pods, even after an earlier one failed midway. */
-async function removeAllPods(): Promise<void> {
-  for (const p of await listPods().catch(() => [])) {
-    await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-    await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
-  }
-}
-
-afterEach(removeAllPods);
+// Each test starts from no pods, even after an earlier one failed midway.
+afterEach(() => removeAllPods(d));
 
 after(async () => {
-  await removeAllPods();
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
 });

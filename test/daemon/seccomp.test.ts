@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { exitCodeOf, parseStatus, spdyExec } from '../helpers/stream-client.js';
@@ -50,10 +50,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (pod) {
-    await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod }).catch(() => undefined);
-    await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod }).catch(() => undefined);
-  }
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
   if (work) await rm(work, { recursive: true, force: true });

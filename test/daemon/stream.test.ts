@@ -4,7 +4,7 @@ import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { startDaemon, testConflist, type TestDaemon } from '../helpers/daemon.js';
+import { startDaemon, testConflist, type TestDaemon, removeAllPods } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { collect, exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyForward, spdyUpgrade, wsExec } from '../helpers/stream-client.js';
@@ -40,10 +40,7 @@ before(async () => {
 });
 
 after(async () => {
-  if (pod) {
-    await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod }).catch(() => undefined);
-    await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod }).catch(() => undefined);
-  }
+  await removeAllPods(d);
   await d?.cleanup();
   await registry?.stop();
 });
