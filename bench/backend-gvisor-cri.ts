@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DAEMON_NODE_FLAGS } from '../daemon/install.js';
 import type { CriBackend } from './contender-cri.js';
 import { waitForSocket } from './cri-client.js';
 import { benchConflist, type BenchEnv } from './env.js';
@@ -40,6 +41,7 @@ export class GvisorCriBackend implements CriBackend {
     const log = await open(this.logFile, 'a');
     try {
       this.proc = spawn(process.execPath, [
+        ...DAEMON_NODE_FLAGS,
         BIN,
         '--config', join(this.dir, 'config.toml'),
         '--socket', this.socket,

@@ -31,8 +31,16 @@ async function template(name: string): Promise<string> {
   return readFile(join(INSTALL_DIR, 'dist-files', name), 'utf8');
 }
 
+/**
+ * V8 flags the daemon runs with. A 2 MiB young generation (16 MiB by
+ * default) keeps an idle daemon near 75 MiB RSS instead of ~88 MiB; its
+ * allocations are short-lived RPC and stream buffers, so the extra
+ * scavenges cost little.
+ */
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
 export async function renderUnit(nodePath: string, installDir: string): Promise<string> {
-  return (await template('gvisor-cri.service')).replace('@NODE@', systemdWord(nodePath)).replace('@INSTALL_DIR@/bin/gvisor-cri', systemdWord(`${installDir}/bin/gvisor-cri`));
+  return (await template('gvisor-cri.service')).replace('@NODE@', [nodePath, ...DAEMON_NODE_FLAGS].map(systemdWord).join(' ')).replace('@INSTALL_DIR@/bin/gvisor-cri', systemdWord(`${installDir}/bin/gvisor-cri`));
 }
 
 export async function renderDefaultConfig(): Promise<string> {
