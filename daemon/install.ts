@@ -33,7 +33,7 @@ async function template(name: string): Promise<string> {
 
 /**
  * V8 flags the daemon runs with. A 2 MiB young generation (16 MiB by
- * default) keeps an idle daemon near 75 MiB RSS instead of ~88 MiB; its
+ * default) keeps an idle daemon under 80 MiB RSS instead of ~88 MiB; its
  * allocations are short-lived RPC and stream buffers, so the extra
  * scavenges cost little.
  */
