@@ -1,5 +1,5 @@
 import { open, readFile, rm } from 'node:fs/promises';
-import { ToolError, ipInNetns, umount, unshareNet } from './tools.js';
+import { ToolError, ipInNetns, umount, unshareNetWithLoopback } from './tools.js';
 
 /**
  * Pod network namespaces are files under <runDir>/netns with a namespace
@@ -28,8 +28,7 @@ export async function createNetns(path: string): Promise<void> {
   const fh = await open(path, 'wx', 0o444);
   await fh.close();
   try {
-    await unshareNet(path);
-    await ipInNetns(path, ['link', 'set', 'lo', 'up']);
+    await unshareNetWithLoopback(path);
   } catch (err) {
     await removeNetns(path).catch(() => undefined);
     throw err;
@@ -74,15 +73,22 @@ export async function createPlaceholderNetns(path: string, ifName: string, cidrs
  * A namespace without ifName is left alone.
  */
 export async function restoreAddresses(path: string, ifName: string, cidrs: readonly string[]): Promise<void> {
-  let shown: string;
-  try {
-    shown = await ipInNetns(path, ['-o', 'addr', 'show', 'dev', ifName]);
-  } catch {
-    return;
-  }
   for (const cidr of cidrs) {
-    if (!shown.includes(` ${cidr} `)) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName]);
+    try {
+      // replace: adds a lost address, keeps one still there; one process per address.
+      await ipInNetns(path, ['addr', 'replace', cidr, 'dev', ifName]);
+    } catch (err) {
+      if (!(await linkExists(path, ifName))) return;
+      throw err;
+    }
   }
+}
+
+async function linkExists(path: string, ifName: string): Promise<boolean> {
+  return ipInNetns(path, ['link', 'show', 'dev', ifName]).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Adds (or replaces) each route on ifName; routes through a gateway follow the addresses they need. */

@@ -30,9 +30,13 @@ async function run(tool: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
-/** `unshare --net=FILE true`: makes a new network namespace and bind-mounts it on FILE (which must exist). */
-export async function unshareNet(file: string): Promise<void> {
-  await run('unshare', [`--net=${file}`, 'true']);
+/**
+ * `unshare --net=FILE ip link set lo up`: makes a new network namespace,
+ * bind-mounts it on FILE (which must exist) and brings its loopback up, in
+ * one process.
+ */
+export async function unshareNetWithLoopback(file: string): Promise<void> {
+  await run('unshare', [`--net=${file}`, 'ip', 'link', 'set', 'lo', 'up']);
 }
 
 /** `umount PATH`. */
