@@ -7,6 +7,8 @@ import { pipeline } from 'node:stream/promises';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import { checkDigest } from './manifest.js';
 
+const WRITE_BATCH = 1 << 20;
+
 /**
  * Content-addressed blobs under `<root>/sha256/<hex>`. A blob becomes visible
  * only once its bytes hashed to its name: downloads go to a temp file first.
@@ -68,6 +70,10 @@ export class BlobStore {
   async ingest(digest: string, expectedSize: number, source: NodeJS.ReadableStream, what: string, onBytes: (n: number) => void): Promise<void> {
     const hash = createHash('sha256');
     let size = 0;
+    // Socket reads come in small chunks; writing each one costs a threadpool
+    // round trip, so they are gathered into WRITE_BATCH-sized writes.
+    let pending: Buffer[] = [];
+    let pendingSize = 0;
     const meter = new Transform({
       transform(chunk: Buffer, _enc, done) {
         size += chunk.length;
@@ -77,7 +83,19 @@ export class BlobStore {
         }
         hash.update(chunk);
         onBytes(chunk.length);
-        done(null, chunk);
+        pending.push(chunk);
+        pendingSize += chunk.length;
+        if (pendingSize < WRITE_BATCH) {
+          done();
+          return;
+        }
+        const batch = Buffer.concat(pending, pendingSize);
+        pending = [];
+        pendingSize = 0;
+        done(null, batch);
+      },
+      flush(done) {
+        done(null, pendingSize > 0 ? Buffer.concat(pending, pendingSize) : undefined);
       },
     });
     const tmp = this.tmpPath();
