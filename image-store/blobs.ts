@@ -1,11 +1,25 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import { checkDigest } from './manifest.js';
+
+const WRITE_BATCH = 1 << 20;
+
+/** writev until every byte is out (a regular file may take fewer bytes than asked). */
+async function writevAll(fh: FileHandle, chunks: Buffer[]): Promise<void> {
+  let rest = chunks;
+  while (rest.length > 0) {
+    let { bytesWritten } = await fh.writev(rest);
+    while (rest.length > 0 && bytesWritten >= rest[0].length) {
+      bytesWritten -= rest[0].length;
+      rest = rest.slice(1);
+    }
+    if (bytesWritten > 0) rest = [rest[0].subarray(bytesWritten), ...rest.slice(1)];
+  }
+}
 
 /**
  * Content-addressed blobs under `<root>/sha256/<hex>`. A blob becomes visible
@@ -68,27 +82,42 @@ export class BlobStore {
   async ingest(digest: string, expectedSize: number, source: NodeJS.ReadableStream, what: string, onBytes: (n: number) => void): Promise<void> {
     const hash = createHash('sha256');
     let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _enc, done) {
-        size += chunk.length;
-        if (size > expectedSize) {
-          done(new CriError(GrpcStatus.DATA_LOSS, `${what}: registry sent more than the ${expectedSize} bytes the manifest declares`));
-          return;
-        }
-        hash.update(chunk);
-        onBytes(chunk.length);
-        done(null, chunk);
-      },
-    });
     const tmp = this.tmpPath();
     try {
-      const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 });
-      await pipeline(source, meter, out);
-      if (size !== expectedSize) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: got ${size} bytes, the manifest declares ${expectedSize}`);
-      const actual = `sha256:${hash.digest('hex')}`;
-      if (actual !== digest) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: downloaded content has digest ${actual}; the blob is corrupt at the registry or in transit`);
-      const fh = await open(tmp, 'r');
+      const fh = await open(tmp, 'wx', 0o644);
       try {
+        // Socket reads come in small chunks; writing each one costs a
+        // threadpool round trip, so they go out WRITE_BATCH bytes per writev.
+        let pending: Buffer[] = [];
+        let pendingSize = 0;
+        const flush = async (): Promise<void> => {
+          const batch = pending;
+          pending = [];
+          pendingSize = 0;
+          await writevAll(fh, batch);
+        };
+        const sink = new Writable({
+          write(chunk: Buffer, _enc, done) {
+            size += chunk.length;
+            if (size > expectedSize) {
+              done(new CriError(GrpcStatus.DATA_LOSS, `${what}: registry sent more than the ${expectedSize} bytes the manifest declares`));
+              return;
+            }
+            hash.update(chunk);
+            onBytes(chunk.length);
+            pending.push(chunk);
+            pendingSize += chunk.length;
+            if (pendingSize < WRITE_BATCH) done();
+            else flush().then(() => done(), done);
+          },
+          final(done) {
+            flush().then(() => done(), done);
+          },
+        });
+        await pipeline(source, sink);
+        if (size !== expectedSize) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: got ${size} bytes, the manifest declares ${expectedSize}`);
+        const actual = `sha256:${hash.digest('hex')}`;
+        if (actual !== digest) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: downloaded content has digest ${actual}; the blob is corrupt at the registry or in transit`);
         await fh.sync();
       } finally {
         await fh.close();

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { lstat, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
@@ -53,6 +54,11 @@ async function assertRefused(name: string, evil: TarEntry[], ...words: string[])
 test('"../" escape is refused', async () => {
   await assertRefused('dotdot', [{ path: `../../../../../../../..${scratch}/pwned`, content: 'x' }], '".."');
   await assertRefused('dotdot-mid', [{ path: 'etc/../../pwned', content: 'x' }], '".."');
+});
+
+test('a refused layer of several read chunks stops the unpack cleanly', async () => {
+  // The escape comes first and 3 MiB follow: the blob is still being fed to gunzip when the layer fails.
+  await assertRefused('dotdot-big', [{ path: '../pwned', content: 'x' }, { path: 'big.bin', content: randomBytes(3 * 1024 * 1024) }], '".."');
 });
 
 test('absolute paths are refused', async () => {
