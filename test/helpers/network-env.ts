@@ -180,20 +180,25 @@ export async function inNetns(netns: string, cmd: string[], o: { input?: string;
  */
 export async function tcpExchange(o: { listenNs?: string; port: number; dialNs?: string; dialAddr: string; dialPort?: number }): Promise<{ server: string; client: string }> {
   const wrap = (ns: string | undefined, cmd: string[]): [string, string[]] => (ns ? ['nsenter', [`--net=${ns}`, ...cmd]] : [cmd[0]!, cmd.slice(1)]);
-  const listen = ['busybox', 'nc', '-l', '-p', String(o.port)];
-  const [sc, sa] = wrap(o.listenNs, listen);
-  const server = execa(sc, sa, { input: 'pong\n', reject: false, timeout: 10_000 });
-  try {
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const [cc, ca] = wrap(o.dialNs, ['busybox', 'nc', '-w', '2', o.dialAddr, String(o.dialPort ?? o.port)]);
-      const c = await execa(cc, ca, { input: 'ping\n', reject: false, timeout: 5000 });
-      if (c.exitCode === 0 && c.stdout !== '') return { server: (await server).stdout, client: c.stdout };
-      if (Date.now() > deadline) return { server: '', client: `${c.stdout}${c.stderr}` };
+  // The listener answers only after it has read the line: with the answer on its stdin, nc could hit
+  // stdin's end and exit before the client's line arrived.
+  const [sc, sa] = wrap(o.listenNs, ['busybox', 'nc', '-l', '-p', String(o.port), '-e', 'sh', '-c', 'read line; echo pong; echo "$line" >&2']);
+  const [cc, ca] = wrap(o.dialNs, ['busybox', 'nc', '-w', '2', o.dialAddr, String(o.dialPort ?? o.port)]);
+  // One listener per attempt: busybox nc serves a single connection, and on a loaded machine a first
+  // attempt can connect too early (refused) or end without an answer, which used up that listener.
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const server = execa(sc, sa, { stdin: 'ignore', reject: false, timeout: 10_000 });
+    try {
       await new Promise((r) => setTimeout(r, 100));
+      const c = await execa(cc, ca, { input: 'ping\n', reject: false, timeout: 5000 });
+      if (c.exitCode === 0 && c.stdout !== '') return { server: (await server).stderr, client: c.stdout };
+      if (Date.now() > deadline) return { server: '', client: `${c.stdout}${c.stderr}` };
+    } finally {
+      server.kill('SIGKILL');
     }
-  } finally {
-    server.kill('SIGKILL');
+    await server.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
   }
 }
 
