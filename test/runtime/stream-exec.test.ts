@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyUpgrade, wsExec } from '../helpers/stream-client.js';
 import { fdCount, makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
@@ -59,23 +60,26 @@ test('a missing program is an error status, not an exit code', async () => {
 });
 
 test('a TTY exec sees the client terminal size and its resizes', async () => {
-  let resolveSeen: () => void = () => undefined;
-  const seen = new Promise<void>((r) => { resolveSeen = r; });
+  // The resize travels apart from stdin: keep sending lines until one is answered with the new size, then end stdin (EOF).
+  const stdin = new PassThrough();
   let out = '';
-  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'busybox stty size; read x; busybox stty size; echo got=$x'], { tty: true, stdin: true }), {
+  let sent = 1;
+  stdin.write('hello\n');
+  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'while read x; do echo got=$x; busybox stty size; done'], { tty: true, stdin: true }), {
     tty: true,
-    stdin: Buffer.from('hello\n'),
-    holdStdin: seen,
+    stdin,
     resize: [{ width: 100, height: 30 }],
     onStdout: (c) => {
       out += c.toString();
-      if (out.includes('30 100')) resolveSeen();
+      if (stdin.writableEnded) return;
+      if (out.includes('30 100')) stdin.end();
+      else if (sent < 50 && out.split('got=').length > sent) stdin.write(`line${sent++}\n`);
     },
   });
   const text = r.stdout.toString();
   assert.equal(parseStatus(r).status, 'Success', `${r.status} ${text}`);
-  assert.match(text, /30 100/);
   assert.match(text, /got=hello/);
+  assert.match(text, /30 100/);
 });
 
 test('a TTY exec reads EOF when the client closes its stdin', async () => {
