@@ -6,8 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import { constants as fsc } from 'node:fs';
-import { chmod, mkdir, open, readFile, realpath, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join, relative } from 'node:path';
+import { chmod, mkdir, open, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { ContainerConfig__Output } from '../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../cri-api/generated/runtime/v1/LinuxContainerResources.js';
@@ -1099,16 +1099,11 @@ export class PodRuntime {
   }
 }
 
-/** Reads a file of an image's rootfs, refusing symlinks that leave it (a hostile image must not make us read host files). */
+/** Reads a file of an image's rootfs, its links resolved inside the image (a hostile image must not make us read host files). */
 async function readImageFile(rootfs: string, rel: string): Promise<string | undefined> {
-  try {
-    const real = await realpath(join(rootfs, rel));
-    const inside = relative(await realpath(rootfs), real);
-    if (inside.startsWith('..') || inside === '') return undefined;
-    return await readFile(real, 'utf8');
-  } catch {
-    return undefined;
-  }
+  const found = await resolveInImage(rootfs, `/${rel}`);
+  if (!found || found.dir) return undefined;
+  return readFile(join(rootfs, found.path), 'utf8').catch(() => undefined);
 }
 
 /** Reads and drops output nobody logs, so the pipe never fills. */
