@@ -95,7 +95,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     });
     if (!sub) throw new Error(`attach to container ${c.name} (${c.id.slice(0, 12)}): its output is not being read (not running?)`);
     const stdinDone = io.stdin ? this.attachStdin(c, io.stdin, io.signal) : Promise.resolve();
-    if (io.resize && c.terminal) void this.applySizes(c, io.resize, io.signal);
+    if (io.resize && c.terminal) void this.followSizes(c, io.resize, () => io.signal.aborted, (s) => this.rt.resizeTerminal(c.id, s.width, s.height));
     try {
       await new Promise<void>((resolve) => {
         if (io.signal.aborted) return resolve();
@@ -198,15 +198,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     io.stdin?.on('data', onInput);
     io.stdin?.once('end', onEnd);
     let done = false;
-    if (io.resize) {
-      const sizes = io.resize;
-      void (async () => {
-        for await (const s of sizes) {
-          if (done) break;
-          if (s.width > 0 && s.height > 0) term.resize(s.width, s.height);
-        }
-      })().catch((err: unknown) => this.logger.debug({ err, container: c.id }, 'reading terminal sizes'));
-    }
+    if (io.resize) void this.followSizes(c, io.resize, () => done, (s) => term.resize(s.width, s.height));
     const onAbort = (): void => void this.killExec(c.id, internalPidFile, () => term.kill('SIGKILL'));
     io.signal.addEventListener('abort', onAbort, { once: true });
     try {
@@ -263,15 +255,15 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   // --- attach --------------------------------------------------------------------
 
-  /** Resizes the container's terminal as the attached client's window changes. */
-  private async applySizes(c: ContainerRecord, sizes: AsyncIterable<TerminalSize>, signal: AbortSignal): Promise<void> {
+  /** Applies each terminal size the client sends (empty ones ignored) until `stopped()`: an exec's pty or an attached container's terminal. */
+  private async followSizes(c: ContainerRecord, sizes: AsyncIterable<TerminalSize>, stopped: () => boolean, apply: (s: TerminalSize) => unknown): Promise<void> {
     try {
       for await (const s of sizes) {
-        if (signal.aborted) break;
-        if (s.width > 0 && s.height > 0) await this.rt.resizeTerminal(c.id, s.width, s.height);
+        if (stopped()) break;
+        if (s.width > 0 && s.height > 0) await apply(s);
       }
     } catch (err) {
-      this.logger.debug({ err, container: c.id }, 'reading terminal sizes of an attach');
+      this.logger.debug({ err, container: c.id }, 'reading terminal sizes');
     }
   }
 
