@@ -1009,7 +1009,8 @@ export class PodRuntime {
       if (stderr) outputs.push([stderr.reader, 'stderr']);
       const pumps = outputs.map(([r, name]) => (writer ? writer.pump(r, name) : drain(r)));
       const io: LiveIo = { stdout, stderr, stdin, control, writer, pumps };
-      this.driver.holdOutput(stderr ? [stdout.path, stderr.path] : [stdout.path]);
+      // A new FIFO is held by the reaper that made it (OutputFifo.create); after a restart this daemon's reaper holds them too.
+      if (mode === 'reattach') this.driver.holdOutput(stderr ? [stdout.path, stderr.path] : [stdout.path]);
       this.live.set(c.id, io);
       return io;
     } catch (err) {
