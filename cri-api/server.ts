@@ -1,4 +1,5 @@
 import { chmod } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -6,6 +7,7 @@ import type { ProtoGrpcType } from './generated/api.js';
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService.js';
 import type { ImageServiceHandlers } from './generated/runtime/v1/ImageService.js';
 import { CriError } from './errors.js';
+import { filterConnection } from './authority-filter.js';
 import type { Logger } from './logger.js';
 
 /** Where our CRI definition lives, found from source (cri-api/) and from the build (dist/cri-api/). */
@@ -157,13 +159,22 @@ export async function startCriServer(socketPath: string, handlers: CriHandlers, 
   const streams = new Set<AbortController>();
   server.addService(proto.runtime.v1.RuntimeService.service, implementation(proto.runtime.v1.RuntimeService.service, handlers, logger, inflight, streams));
   server.addService(proto.runtime.v1.ImageService.service, implementation(proto.runtime.v1.ImageService.service, handlers, logger, inflight, streams));
+  // We accept connections ourselves so that each one passes the authority filter on its way to grpc-js.
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = createServer((socket) => injector.injectConnection(filterConnection(socket, logger)));
   await new Promise<void>((resolve, reject) => {
-    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+    listener.once('error', reject);
+    listener.listen(socketPath, () => {
+      listener.removeListener('error', reject);
+      resolve();
+    });
   });
+  listener.on('error', (err) => logger.error({ err }, 'CRI socket listener failed'));
   await chmod(socketPath, 0o660);
   return {
     socketPath,
     async shutdown(graceMs: number): Promise<void> {
+      listener.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
