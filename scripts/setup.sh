@@ -52,7 +52,8 @@ add_backports_source() {
 }
 
 # python3, make and g++ build node-pty (TTY exec) from source during npm ci.
-packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++)
+# python3-grpcio and python3-grpc-tools: the tests' independent CRI client (gRPC C core).
+packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++ python3-grpcio python3-grpc-tools)
 
 missing=()
 for p in "${packages[@]}"; do
