@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KeyedLock, writeFileAtomic } from '../common/index.js';
 import type { RegistryConfig } from '../daemon/config.js';
 import { failedPrecondition, internal, notFound, wrapError } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
@@ -106,7 +107,8 @@ export class ImageStore {
   private readonly platform: Platform;
   private images = new Map<string, StoredImage>();
   private holders = new Map<string, Holder>();
-  private lockTail: Promise<unknown> = Promise.resolve();
+  /** One key: every change of records (and GC) runs alone. */
+  private readonly lock = new KeyedLock();
   private readonly pulls = new Map<string, SharedPull>();
   private readonly blobDownloads = new Map<string, { promise: Promise<void>; signal: AbortSignal }>();
   private readonly snapshotBuilds = new Map<string, Promise<void>>();
@@ -487,9 +489,7 @@ export class ImageStore {
   // ------------------------------------------------------------ persistence and GC
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.lockTail.then(fn, fn);
-    this.lockTail = run.catch(() => undefined);
-    return run;
+    return this.lock.run('records', fn);
   }
 
   private protect(ids: string[]): string[] {
@@ -524,25 +524,10 @@ export class ImageStore {
     this.holders = new Map(Object.entries(state.holders));
   }
 
-  /** Write temp, fsync, rename, fsync the directory: the state file is always whole. */
+  /** Durable (common/atomic-write.ts): the state file is always whole, and survives a host crash. Under the lock. */
   private async persist(): Promise<void> {
     const state: StateFile = { version: 1, images: [...this.images.values()], holders: Object.fromEntries(this.holders) };
-    const final = join(this.dir, STATE_FILE);
-    const tmp = join(this.tmpDir, `state-${randomBytes(8).toString('hex')}.json`);
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(state));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, final);
-    const dirFh = await open(this.dir, 'r');
-    try {
-      await dirFh.sync();
-    } finally {
-      await dirFh.close();
-    }
+    await writeFileAtomic(join(this.dir, STATE_FILE), JSON.stringify(state), { durability: 'durable', mode: 0o600, tmpDir: this.tmpDir });
   }
 
   /**

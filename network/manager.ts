@@ -1,6 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KeyedLock } from '../common/index.js';
 import {
   CriError,
   alreadyExists,
@@ -88,7 +89,8 @@ export class NetworkManager {
   private rewatch: NodeJS.Timeout | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private closed = false;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Serialises work on one pod; different pods proceed in parallel. */
+  private readonly locks = new KeyedLock();
 
   private constructor(
     private readonly opts: NetworkOptions,
@@ -174,19 +176,6 @@ export class NetworkManager {
     return { ready: true, reason: '', message: '' };
   }
 
-  /** Serialises work on one pod; different pods proceed in parallel. */
-  private async withLock<T>(podId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(podId) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(podId, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(podId) === tail) this.locks.delete(podId);
-    }
-  }
-
   private listCall(e: CacheEntry, netns: string): ListCall {
     return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, runtimeConfig: e.runtimeConfig };
   }
@@ -195,7 +184,7 @@ export class NetworkManager {
   async setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
     checkRequest(req);
     const ctx = `set up network for pod ${req.namespace}/${req.name} (${req.podId})`;
-    return this.withLock(req.podId, async () => {
+    return this.locks.run(req.podId, async () => {
       if (this.cache.get(req.podId)) throw alreadyExists(`${ctx}: already set up; tear it down first`);
       const s = this.state;
       if (!s.ok) throw failedPrecondition(`${ctx}: network not ready: ${s.message}`);
@@ -279,7 +268,7 @@ export class NetworkManager {
   /** CNI DEL with the cached config and result, then removes netns and cache; a pod already gone is fine. */
   async teardown(podId: string): Promise<void> {
     if (!POD_ID.test(podId)) throw invalidArgument(`tear down pod network: pod id "${podId}" must match ${POD_ID.source}`);
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       const netnsPath = entry?.netnsPath ?? join(this.netnsDir, podId);
       const ctx = `tear down network of pod ${entry ? podLabel(entry) : podId}`;
@@ -309,7 +298,7 @@ export class NetworkManager {
    * Routes a plugin set up without listing them in its result are not known.
    */
   async reclaimAddresses(podId: string): Promise<void> {
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       if (!entry?.result) throw notFound(`reclaim addresses of pod ${podId}: network not set up`);
       try {
@@ -348,7 +337,7 @@ export class NetworkManager {
 
   /** CNI CHECK of a set-up pod (a no-op for configs older than 0.4.0 or with disableCheck). */
   check(podId: string): Promise<void> {
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       if (!entry?.result) throw notFound(`check network of pod ${podId}: not set up`);
       const ctx = `check network of pod ${podLabel(entry)}`;

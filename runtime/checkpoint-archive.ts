@@ -5,10 +5,10 @@
  * `runsc checkpoint --image-path` filled; runsc compresses its pages itself).
  * Also the rewrite of the checkpointed container's OCI spec for its new pod.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { c as tarCreate, x as tarExtract } from 'tar';
+import { replaceFileAtomic } from '../common/index.js';
 import { failedPrecondition, invalidArgument, notFound } from '../cri-api/errors.js';
 import type { OciMount, OciSpec, PodEtcFiles } from './oci-spec.js';
 import { ANNOTATION_SANDBOX_ID } from './oci-spec.js';
@@ -47,8 +47,8 @@ export interface CheckpointManifest {
 
 /**
  * Writes `manifest` and the runsc image in `workDir/checkpoint` as a tar at
- * `location`, atomically: a temp file beside it, fsync, rename (an existing
- * file is replaced whole, never seen half-written).
+ * `location`, atomically and durably (common/atomic-write.ts): an existing
+ * file is replaced whole, never seen half-written.
  */
 export async function writeCheckpointArchive(location: string, workDir: string, manifest: CheckpointManifest): Promise<void> {
   const manifestPath = join(workDir, MANIFEST_NAME);
@@ -58,21 +58,14 @@ export async function writeCheckpointArchive(location: string, workDir: string, 
   } finally {
     await fh.close();
   }
-  const tmp = join(dirname(location), `.${basename(location)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    await tarCreate({ file: tmp, cwd: workDir, portable: true, mode: 0o600 }, [MANIFEST_NAME, IMAGE_DIR_NAME]);
-    const out = await open(tmp, 'r+');
-    try {
-      await out.chmod(0o600);
-      await out.sync();
-    } finally {
-      await out.close();
-    }
-    await rename(tmp, location);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  }
+  await replaceFileAtomic(
+    location,
+    async (tmp) => {
+      await tarCreate({ file: tmp, cwd: workDir, portable: true, mode: 0o600 }, [MANIFEST_NAME, IMAGE_DIR_NAME]);
+      await chmod(tmp, 0o600);
+    },
+    { durability: 'durable' },
+  );
 }
 
 /** True when a CreateContainer image names a checkpoint archive: image references never start with '/'. */

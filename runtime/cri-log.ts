@@ -8,6 +8,7 @@
 import { open, mkdir, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
+import { KeyedLock } from '../common/index.js';
 import type { Logger } from '../cri-api/logger.js';
 
 export type LogStream = 'stdout' | 'stderr';
@@ -51,8 +52,8 @@ export class CriLogWriter {
   private queue: Buffer[] = [];
   private queuedBytes = 0;
   private fh: FileHandle | undefined;
-  /** Every file operation runs on this chain, so writes and reopen never interleave. */
-  private chain: Promise<void> = Promise.resolve();
+  /** Every file operation runs under this lock, so writes and reopen never interleave. */
+  private readonly fileOps = new KeyedLock();
   private drainScheduled = false;
   private closed = false;
   /** Lines dropped because the disk did not keep up. */
@@ -172,11 +173,9 @@ export class CriLogWriter {
   }
 
   private enqueueOp(op: () => Promise<void>): Promise<void> {
-    const next = this.chain.then(op, op);
-    this.chain = next.catch((err: unknown) => {
+    return this.fileOps.run(this.path, op).catch((err: unknown) => {
       this.logger?.warn({ err, log: this.path }, 'container log write failed');
     });
-    return this.chain;
   }
 
   private async openFile(): Promise<void> {

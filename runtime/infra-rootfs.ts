@@ -2,8 +2,9 @@
  * The pod infra ("pause") container's rootfs, made by the daemon itself so a
  * pod needs no image pull: one tiny static program that sleeps forever.
  */
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../common/index.js';
 import { seccompHelperElf } from './seccomp-helper.js';
 import { staticElf } from './static-elf.js';
 
@@ -90,11 +91,7 @@ async function ensureBusybox(rootfsDir: string): Promise<string | undefined> {
   return '/busybox';
 }
 
-/** Written beside and renamed, so a crash never leaves a half program. */
+/** Atomic, so a crash never leaves a half program; not durable: it is compared and rewritten at every start. */
 async function install(target: string, content: Buffer): Promise<void> {
-  const tmp = `${target}.tmp-${process.pid}`;
-  await rm(tmp, { force: true });
-  await writeFile(tmp, content);
-  await chmod(tmp, 0o755);
-  await rename(tmp, target);
+  await writeFileAtomic(target, content, { durability: 'atomic', mode: 0o755 });
 }

@@ -3,8 +3,9 @@
  * container and its app containers. Inputs are plain typed objects, so the
  * CRI layer maps CRI fields to them and this file knows nothing of CRI.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../common/index.js';
 import { resolveCapabilities } from './capabilities.js';
 import { SECCOMP_HELPER_PATH } from './seccomp-helper.js';
 
@@ -352,12 +353,15 @@ export function buildExecProcess(input: ExecProcessInput): OciProcess {
   };
 }
 
-/** Writes `spec` as `bundleDir/config.json` (via a temp file, so readers never see half of it). */
+/** Writes `spec` as `bundleDir/config.json`. Under the run dir (tmpfs): atomic, not durable (common/atomic-write.ts). */
 export async function writeBundle(bundleDir: string, spec: OciSpec): Promise<string> {
   await mkdir(bundleDir, { recursive: true, mode: 0o700 });
   const path = join(bundleDir, 'config.json');
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(spec, null, 2), { mode: 0o600 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, JSON.stringify(spec, null, 2), { durability: 'atomic', mode: 0o600 });
   return path;
+}
+
+/** The OCI spec a bundle was written with (writeBundle). */
+export async function readBundleSpec(bundleDir: string): Promise<OciSpec> {
+  return JSON.parse(await readFile(join(bundleDir, 'config.json'), 'utf8')) as OciSpec;
 }

@@ -5,15 +5,16 @@
  * and which capability names it accepts. The probed part is cached in the
  * run dir (cleared at boot), keyed by runsc binary and kernel.
  */
-import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { writeFileAtomic } from '../common/index.js';
 import { internal } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
 import { ALL_LINUX_CAPABILITIES } from './capabilities.js';
 import type { InfraRootfs } from './infra-rootfs.js';
-import { ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildSandboxSpec, writeBundle, type OciSpec } from './oci-spec.js';
+import { ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildSandboxSpec, readBundleSpec, writeBundle } from './oci-spec.js';
 import { RunscError, type Runsc, type RunscStdio } from './runsc.js';
 
 export interface RunscFeatures {
@@ -69,7 +70,7 @@ export async function probeRunscFeatures(opts: ProbeOptions): Promise<RunscFeatu
   const probed = await probeWithSandbox(opts);
   logger.info({ version, ...probed, ms: Date.now() - started }, 'probed runsc');
   await mkdir(workDir, { recursive: true });
-  await writeFile(cachePath, JSON.stringify({ key, ...probed } satisfies CacheEntry));
+  await writeFileAtomic(cachePath, JSON.stringify({ key, ...probed } satisfies CacheEntry), { durability: 'atomic' });
   return { ...base, ...probed };
 }
 
@@ -124,7 +125,7 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
  */
 async function probeCapabilities(runsc: Runsc, sandboxId: string, bundle: string, stdio: RunscStdio): Promise<string[]> {
   let caps = [...ALL_LINUX_CAPABILITIES];
-  const base = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as OciSpec;
+  const base = await readBundleSpec(bundle);
   for (let i = 0; i <= ALL_LINUX_CAPABILITIES.length; i++) {
     const id = `${sandboxId}-caps${i}`;
     const dir = join(bundle, `caps${i}`);

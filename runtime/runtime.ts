@@ -16,6 +16,7 @@ import { alreadyExists, deadlineExceeded, failedPrecondition, internal, invalidA
 import type { Logger } from '../cri-api/logger.js';
 import type { ImageStore } from '../image-store/index.js';
 import { writePodFiles, type NetworkManager, type PortMapping } from '../network/index.js';
+import { KeyedLock } from '../common/index.js';
 import { resolveCapabilities } from './capabilities.js';
 import { appArmorProfileName, imageVolumeRequests, mapContainerConfig, mountRecords, resourcesRecord, seccompChoice, specResources } from './container-config.js';
 import { pathMounts, resolveInImage, submountsOf } from './path-mounts.js';
@@ -82,23 +83,6 @@ interface Waiter {
   done: Promise<void>;
 }
 
-/** Runs `fn` after every earlier call with the same key has settled. */
-class KeyedLock {
-  private readonly tails = new Map<string, Promise<unknown>>();
-
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.tails.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const newId = (): string => randomBytes(32).toString('hex');
 const podLabel = (s: SandboxRecord): string => `${s.namespace}/${s.name} (${s.id.slice(0, 12)})`;
@@ -125,10 +109,8 @@ export class PodRuntime {
   private constructor(opts: PodRuntimeOptions) {
     this.opts = opts;
     this.logger = opts.logger;
-    this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox');
-    // Pods are fsynced: after a host crash recovery must still find them to release their CNI addresses.
-    // A container dies with the host and its image hold is released by recovery anyway: atomic rename suffices.
-    this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container', false);
+    this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox', 'durable');
+    this.containers = new RecordStore(join(opts.stateDir, 'containers'), 'container', 'atomic');
     this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
     const overlay = opts.runsc.options.overlay2 ?? '';
     this.stats = new StatsCollector({

@@ -1,10 +1,11 @@
 /**
  * Sandbox and container records: what the runtime knows of each pod and
  * container, kept in memory for List/Status and persisted one JSON file per
- * object (temp file, fsync, rename) so a restarted daemon can rebuild itself.
+ * object (common/atomic-write.ts) so a restarted daemon can rebuild itself.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAtomicWriteTemp, KeyedLock, writeFileAtomic, type Durability } from '../common/index.js';
 import type { Logger } from '../cri-api/logger.js';
 import type { OciUser } from './oci-spec.js';
 
@@ -113,19 +114,21 @@ export interface ContainerRecord {
   restore?: { archive: string; imageDir?: string };
 }
 
-/** One kind of record, one file each under `dir`. */
+/**
+ * One kind of record, one file each under `dir`. Every write of a record's
+ * file (put, delete) goes through that record's lock here, whoever calls:
+ * the exit path writes a container's record while an RPC may be writing it
+ * too, and the file must end whole and as the record is now.
+ */
 export class RecordStore<T extends { id: string }> {
   private readonly records = new Map<string, T>();
+  private readonly writes = new KeyedLock();
 
-  /**
-   * `durable`: each put is fsynced (file and directory), so it survives a
-   * host crash. Atomic rename alone already survives a daemon crash, which
-   * is all a record needs when nothing it describes outlives a reboot.
-   */
+  /** `durability`: see the rule in common/atomic-write.ts. */
   constructor(
     private readonly dir: string,
     private readonly kind: string,
-    private readonly durable = true,
+    private readonly durability: Durability,
   ) {}
 
   /** Reads every record file; unreadable ones are logged and skipped. */
@@ -133,7 +136,7 @@ export class RecordStore<T extends { id: string }> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);
-      if (name.includes('.tmp-')) {
+      if (isAtomicWriteTemp(name)) {
         await rm(path, { force: true });
         continue;
       }
@@ -169,35 +172,27 @@ export class RecordStore<T extends { id: string }> {
     return [...this.records.values()];
   }
 
-  /** Stores `rec` in memory and on disk; the file is whole or absent, never half-written. */
+  /**
+   * Stores `rec` in memory and on disk; the file is whole or absent, never
+   * half-written. Serialised inside the record's lock, so the last write
+   * to land holds every change made before it was called.
+   */
   async put(rec: T): Promise<void> {
     this.records.set(rec.id, rec);
-    const path = join(this.dir, `${rec.id}.json`);
-    const tmp = `${path}.tmp-${process.pid}`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(rec));
-      if (this.durable) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    if (this.durable) await syncDir(this.dir);
+    await this.writes.run(rec.id, async () => {
+      // Removed while this write waited: writing now would bring the file back.
+      if (this.records.get(rec.id) !== rec) return;
+      await writeFileAtomic(this.path(rec.id), JSON.stringify(rec), { durability: this.durability, mode: 0o600 });
+    });
   }
 
   async delete(id: string): Promise<void> {
     this.records.delete(id);
-    await rm(join(this.dir, `${id}.json`), { force: true });
+    await this.writes.run(id, () => rm(this.path(id), { force: true }));
   }
-}
 
-/** Makes a rename durable: fsync of the directory holding it. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
+  private path(id: string): string {
+    return join(this.dir, `${id}.json`);
   }
 }
 
