@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CriLogWriter } from '../../runtime/cri-log.js';
-import { OutputFifo } from '../../runtime/log-pipe.js';
-import type { ContainerIo } from '../../runtime/sandbox-driver.js';
-import { buildExecProcess } from '../../runtime/oci-spec.js';
+import { CriLogWriter } from '../../runtime/logs/cri-log.js';
+import { OutputFifo } from '../../runtime/logs/log-pipe.js';
+import type { ContainerIo } from '../../runtime/runsc/sandbox-driver.js';
+import { buildExecProcess } from '../../runtime/spec/oci-spec.js';
 import { containerSpec, makeRuntimeEnv, sandboxProcesses, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 
 let env: RuntimeEnv;

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CriLogWriter } from '../../runtime/cri-log.js';
-import { OutputFifo } from '../../runtime/log-pipe.js';
+import { CriLogWriter } from '../../runtime/logs/cri-log.js';
+import { OutputFifo } from '../../runtime/logs/log-pipe.js';
 import { containerSpec, makeRuntimeEnv, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 
 let env: RuntimeEnv;

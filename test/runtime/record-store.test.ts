@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { writeFileAtomic } from '../../common/index.js';
 import { silentLogger } from '../../cri-api/logger.js';
-import { RecordStore } from '../../runtime/store.js';
+import { RecordStore } from '../../runtime/records/store.js';
 
 let dir: string;
 
