@@ -1,5 +1,7 @@
 /** The runtime module's public surface: the pod/container lifecycle, its RPC handlers, and the runsc layer the daemon wires up. */
-export { PodRuntime, UNKNOWN_EXIT_CODE, type PodRuntimeOptions } from './core/pod-runtime.js';
+export { PodRuntime, type PodRuntimeOptions } from './core/pod-runtime.js';
+export { openPodRuntime } from './core/recover.js';
+export { UNKNOWN_EXIT_CODE } from './core/exit-monitor.js';
 export type { ContainerRecord, SandboxRecord, ContainerPhase, SandboxPhase } from './records/store.js';
 export { RunPodSandbox, POD_RUNTIME_HANDLERS } from './server/run-pod-sandbox.js';
 export { StopPodSandbox } from './server/stop-pod-sandbox.js';
@@ -40,7 +42,8 @@ export { Reaper } from './runsc/reaper.js';
 export { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from './spec/oci-spec.js';
 export { SandboxDriver } from './runsc/sandbox-driver.js';
 export { OutputFifo, StdinFifo } from './logs/log-pipe.js';
-export { Exec, type StreamUrls } from './server/exec.js';
+export { Exec } from './server/exec.js';
+export type { StreamUrls } from './streaming/stream-urls.js';
 export { Attach } from './server/attach.js';
 export { PortForward } from './server/port-forward.js';
 export { RuntimeStreamBackend, type RuntimeStreamBackendOptions } from './streaming/stream-backend.js';

@@ -9,7 +9,7 @@ import type { ContainerEventType__Output } from '../../cri-api/generated/runtime
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
 import type { Logger } from '../../cri-api/logger.js';
 import type { ContainerStatus } from '../../cri-api/generated/runtime/v1/ContainerStatus.js';
-import { sandboxStatus } from '../server/pod-sandbox-status.js';
+import { sandboxStatus } from '../records/cri-view.js';
 import type { SandboxRecord } from '../records/store.js';
 
 export type ContainerEventType = ContainerEventType__Output;

@@ -1,28 +1,34 @@
 /**
- * The one place that rebuilds live state after a daemon restart: rolls back
- * half-made objects, reconciles records with what runsc still runs,
- * reattaches running containers' output and exit waiters, and lets the
- * network module drop what no pod owns any more.
+ * The one place that rebuilds live state at start-up (containerd's
+ * restart.go): loads the records, rolls back half-made objects, reconciles
+ * records with what runsc still runs, reattaches running containers' output
+ * and exit waiters, and lets the network module drop what no pod owns any more.
  */
-import { readdir, rm } from 'node:fs/promises';
-import type { Logger } from '../../cri-api/logger.js';
-import type { ImageStore } from '../../image-store/index.js';
-import type { NetworkManager } from '../../network/index.js';
-import type { PodRuntime } from './pod-runtime.js';
-import { UNKNOWN_EXIT_CODE } from './pod-runtime.js';
-import type { Runsc, RunscListEntry } from '../runsc/runsc.js';
-
-export interface RecoverDeps {
-  runsc: Runsc;
-  network: NetworkManager;
-  images: ImageStore;
-  logger: Logger;
-}
+import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readDaemonOomScoreAdj } from '../spec/oci-spec.js';
+import type { RunscListEntry } from '../runsc/runsc.js';
+import { UNKNOWN_EXIT_CODE } from './exit-monitor.js';
+import { PodRuntime, type PodRuntimeOptions } from './pod-runtime.js';
+import { rollbackContainer, rollbackSandbox } from './teardown.js';
 
 /** Ids this runtime gives sandboxes and containers; other runsc state under the root is not ours to judge. */
 const OUR_ID = /^[0-9a-f]{64}$/;
 
-export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<void> {
+/** Opens the runtime on its state and run dirs and recovers it. Pods keep running across this. */
+export async function openPodRuntime(opts: PodRuntimeOptions): Promise<PodRuntime> {
+  const rt = new PodRuntime(opts, await readDaemonOomScoreAdj());
+  await mkdir(opts.runsc.options.root, { recursive: true, mode: 0o700 });
+  await mkdir(opts.runDir, { recursive: true, mode: 0o700 });
+  await writeFile(rt.maskFile, '', { mode: 0o000 });
+  await chmod(rt.maskFile, 0o000);
+  await rt.sandboxes.load(opts.logger);
+  await rt.containers.load(opts.logger);
+  await recoverState(rt);
+  return rt;
+}
+
+async function recoverState(rt: PodRuntime): Promise<void> {
+  const deps = rt.opts;
   const log = deps.logger.child({ step: 'recover' });
   let listed: Map<string, RunscListEntry>;
   try {
@@ -30,18 +36,18 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
   } catch (err) {
     // Without runsc's view nothing can be judged alive; keep records as they are.
     log.error({ err }, 'runsc list failed; pods and containers keep their recorded state');
-    for (const c of rt.containers.list()) if (c.phase === 'running') rt.startWaiter(c);
+    for (const c of rt.containers.list()) if (c.phase === 'running') rt.exits.watch(c);
     return;
   }
 
   // 1. Half-made objects from a crash in the middle of create.
   for (const c of rt.containers.list().filter((x) => x.phase === 'creating')) {
     log.info({ container: c.id }, 'rolling back a container left half-created');
-    await rt.rollbackContainer(c);
+    await rollbackContainer(rt, c);
   }
   for (const s of rt.sandboxes.list().filter((x) => x.phase === 'creating')) {
     log.info({ pod: s.id }, 'rolling back a pod sandbox left half-created');
-    await rt.rollbackSandbox(s);
+    await rollbackSandbox(rt, s);
   }
 
   // 2. Sandboxes whose runsc sandbox died while we were away are not ready.
@@ -57,21 +63,21 @@ export async function recoverState(rt: PodRuntime, deps: RecoverDeps): Promise<v
     const pod = rt.sandboxes.get(c.sandboxId);
     if (!pod) {
       log.warn({ container: c.id }, 'container of an unknown pod sandbox; removing it');
-      await rt.rollbackContainer(c);
+      await rollbackContainer(rt, c);
       continue;
     }
     if (c.phase !== 'running') continue;
     if (pod.phase === 'ready' && listed.has(c.id)) {
       try {
-        await rt.openIo(c, 'reattach');
+        await rt.io.open(c, 'reattach');
       } catch (err) {
         log.error({ err, container: c.id }, 'reattaching container output failed; its log stops here');
       }
-      rt.startWaiter(c);
+      rt.exits.watch(c);
       // Exited while we were away: runsc wait answers at once; report it before serving.
-      if (listed.get(c.id)?.status === 'stopped') await rt.awaitExitRecord(c.id, 5000);
+      if (listed.get(c.id)?.status === 'stopped') await rt.exits.awaitRecord(c.id, 5000);
     } else {
-      await rt.recordExit(c, UNKNOWN_EXIT_CODE, 'Unknown', 'the container was gone when the runtime restarted');
+      await rt.exits.record(c, UNKNOWN_EXIT_CODE, 'Unknown', 'the container was gone when the runtime restarted');
     }
   }
 

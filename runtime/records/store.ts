@@ -3,9 +3,11 @@
  * container, kept in memory for List/Status and persisted one JSON file per
  * object (common/atomic-write.ts) so a restarted daemon can rebuild itself.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAtomicWriteTemp, KeyedLock, writeFileAtomic, type Durability } from '../../common/index.js';
+import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { Logger } from '../../cri-api/logger.js';
 import type { OciUser } from '../spec/oci-spec.js';
 
@@ -203,4 +205,34 @@ export function nowNs(): string {
 
 export function emptyResources(): ResourcesRecord {
   return { cpuPeriod: 0, cpuQuota: 0, cpuShares: 0, memoryLimitBytes: 0, oomScoreAdj: 0, cpusetCpus: '', cpusetMems: '', memorySwapLimitBytes: 0, unified: {} };
+}
+
+/** A new pod or container id: 64 hex digits, as containerd's. */
+export function newRecordId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** A pod as the log names it: namespace/name and a short id. */
+export function podLabel(s: SandboxRecord): string {
+  return `${s.namespace}/${s.name} (${s.id.slice(0, 12)})`;
+}
+
+/** What every new container record starts with: its identity in the pod, no history yet, the caller's labels and log path. */
+export function newContainerFields(id: string, pod: SandboxRecord, config: ContainerConfig__Output): Pick<ContainerRecord, 'id' | 'sandboxId' | 'name' | 'attempt' | 'phase' | 'createdAtNs' | 'startedAtNs' | 'finishedAtNs' | 'exitCode' | 'reason' | 'message' | 'labels' | 'annotations' | 'logPath'> {
+  return {
+    id,
+    sandboxId: pod.id,
+    name: config.metadata!.name,
+    attempt: config.metadata!.attempt,
+    phase: 'creating',
+    createdAtNs: nowNs(),
+    startedAtNs: '0',
+    finishedAtNs: '0',
+    exitCode: 0,
+    reason: '',
+    message: '',
+    labels: { ...config.labels },
+    annotations: { ...config.annotations },
+    logPath: pod.logDirectory && config.log_path ? join(pod.logDirectory, config.log_path) : '',
+  };
 }

@@ -3,7 +3,7 @@
  * containers join it. Knows runsc's quirks (gvisor.md), nothing of CRI.
  */
 import { close as closeCb, open as openCb } from 'node:fs';
-import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../../cri-api/logger.js';
@@ -11,6 +11,7 @@ import type { OutputFifo, StdinFifo } from '../logs/log-pipe.js';
 import type { OciProcess, OciSpec } from '../spec/oci-spec.js';
 import { ANNOTATION_SANDBOX_ID, writeBundle } from '../spec/oci-spec.js';
 import { flagAnnotations, runscCallFlags } from './gvisor-flags.js';
+import { killExec } from './exec-kill.js';
 import { isGone, RunscError, type Runsc, type RunscNetwork, type RunscState } from './runsc.js';
 
 const openFd = promisify(openCb) as (path: string, flags: string) => Promise<number>;
@@ -351,7 +352,7 @@ export class SandboxDriver {
       let timedOut = false;
       const timer = timeoutMs > 0 ? setTimeout(() => {
         timedOut = true;
-        void this.killExec(id, internalPidFile, () => sub.kill('SIGKILL'));
+        void killExec(this.runsc, id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
       }, timeoutMs) : undefined;
       const result = await sub;
       clearTimeout(timer);
@@ -369,17 +370,6 @@ export class SandboxDriver {
       await rm(processFile, { force: true });
       await rm(internalPidFile, { force: true });
     }
-  }
-
-  private async killExec(id: string, internalPidFile: string, killHost: () => void): Promise<void> {
-    try {
-      const pid = Number.parseInt(await readFile(internalPidFile, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0) await this.runsc.kill(id, 'SIGKILL', { pid });
-    } catch (err) {
-      this.logger.debug({ err, container: id }, 'killing a timed-out exec inside the sandbox');
-    }
-    // The host-side runsc exec exits with its process; make sure it does.
-    setTimeout(killHost, 2000).unref();
   }
 
   /** Waits for the container's exit up to `ms`; true if it exited. */

@@ -2,8 +2,8 @@ import type { CallContext } from '../../cri-api/server.js';
 import type { AttachRequest__Output } from '../../cri-api/generated/runtime/v1/AttachRequest.js';
 import type { AttachResponse } from '../../cri-api/generated/runtime/v1/AttachResponse.js';
 import { requireId } from '../../cri-api/validate.js';
-import { runningContainer, type StreamUrls } from './exec.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
+import type { StreamUrls } from '../streaming/stream-urls.js';
 
 /**
  * Attach reaches the container's own stdio: output as it is written (the
@@ -12,7 +12,7 @@ import type { PodRuntime } from '../core/pod-runtime.js';
  */
 export async function Attach(rt: PodRuntime, streams: StreamUrls, req: AttachRequest__Output, _ctx: CallContext): Promise<AttachResponse> {
   const id = requireId(req.container_id, 'container_id');
-  const c = runningContainer(rt, id, 'attach');
+  const c = rt.requireRunningContainer(id, 'attach');
   const url = streams.getAttachUrl({ containerId: c.id, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
   return { url };
 }

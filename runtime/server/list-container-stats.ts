@@ -1,7 +1,7 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListContainerStatsRequest__Output } from '../../cri-api/generated/runtime/v1/ListContainerStatsRequest.js';
 import type { ListContainerStatsResponse } from '../../cri-api/generated/runtime/v1/ListContainerStatsResponse.js';
-import { matchesLabels } from './list-pod-sandbox.js';
+import { matchesLabels } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamContainerStatsRequest__Output } from '../../cri-api/generated/runtime/v1/StreamContainerStatsRequest.js';

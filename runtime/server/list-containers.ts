@@ -1,8 +1,7 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListContainersRequest__Output } from '../../cri-api/generated/runtime/v1/ListContainersRequest.js';
 import type { ListContainersResponse } from '../../cri-api/generated/runtime/v1/ListContainersResponse.js';
-import { containerState } from './container-status.js';
-import { matchesLabels } from './list-pod-sandbox.js';
+import { containerState, matchesLabels } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamContainersRequest__Output } from '../../cri-api/generated/runtime/v1/StreamContainersRequest.js';

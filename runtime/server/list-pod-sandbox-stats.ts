@@ -1,7 +1,7 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListPodSandboxStatsRequest__Output } from '../../cri-api/generated/runtime/v1/ListPodSandboxStatsRequest.js';
 import type { ListPodSandboxStatsResponse } from '../../cri-api/generated/runtime/v1/ListPodSandboxStatsResponse.js';
-import { matchesLabels } from './list-pod-sandbox.js';
+import { matchesLabels } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamPodSandboxStatsRequest__Output } from '../../cri-api/generated/runtime/v1/StreamPodSandboxStatsRequest.js';

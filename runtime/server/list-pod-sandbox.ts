@@ -1,15 +1,11 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/ListPodSandboxRequest.js';
 import type { ListPodSandboxResponse } from '../../cri-api/generated/runtime/v1/ListPodSandboxResponse.js';
-import { sandboxState } from './pod-sandbox-status.js';
+import { matchesLabels, sandboxState } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamPodSandboxesRequest__Output } from '../../cri-api/generated/runtime/v1/StreamPodSandboxesRequest.js';
 import type { StreamPodSandboxesResponse } from '../../cri-api/generated/runtime/v1/StreamPodSandboxesResponse.js';
-
-export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
-  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
-}
 
 /** Answered from memory. The id filter matches a prefix, as containerd's does. */
 export async function ListPodSandbox(rt: PodRuntime, req: ListPodSandboxRequest__Output, _ctx: CallContext): Promise<ListPodSandboxResponse> {

@@ -10,7 +10,7 @@
  * mounting over a file they lack would fail the container).
  */
 import { lstat, readFile, readlink, realpath } from 'node:fs/promises';
-import { posix } from 'node:path';
+import { join, posix } from 'node:path';
 import type { OciMount } from './oci-spec.js';
 
 /** Symlinks followed inside the image before giving up on a path. */
@@ -108,4 +108,11 @@ export async function submountsOf(binds: readonly { hostPath: string; containerP
 /** mountinfo escapes space, tab, newline and backslash as octal. */
 function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
+}
+
+/** Reads a file of an image's rootfs, its links resolved inside the image (a hostile image must not make us read host files). */
+export async function readImageFile(rootfs: string, rel: string): Promise<string | undefined> {
+  const found = await resolveInImage(rootfs, `/${rel}`);
+  if (!found || found.dir) return undefined;
+  return readFile(join(rootfs, found.path), 'utf8').catch(() => undefined);
 }

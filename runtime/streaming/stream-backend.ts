@@ -16,6 +16,7 @@ import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, T
 import { buildExecProcess } from '../spec/oci-spec.js';
 import { filteredArgs } from '../seccomp/exec-helper.js';
 import { recordedRunscFlags, runscCallFlags } from '../runsc/gvisor-flags.js';
+import { killExec } from '../runsc/exec-kill.js';
 import { Runsc } from '../runsc/runsc.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../records/store.js';
@@ -30,7 +31,6 @@ export interface RuntimeStreamBackendOptions {
 }
 
 /** How long a killed exec's host-side runsc may take to exit before it is SIGKILLed. */
-const EXEC_KILL_GRACE_MS = 2000;
 /** How long runsc may take to dial the port-forward socket. */
 const PORT_FORWARD_DIAL_MS = 10_000;
 /** Terminal size until the client sends one. */
@@ -61,7 +61,7 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   async exec(req: ExecRequest, io: StreamIO): Promise<ExecResult> {
-    const c = this.runningContainer(req.containerId, 'exec');
+    const c = this.rt.requireRunningContainer(req.containerId, 'exec');
     const proc = buildExecProcess({ args: filteredArgs(c.seccompFilter, req.cmd), env: c.env, cwd: c.cwd, user: c.user, terminal: req.tty, capabilities: c.capabilities, noNewPrivileges: c.noNewPrivileges });
     // As containerd: a terminal without TERM confuses most programs.
     if (req.tty && !proc.env.some((e) => e.startsWith('TERM='))) proc.env.push('TERM=xterm');
@@ -86,16 +86,16 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   async attach(req: AttachRequest, io: StreamIO): Promise<void> {
-    const c = this.runningContainer(req.containerId, 'attach');
+    const c = this.rt.requireRunningContainer(req.containerId, 'attach');
     // With a terminal the client has one output: stderr goes there too.
     const out: Record<'stdout' | 'stderr', Writable | undefined> = { stdout: io.stdout, stderr: req.tty ? io.stdout : io.stderr };
-    const sub = this.rt.subscribeOutput(c.id, (stream, chunk) => {
+    const sub = this.rt.io.subscribeOutput(c.id, (stream, chunk) => {
       const w = out[stream];
       if (w && !w.destroyed && !w.writableEnded) w.write(chunk);
     });
     if (!sub) throw new Error(`attach to container ${c.name} (${c.id.slice(0, 12)}): its output is not being read (not running?)`);
     const stdinDone = io.stdin ? this.attachStdin(c, io.stdin, io.signal) : Promise.resolve();
-    if (io.resize && c.terminal) void this.followSizes(c, io.resize, () => io.signal.aborted, (s) => this.rt.resizeTerminal(c.id, s.width, s.height));
+    if (io.resize && c.terminal) void this.followSizes(c, io.resize, () => io.signal.aborted, (s) => this.rt.io.resizeTerminal(c.id, s.width, s.height));
     try {
       await new Promise<void>((resolve) => {
         if (io.signal.aborted) return resolve();
@@ -110,7 +110,7 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   async portForward(podSandboxId: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
-    const pod = this.readyPod(podSandboxId);
+    const pod = this.rt.requireReadyPod(podSandboxId, 'port-forward');
     // A host-network pod shares the node's network: its ports are the host's loopback ports.
     if (!pod.hostNetwork && this.busybox) return this.relayInSandbox(pod, this.busybox, port, conn, signal);
     const upstream = pod.hostNetwork ? await dialHost(port, signal) : await this.dialSandbox(pod, port, signal);
@@ -137,7 +137,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     conn.on('error', () => undefined);
     if (sub.stdin) conn.pipe(sub.stdin);
     sub.stdout?.pipe(conn);
-    const onAbort = (): void => void this.killExec(pod.id, internalPidFile, () => sub.kill('SIGKILL'));
+    const onAbort = (): void => void killExec(this.runsc, pod.id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       const result = await sub;
@@ -169,7 +169,7 @@ export class RuntimeStreamBackend implements StreamBackend {
       sub.stdin.on('error', () => undefined);
       io.stdin.pipe(sub.stdin);
     }
-    const onAbort = (): void => void this.killExec(c.id, internalPidFile, () => sub.kill('SIGKILL'));
+    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
     io.signal.addEventListener('abort', onAbort, { once: true });
     try {
       const result = await sub;
@@ -199,7 +199,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     io.stdin?.once('end', onEnd);
     let done = false;
     if (io.resize) void this.followSizes(c, io.resize, () => done, (s) => term.resize(s.width, s.height));
-    const onAbort = (): void => void this.killExec(c.id, internalPidFile, () => term.kill('SIGKILL'));
+    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, () => term.kill('SIGKILL'), this.logger);
     io.signal.addEventListener('abort', onAbort, { once: true });
     try {
       return await exited;
@@ -236,23 +236,6 @@ export class RuntimeStreamBackend implements StreamBackend {
     return new Runsc({ ...this.runsc.options, debugLog: this.runsc.options.debugLog ?? logFile, extraFlags: [...(this.runsc.options.extraFlags ?? []), ...podFlags] });
   }
 
-  /** SIGKILLs the exec'd process inside the sandbox; the host-side runsc then exits by itself, else it is killed too. */
-  private async killExec(id: string, internalPidFile: string, killHost: () => void): Promise<void> {
-    try {
-      const pid = Number.parseInt(await readFile(internalPidFile, 'utf8'), 10);
-      if (Number.isInteger(pid) && pid > 0) await this.runsc.kill(id, 'SIGKILL', { pid });
-    } catch (err) {
-      this.logger.debug({ err, container: id }, 'killing an abandoned exec inside the sandbox');
-    }
-    setTimeout(() => {
-      try {
-        killHost();
-      } catch {
-        // Already gone.
-      }
-    }, EXEC_KILL_GRACE_MS).unref();
-  }
-
   // --- attach --------------------------------------------------------------------
 
   /** Applies each terminal size the client sends (empty ones ignored) until `stopped()`: an exec's pty or an attached container's terminal. */
@@ -269,7 +252,7 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   /** Copies the client's stdin into the container's; with stdin_once the container's stdin closes when the client's ends. */
   private attachStdin(c: ContainerRecord, stdin: Readable, signal: AbortSignal): Promise<void> {
-    const fifo = this.rt.stdinOf(c.id);
+    const fifo = this.rt.io.stdinOf(c.id);
     if (!fifo) {
       stdin.resume();
       return Promise.resolve();
@@ -279,7 +262,7 @@ export class RuntimeStreamBackend implements StreamBackend {
       const finish = (clientEnded: boolean): void => {
         signal.removeEventListener('abort', onAbort);
         if (clientEnded && c.stdinOnce) {
-          void this.rt.closeStdin(c.id).catch((err: unknown) => this.logger.warn({ err, container: c.id }, 'closing container stdin after attach (stdin_once)')).then(() => resolve());
+          void this.rt.io.closeStdin(c.id).catch((err: unknown) => this.logger.warn({ err, container: c.id }, 'closing container stdin after attach (stdin_once)')).then(() => resolve());
         } else {
           resolve();
         }
@@ -322,21 +305,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     }
   }
 
-  // --- lookups ---------------------------------------------------------------------
-
-  private runningContainer(id: string, what: string): ContainerRecord {
-    const c = this.rt.getContainer(id);
-    if (!c) throw new Error(`${what}: container "${id}" not found`);
-    if (c.phase !== 'running') throw new Error(`${what} in container ${c.name} (${c.id.slice(0, 12)}): container is ${c.phase}, not running`);
-    return c;
-  }
-
-  private readyPod(id: string): SandboxRecord {
-    const pod = this.rt.getSandbox(id);
-    if (!pod) throw new Error(`port-forward: pod sandbox "${id}" not found`);
-    if (pod.phase !== 'ready') throw new Error(`port-forward to pod ${pod.namespace}/${pod.name}: pod sandbox is not ready`);
-    return pod;
-  }
+  // --- files ---------------------------------------------------------------------
 
   /** A fresh path prefix for one exec's or forward's files (short: unix socket paths are limited to 108 bytes). */
   private async tempBase(id: string): Promise<string> {

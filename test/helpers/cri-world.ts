@@ -18,7 +18,7 @@ import type { RuntimeServiceDefinition } from '../../cri-api/generated/runtime/v
 import { ImageStore } from '../../image-store/index.js';
 import { NetworkManager } from '../../network/index.js';
 import * as rpc from '../../runtime/index.js';
-import { ensureInfraRootfs, PodRuntime, probeRunscFeatures, Reaper, Runsc, type InfraRootfs, type RunscFeatures } from '../../runtime/index.js';
+import { ensureInfraRootfs, openPodRuntime, probeRunscFeatures, Reaper, Runsc, type InfraRootfs, type PodRuntime, type RunscFeatures } from '../../runtime/index.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from './image-builder.js';
 import { makeNetTestEnv, type NetTestEnv } from './network-env.js';
 import { startRegistry, type TestRegistry } from './registry-server.js';
@@ -155,7 +155,7 @@ export async function makeCriWorld(index: number): Promise<CriWorld> {
     const reaper = await Reaper.start(testLogger);
     cleanups.push(async () => reaper?.close());
     const runsc = new Runsc({ ...base, overlay2: 'root:memory', ociSeccomp: features.ociSeccomp, reaper });
-    const open = (): Promise<PodRuntime> => PodRuntime.open({ stateDir, runDir, runsc, images, network, infra, features: () => features, logger: testLogger });
+    const open = (): Promise<PodRuntime> => openPodRuntime({ stateDir, runDir, runsc, images, network, infra, features: () => features, logger: testLogger });
     const world: CriWorld = {
       dir, stateDir, runDir, logDir, net, registry, runsc, network, images, infra, features,
       image: plain.ref,
