@@ -3,19 +3,18 @@ import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ContainerRecord, SandboxRecord } from '../../runtime/index.js';
-import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { call, containerConfig, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 
 let w: CriWorld;
 
 before(async () => {
-  w = await makeCriWorld(13);
+  w = await makeCriWorld();
 });
 
 after(async () => {
   await w?.cleanup();
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('after a restart pods and containers keep their state, logs continue, exits while away are reported', async () => {
   const mainConfig = podConfig('keep', w.logDir);
@@ -45,7 +44,8 @@ test('after a restart pods and containers keep their state, logs continue, exits
   const halfCtr = { id: 'd'.repeat(64), sandboxId: pod, name: 'half', attempt: 0, phase: 'creating', imageId: '', mounts: [] } as unknown as ContainerRecord;
   await writeFile(join(w.stateDir, 'containers', `${halfCtr.id}.json`), JSON.stringify(halfCtr));
   const ticksBefore = logLines(join(logDir, 'ticker.log')).length;
-  await sleep(2000);
+  // The quitter exits while the daemon is away (its exit is learnt at restart).
+  await eventually(async () => (await w.runsc.state(quitter)).status === 'stopped', 10_000, 'the quitter to exit while the daemon is away');
 
   const rt = await w.reopen();
   const pods = (await call(rt, 'ListPodSandbox', { filter: null })).items;
@@ -86,3 +86,4 @@ test('after a restart pods and containers keep their state, logs continue, exits
   }
   assert.deepEqual(await w.leftovers(), { netns: [], runsc: [], mounts: [] });
 });
+

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { WebSocket } from 'ws';
 import { call } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 import { collect, isUpgrade, spdyForward, spdyUpgrade, wsUrl } from '../helpers/stream-client.js';
 import { makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
 
@@ -22,16 +23,10 @@ const SMALL_BODY = Buffer.from(Array.from({ length: SMALL }, (_, i) => `${i + 1}
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 before(async () => {
-  s = await makeStreamWorld(16);
+  s = await makeStreamWorld();
   const web = await s.run('web', { args: ['sh', '-c', `mkdir -p /tmp/www && seq 1 ${SMALL} > /tmp/www/small && touch /tmp/www/ready && exec httpd -f -p 8080 -h /tmp/www`] });
   // Ready once httpd answers inside the pod.
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const r = await call(s.w.rt, 'ExecSync', { container_id: web, cmd: ['sh', '-c', 'test -e /tmp/www/ready && wget -q -O /dev/null http://127.0.0.1:8080/ready'], timeout: 5 });
-    if (r.exit_code === 0) break;
-    if (Date.now() > deadline) throw new Error(`httpd did not come up: ${r.stderr.toString()}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  await eventually(async () => (await call(s.w.rt, 'ExecSync', { container_id: web, cmd: ['sh', '-c', 'test -e /tmp/www/ready && wget -q -O /dev/null http://127.0.0.1:8080/ready'], timeout: 5 })).exit_code === 0, 15_000, 'httpd to answer inside the pod');
 });
 
 after(async () => {
