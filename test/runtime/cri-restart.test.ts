@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ContainerRecord, SandboxRecord } from '../../runtime/index.js';
@@ -87,3 +87,36 @@ test('after a restart pods and containers keep their state, logs continue, exits
   assert.deepEqual(await w.leftovers(), { netns: [], runsc: [], mounts: [] });
 });
 
+test('a container record written at once by its exit, resource updates and status reads stays readable, and a restart recovers the container', async () => {
+  const config = podConfig('racing', w.logDir);
+  const pod = (await call(w.rt, 'RunPodSandbox', { config, runtime_handler: '' })).pod_sandbox_id;
+  const id = (await call(w.rt, 'CreateContainer', { pod_sandbox_id: pod, config: containerConfig('racer', w.image, { args: ['sh', '-c', 'sleep 0.5; exit 3'] }) })).container_id;
+  await call(w.rt, 'StartContainer', { container_id: id });
+  const recordFile = join(w.stateDir, 'containers', `${id}.json`);
+  // Updates and status reads in flight before, during and after the exit is recorded.
+  let shares = 2;
+  let exited = false;
+  const status = async (): Promise<string | undefined> => (await call(w.rt, 'ContainerStatus', { container_id: id, verbose: false })).status?.state;
+  const flood = async (): Promise<void> => {
+    for (let after = 0; after < 20; ) {
+      const updates: Promise<unknown>[] = Array.from({ length: 10 }, () => call(w.rt, 'UpdateContainerResources', { container_id: id, linux: { cpu_shares: String(++shares) } }));
+      await Promise.all([...updates, status()]);
+      if (exited) after++;
+      else exited = (await status()) === 'CONTAINER_EXITED';
+    }
+  };
+  await Promise.all([flood(), flood(), flood()]);
+  const onDisk = JSON.parse(await readFile(recordFile, 'utf8')) as ContainerRecord;
+  assert.equal(onDisk.phase, 'exited');
+  assert.equal(onDisk.exitCode, 3);
+  assert.equal(onDisk.resources.cpuShares, shares, 'the last update is what the file holds');
+
+  await w.rt.close();
+  const rt = await w.reopen();
+  const s = (await call(rt, 'ContainerStatus', { container_id: id, verbose: false })).status!;
+  assert.equal(s.state, 'CONTAINER_EXITED');
+  assert.equal(s.exit_code, 3);
+  assert.equal(s.resources?.linux?.cpu_shares, String(shares));
+  await call(rt, 'StopPodSandbox', { pod_sandbox_id: pod });
+  await call(rt, 'RemovePodSandbox', { pod_sandbox_id: pod });
+});
