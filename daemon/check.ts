@@ -3,8 +3,7 @@ import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { silentLogger } from '../cri-api/logger.js';
 import { createNetns, NetworkManager, removeNetns } from '../network/index.js';
-import { ensureInfraRootfs, probeRunscFeatures, Reaper, type RunscFeatures } from '../runtime/index.js';
-import { loadTraceSessionConfig, missingSinkEndpoints } from '../runtime/trace-session.js';
+import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, probeRunscFeatures, Reaper, type RunscFeatures } from '../runtime/index.js';
 import type { Config } from './config.js';
 import { runscFor } from './services.js';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
-import { allowlistEntryProblem } from '../runtime/gvisor-flags.js';
+import { allowlistEntryProblem } from '../runtime/runsc/gvisor-flags.js';
 
 /** How one registry host is reached (see README, "Registries"). */
 export interface RegistryConfig {

@@ -4,9 +4,10 @@
  * and a default config (only when none exists: it is the operator's file).
  * Starts nothing; prints what it did and what to run next.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../common/index.js';
 import { configToToml, defaultConfig, DEFAULT_CONFIG_PATH } from './config.js';
 
 /** This installation: the directory holding bin/gvisor-cri, dist/ and dist-files/ (from source or from dist/). */
@@ -47,11 +48,10 @@ export async function renderDefaultConfig(): Promise<string> {
   return (await template('config.toml.in')).replace('@CONFIG@', configToToml(defaultConfig()).trimEnd());
 }
 
+/** Atomic, not durable (common/atomic-write.ts): rewritten on every run, read by systemd only after daemon-reload. */
 async function writeAtomic(path: string, content: string): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, content, { mode: 0o644 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, content, { durability: 'atomic', mode: 0o644 });
 }
 
 /** Writes the config unless one exists; true if written. Exclusive create, so a concurrent writer's file wins too. */

@@ -3,13 +3,12 @@ import { access, constants } from 'node:fs/promises';
 import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
-import { ensureInfraRootfs, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo } from '../runtime/index.js';
+import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { AuditLog } from './audit.js';
-import { loadTraceSessionConfig, missingSinkEndpoints, type TraceSessionConfig } from '../runtime/trace-session.js';
 
 /** Runtime handler names we serve: the default one and an explicit "runsc" for RuntimeClass. */
 export const RUNTIME_HANDLERS = ['', 'runsc'] as const;
@@ -112,7 +111,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let rt: PodRuntime;
   try {
-    rt = await PodRuntime.open({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, logger: logger.child({ module: 'runtime' }) });
+    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
     network.close();
     throw err;

@@ -1,8 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { replaceFileAtomic, writeFileAtomic } from '../common/index.js';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import { checkDigest } from './manifest.js';
 
@@ -60,19 +61,7 @@ export class BlobStore {
   async putBytes(digest: string, bytes: Buffer, what: string): Promise<void> {
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== digest) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: content has digest ${actual}, expected ${digest}`);
-    const tmp = this.tmpPath();
-    try {
-      const fh = await open(tmp, 'wx', 0o644);
-      try {
-        await fh.writeFile(bytes);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, this.path(digest));
-    } finally {
-      await rm(tmp, { force: true });
-    }
+    await writeFileAtomic(this.path(digest), bytes, { durability: 'durable', tmpDir: this.tmpDir });
   }
 
   /**
@@ -82,8 +71,7 @@ export class BlobStore {
   async ingest(digest: string, expectedSize: number, source: NodeJS.ReadableStream, what: string, onBytes: (n: number) => void): Promise<void> {
     const hash = createHash('sha256');
     let size = 0;
-    const tmp = this.tmpPath();
-    try {
+    await replaceFileAtomic(this.path(digest), async (tmp) => {
       const fh = await open(tmp, 'wx', 0o644);
       try {
         // Socket reads come in small chunks; writing each one costs a
@@ -118,17 +106,9 @@ export class BlobStore {
         if (size !== expectedSize) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: got ${size} bytes, the manifest declares ${expectedSize}`);
         const actual = `sha256:${hash.digest('hex')}`;
         if (actual !== digest) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: downloaded content has digest ${actual}; the blob is corrupt at the registry or in transit`);
-        await fh.sync();
       } finally {
         await fh.close();
       }
-      await rename(tmp, this.path(digest));
-    } finally {
-      await rm(tmp, { force: true });
-    }
-  }
-
-  private tmpPath(): string {
-    return join(this.tmpDir, `blob-${randomBytes(8).toString('hex')}`);
+    }, { durability: 'durable', tmpDir: this.tmpDir });
   }
 }

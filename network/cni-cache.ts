@@ -1,5 +1,6 @@
-import { mkdir, open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAtomicWriteTemp, writeFileAtomic } from '../common/index.js';
 import type { CniConfList } from './cni-config.js';
 import type { RuntimeConfig } from './cni-list.js';
 
@@ -22,19 +23,6 @@ export interface CacheEntry {
   ips?: string[];
 }
 
-/** Writes data to path via a temp file, fsync and rename, so a crash leaves the old or the new file, never half of one. */
-export async function writeFileAtomic(path: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
-}
-
 export class CniCache {
   private readonly entries = new Map<string, CacheEntry>();
 
@@ -47,7 +35,7 @@ export class CniCache {
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);
       if (!name.endsWith('.json')) {
-        if (name.includes('.tmp-')) await rm(path, { force: true });
+        if (isAtomicWriteTemp(name)) await rm(path, { force: true });
         continue;
       }
       try {
@@ -70,7 +58,7 @@ export class CniCache {
   }
 
   async put(entry: CacheEntry): Promise<void> {
-    await writeFileAtomic(join(this.dir, `${entry.podId}.json`), JSON.stringify(entry), 0o600);
+    await writeFileAtomic(join(this.dir, `${entry.podId}.json`), JSON.stringify(entry), { durability: 'durable', mode: 0o600 });
     this.entries.set(entry.podId, entry);
   }
 

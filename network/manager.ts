@@ -1,6 +1,6 @@
-import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KeyedLock } from '../common/index.js';
 import {
   CriError,
   alreadyExists,
@@ -12,24 +12,18 @@ import {
   wrapError,
 } from '../cri-api/errors.js';
 import { CniCache, type CacheEntry } from './cni-cache.js';
-import { BUILTIN_SOURCE, builtinConfig, loadConfig, missingPluginMessage, type ConfigState } from './cni-config.js';
-import { addList, checkList, delList, hasPrevResultOnDel, type ListCall, type RuntimeConfig } from './cni-list.js';
+import { missingPluginMessage } from './cni-config.js';
+import { addList, checkList, delList, hasPrevResultOnDel, type ListCall } from './cni-list.js';
+import { ConfigWatch } from './config-watch.js';
 import { CniPluginError } from './cni-plugin.js';
 import { podAddresses, podIps, podRoutes } from './cni-result.js';
 import { createNetns, createPlaceholderNetns, netnsExists, removeNetns, restoreAddresses, restoreRoutes } from './netns.js';
+import { checkRequest, POD_ID, runtimeConfigFor } from './pod-request.js';
 import type { NetworkOptions, NetworkStatus, PodNetworkRequest, PodNetworkResult } from './types.js';
 
 const IFNAME = 'eth0';
-const RELOAD_DEBOUNCE_MS = 100;
-const REWATCH_DELAY_MS = 1000;
 /** Delays before the 2nd and 3rd DEL attempt of a teardown. */
 const DEL_RETRY_DELAYS_MS = [250, 1000];
-/** containerd's choice: a rate limit with no burst limit. */
-const UNLIMITED_BURST = 2 ** 31 - 1;
-const NOT_READY_REASON = 'NetworkPluginNotReady';
-
-// CNI_CONTAINERID's rule (alphanumeric start, then [A-Za-z0-9_.-]); it also names files here.
-const POD_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -41,33 +35,6 @@ function stepError(err: unknown, context: string): CriError {
     if (err.failure === 'timeout') return deadlineExceeded(`${context}: ${err.message}`);
   }
   return internal(`${context}: ${err instanceof Error ? err.message : String(err)}`, err);
-}
-
-function checkRequest(req: PodNetworkRequest): void {
-  if (!POD_ID.test(req.podId)) throw invalidArgument(`pod network: pod id "${req.podId}" must match ${POD_ID.source}`);
-  // CNI_ARGS is "K=V;K=V": these characters would corrupt it.
-  for (const [k, v] of [['name', req.name], ['namespace', req.namespace], ['uid', req.uid]] as const) {
-    if (v === '' || /[;=\s]/.test(v)) throw invalidArgument(`pod network for pod ${req.podId}: ${k} "${v}" must be non-empty without ";", "=" or spaces`);
-  }
-  for (const p of req.portMappings) {
-    const ok = ['tcp', 'udp', 'sctp'].includes(p.protocol) && p.containerPort >= 1 && p.containerPort <= 65535 && p.hostPort >= 0 && p.hostPort <= 65535;
-    if (!ok) throw invalidArgument(`pod network for pod ${req.namespace}/${req.name}: bad port mapping ${JSON.stringify(p)}`);
-  }
-}
-
-function runtimeConfigFor(req: PodNetworkRequest): RuntimeConfig {
-  const rc: RuntimeConfig = {};
-  // Like containerd: a mapping without a host port only documents the container port.
-  const ports = req.portMappings.filter((p) => p.hostPort > 0);
-  if (ports.length > 0) rc.portMappings = ports.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIp }));
-  const bw = req.bandwidth;
-  if (bw && (bw.ingressRate !== undefined || bw.egressRate !== undefined)) {
-    rc.bandwidth = {};
-    if (bw.ingressRate !== undefined) Object.assign(rc.bandwidth, { ingressRate: bw.ingressRate, ingressBurst: UNLIMITED_BURST });
-    if (bw.egressRate !== undefined) Object.assign(rc.bandwidth, { egressRate: bw.egressRate, egressBurst: UNLIMITED_BURST });
-  }
-  if (req.dns) rc.dns = { servers: req.dns.servers, searches: req.dns.searches, options: req.dns.options };
-  return rc;
 }
 
 const podLabel = (e: CacheEntry): string => {
@@ -82,19 +49,17 @@ const podLabel = (e: CacheEntry): string => {
  * pod it set up (an on-disk cache that survives restarts).
  */
 export class NetworkManager {
-  private state: ConfigState = { ok: false, message: 'CNI config not loaded yet' };
-  private watcher: FSWatcher | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private rewatch: NodeJS.Timeout | undefined;
-  private reloading: Promise<void> = Promise.resolve();
-  private closed = false;
-  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Serialises work on one pod; different pods proceed in parallel. */
+  private readonly locks = new KeyedLock();
+  private readonly config: ConfigWatch;
 
   private constructor(
     private readonly opts: NetworkOptions,
     private readonly cache: CniCache,
     private readonly netnsDir: string,
-  ) {}
+  ) {
+    this.config = new ConfigWatch(opts);
+  }
 
   /** Loads the CNI config and the result cache, and starts watching the config dir. */
   static async open(opts: NetworkOptions): Promise<NetworkManager> {
@@ -110,81 +75,18 @@ export class NetworkManager {
       throw stepError(err, 'network: prepare directories');
     }
     const m = new NetworkManager(opts, cache, netnsDir);
-    await m.reload();
-    m.watchConfDir();
+    await m.config.start();
     return m;
   }
 
   /** Re-reads the config dir now (the watcher does this on every change). */
   reload(): Promise<void> {
-    this.reloading = this.reloading.then(async () => {
-      const def = this.opts.defaultNetwork;
-      const builtin = def ? () => builtinConfig(def.bridge, def.subnet, join(this.opts.stateDir, 'cni', 'ipam')) : undefined;
-      const next = await loadConfig(this.opts.confDir, builtin);
-      const prev = this.state;
-      this.state = next;
-      if (JSON.stringify(prev) === JSON.stringify(next)) return;
-      if (next.ok && next.source === BUILTIN_SOURCE) {
-        this.opts.logger.info({ network: next.list.name, bridge: def?.bridge, subnet: def?.subnet, confDir: this.opts.confDir }, 'no CNI config found: using the built-in bridge network');
-      } else if (next.ok) {
-        this.opts.logger.info({ network: next.list.name, file: next.source, cniVersion: next.list.cniVersion }, 'CNI config loaded');
-      } else {
-        this.opts.logger.warn({ reason: next.message }, 'no usable CNI config: pod network not ready');
-      }
-    });
-    return this.reloading;
-  }
-
-  private watchConfDir(): void {
-    if (this.closed) return;
-    try {
-      this.watcher = watch(this.opts.confDir, () => this.scheduleReload());
-      this.watcher.on('error', (err) => this.restartWatch(err));
-    } catch (err) {
-      this.restartWatch(err);
-    }
-  }
-
-  // The dir may vanish and come back (e.g. a config management tool replacing it): watch again later.
-  private restartWatch(err: unknown): void {
-    this.watcher?.close();
-    this.watcher = undefined;
-    if (this.closed) return;
-    this.opts.logger.warn({ confDir: this.opts.confDir, err: (err as Error).message }, 'watching CNI config dir failed; retrying');
-    this.scheduleReload();
-    this.rewatch = setTimeout(() => this.watchConfDir(), REWATCH_DELAY_MS);
-    this.rewatch.unref();
-  }
-
-  private scheduleReload(): void {
-    if (this.closed) return;
-    clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      this.reload().catch((err: unknown) => this.opts.logger.error({ err }, 'reloading CNI config failed'));
-    }, RELOAD_DEBOUNCE_MS);
-    this.debounce.unref();
+    return this.config.reload();
   }
 
   /** The CRI NetworkReady condition. */
   status(): NetworkStatus {
-    const s = this.state;
-    if (!s.ok) return { ready: false, reason: NOT_READY_REASON, message: s.message };
-    const missing = missingPluginMessage(s.list, this.opts.binDirs);
-    if (missing) return { ready: false, reason: NOT_READY_REASON, message: `${missing} (needed by ${s.source})` };
-    return { ready: true, reason: '', message: '' };
-  }
-
-  /** Serialises work on one pod; different pods proceed in parallel. */
-  private async withLock<T>(podId: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(podId) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(podId, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(podId) === tail) this.locks.delete(podId);
-    }
+    return this.config.status();
   }
 
   private listCall(e: CacheEntry, netns: string): ListCall {
@@ -195,9 +97,9 @@ export class NetworkManager {
   async setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
     checkRequest(req);
     const ctx = `set up network for pod ${req.namespace}/${req.name} (${req.podId})`;
-    return this.withLock(req.podId, async () => {
+    return this.locks.run(req.podId, async () => {
       if (this.cache.get(req.podId)) throw alreadyExists(`${ctx}: already set up; tear it down first`);
-      const s = this.state;
+      const s = this.config.current;
       if (!s.ok) throw failedPrecondition(`${ctx}: network not ready: ${s.message}`);
       const missing = missingPluginMessage(s.list, this.opts.binDirs);
       if (missing) throw failedPrecondition(`${ctx}: ${missing}`);
@@ -279,7 +181,7 @@ export class NetworkManager {
   /** CNI DEL with the cached config and result, then removes netns and cache; a pod already gone is fine. */
   async teardown(podId: string): Promise<void> {
     if (!POD_ID.test(podId)) throw invalidArgument(`tear down pod network: pod id "${podId}" must match ${POD_ID.source}`);
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       const netnsPath = entry?.netnsPath ?? join(this.netnsDir, podId);
       const ctx = `tear down network of pod ${entry ? podLabel(entry) : podId}`;
@@ -309,7 +211,7 @@ export class NetworkManager {
    * Routes a plugin set up without listing them in its result are not known.
    */
   async reclaimAddresses(podId: string): Promise<void> {
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       if (!entry?.result) throw notFound(`reclaim addresses of pod ${podId}: network not set up`);
       try {
@@ -348,7 +250,7 @@ export class NetworkManager {
 
   /** CNI CHECK of a set-up pod (a no-op for configs older than 0.4.0 or with disableCheck). */
   check(podId: string): Promise<void> {
-    return this.withLock(podId, async () => {
+    return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       if (!entry?.result) throw notFound(`check network of pod ${podId}: not set up`);
       const ctx = `check network of pod ${podLabel(entry)}`;
@@ -388,10 +290,6 @@ export class NetworkManager {
 
   /** Stops watching the config dir. */
   close(): void {
-    this.closed = true;
-    clearTimeout(this.debounce);
-    clearTimeout(this.rewatch);
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.config.close();
   }
 }

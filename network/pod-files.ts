@@ -2,7 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { invalidArgument, wrapError } from '../cri-api/errors.js';
-import { writeFileAtomic } from './cni-cache.js';
+import { writeFileAtomic } from '../common/index.js';
 import type { DnsConfig } from './types.js';
 
 const HOST_RESOLV_CONF = '/etc/resolv.conf';
@@ -58,9 +58,10 @@ export async function writePodFiles(
     await mkdir(dir, { recursive: true });
     let resolv = p.dns ? resolvConfText(p.dns) : '';
     if (resolv === '') resolv = await readFile(HOST_RESOLV_CONF, 'utf8').catch(() => '');
-    await writeFileAtomic(out.resolvConf, resolv);
-    await writeFileAtomic(out.hosts, hostsText(p.hostname, p.ips));
-    await writeFileAtomic(out.hostname, `${p.hostname}\n`);
+    // Under the run dir (tmpfs): atomic, not durable (common/atomic-write.ts).
+    await writeFileAtomic(out.resolvConf, resolv, { durability: 'atomic' });
+    await writeFileAtomic(out.hosts, hostsText(p.hostname, p.ips), { durability: 'atomic' });
+    await writeFileAtomic(out.hostname, `${p.hostname}\n`, { durability: 'atomic' });
   } catch (err) {
     throw wrapError(err, `write pod files for ${p.hostname} in ${dir}`);
   }

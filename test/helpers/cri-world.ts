@@ -18,7 +18,7 @@ import type { RuntimeServiceDefinition } from '../../cri-api/generated/runtime/v
 import { ImageStore } from '../../image-store/index.js';
 import { NetworkManager } from '../../network/index.js';
 import * as rpc from '../../runtime/index.js';
-import { ensureInfraRootfs, PodRuntime, probeRunscFeatures, Reaper, Runsc, type InfraRootfs, type RunscFeatures } from '../../runtime/index.js';
+import { ensureInfraRootfs, openPodRuntime, probeRunscFeatures, Reaper, Runsc, type InfraRootfs, type PodRuntime, type RunscFeatures } from '../../runtime/index.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from './image-builder.js';
 import { makeNetTestEnv, type NetTestEnv } from './network-env.js';
 import { startRegistry, type TestRegistry } from './registry-server.js';
@@ -116,9 +116,9 @@ async function removeDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
-/** index: distinct per test file (it also picks the CNI world, see network-env.ts). */
-export async function makeCriWorld(index: number): Promise<CriWorld> {
-  const prefix = `gvcri-rt${index}-`;
+/** A world of its own: dirs named by the pid, the CNI network from the allocator (test-net.ts). */
+export async function makeCriWorld(): Promise<CriWorld> {
+  const prefix = 'gvcri-rt-';
   for (const name of await readdir(tmpdir())) {
     const pid = Number(name.startsWith(prefix) ? name.slice(prefix.length).split('-')[0] : NaN);
     if (!Number.isNaN(pid) && !(await alive(pid))) await removeDir(join(tmpdir(), name));
@@ -133,7 +133,7 @@ export async function makeCriWorld(index: number): Promise<CriWorld> {
     const runDir = join(dir, 'run');
     const logDir = join(dir, 'logs');
     await mkdir(logDir, { recursive: true });
-    const net = await makeNetTestEnv(index);
+    const net = await makeNetTestEnv();
     cleanups.push(() => net.cleanup());
     await net.writeConflist();
     const registry = await startRegistry();
@@ -155,7 +155,7 @@ export async function makeCriWorld(index: number): Promise<CriWorld> {
     const reaper = await Reaper.start(testLogger);
     cleanups.push(async () => reaper?.close());
     const runsc = new Runsc({ ...base, overlay2: 'root:memory', ociSeccomp: features.ociSeccomp, reaper });
-    const open = (): Promise<PodRuntime> => PodRuntime.open({ stateDir, runDir, runsc, images, network, infra, features: () => features, logger: testLogger });
+    const open = (): Promise<PodRuntime> => openPodRuntime({ stateDir, runDir, runsc, images, network, infra, features: () => features, logger: testLogger });
     const world: CriWorld = {
       dir, stateDir, runDir, logDir, net, registry, runsc, network, images, infra, features,
       image: plain.ref,
@@ -208,17 +208,6 @@ export function containerConfig(name: string, image: string, o: { cmd?: string[]
     labels: { name },
     ...o.extra,
   };
-}
-
-/** Polls `fn` until it returns a truthy value (or times out). */
-export async function eventually<T>(fn: () => Promise<T | undefined | false>, ms = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** The content of each CRI log line of `stream`, in order. */

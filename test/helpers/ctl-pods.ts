@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { startDaemon, testConflist, type TestDaemon } from './daemon.js';
 import { startRegistry, type TestRegistry } from './registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from './image-builder.js';
+import { eventually } from './wait.js';
 
 export interface CtlPodWorld {
   d: TestDaemon;
@@ -17,8 +18,8 @@ export interface CtlPodWorld {
   cleanup(): Promise<void>;
 }
 
-/** index: distinct per test file (CNI bridge and subnet). */
-export async function makeCtlPodWorld(index: number): Promise<CtlPodWorld> {
+/** `key` names the daemon's CNI network within this process (testConflist). */
+export async function makeCtlPodWorld(key: number | string): Promise<CtlPodWorld> {
   let registry: TestRegistry | undefined;
   let d: TestDaemon | undefined;
   const cleanup = async (): Promise<void> => {
@@ -37,7 +38,7 @@ export async function makeCtlPodWorld(index: number): Promise<CtlPodWorld> {
       config: { Cmd: ['sleep', '3600'], Env: ['PATH=/bin'] },
     });
     const image = pushed.ref;
-    const daemon = await startDaemon({ conflist: testConflist(index) });
+    const daemon = await startDaemon({ conflist: testConflist(key) });
     d = daemon;
     await daemon.call('image', 'PullImage', { image: { image } });
     const podConfig = (name: string) => ({ metadata: { name, uid: `uid-${name}`, namespace: 'ctl-ns', attempt: 1 }, hostname: name, log_directory: join(daemon.logDir, name) });
@@ -56,11 +57,7 @@ export async function makeCtlPodWorld(index: number): Promise<CtlPodWorld> {
       },
       state,
       async waitExited(id) {
-        const deadline = Date.now() + 20_000;
-        while ((await state(id)) !== 'CONTAINER_EXITED') {
-          if (Date.now() > deadline) throw new Error(`container ${id} did not exit`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        await eventually(async () => (await state(id)) === 'CONTAINER_EXITED', 20_000, `container ${id} to exit`);
       },
       cleanup,
     };

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { createCriClients } from '../../cri-api/server.js';
 import { socketAnswers } from '../../daemon/socket.js';
+import { allocateTestNet } from './test-net.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const BIN = join(REPO_ROOT, 'bin', 'gvisor-cri');
@@ -34,14 +35,18 @@ export interface TestDaemon {
   cleanup(): Promise<void>;
 }
 
-/** A CNI conflist for a test bridge; names and subnet come from `index` so test files never collide. */
-export function testConflist(index: number): string {
-  const n = (process.pid % 200) + 20;
+/**
+ * A CNI conflist for a test bridge; its bridge and subnet come from the
+ * allocator (test-net.ts). `key` names the network within this process: a
+ * restarted daemon asks with the same key and gets the same network.
+ */
+export function testConflist(key: number | string): string {
+  const net = allocateTestNet(`e2e-${key}`);
   return JSON.stringify({
     cniVersion: '1.0.0',
-    name: `gvcri-e2e-${index}`,
+    name: `gvcri-e2e-${net.slot}`,
     plugins: [
-      { type: 'bridge', bridge: `gve${index}x${process.pid % 1000}`, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet: `10.${200 + index}.${n}.0/24` }]] } },
+      { type: 'bridge', bridge: net.bridge, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet: net.subnet }]] } },
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
   });
@@ -152,18 +157,5 @@ export async function removeAllPods(d: TestDaemon | undefined): Promise<void> {
   for (const p of pods.items) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: p.id }).catch(() => undefined);
 }
 
-/** Polls `fn` every 100 ms until it returns a value (errors count as not yet); fails after `ms` naming `what`. */
-export async function waitFor<T>(fn: () => Promise<T | undefined>, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+/** The daemon tests' name for eventually (wait.ts). */
+export { eventually as waitFor } from './wait.js';

@@ -4,12 +4,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { silentLogger } from '../../cri-api/logger.js';
 import type { NetworkOptions } from '../../network/index.js';
+import { allocateTestNet } from './test-net.js';
 
 /**
  * A private CNI world for one network test file: its own conf/run/state
- * dirs, bridge name, network name and subnet (from the file's index and the
- * pid, so files and concurrent runs do not collide), leak counters, and a
- * cleanup that also removes what an earlier killed run left behind.
+ * dirs, bridge name, network name and subnet (from the allocator in
+ * test-net.ts, so files and concurrent runs do not collide), leak counters,
+ * and a cleanup that also removes what an earlier killed run left behind.
  */
 
 export const CNI_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
@@ -87,9 +88,9 @@ async function alive(pid: number): Promise<boolean> {
   return stat !== '' && !/^\d+ \(.*\) Z /s.test(stat);
 }
 
-/** Removes the worlds of earlier runs of this test file whose process is gone. */
-async function removeLeftovers(index: number): Promise<void> {
-  const re = new RegExp(`^${TMP_PREFIX}${index}-(\\d+)-`);
+/** Removes the worlds of earlier test runs whose process is gone. */
+async function removeLeftovers(): Promise<void> {
+  const re = new RegExp(`^${TMP_PREFIX}-(\\d+)-`);
   for (const name of await readdir(tmpdir())) {
     const pid = Number(re.exec(name)?.[1] ?? NaN);
     if (Number.isNaN(pid) || (await alive(pid))) continue;
@@ -99,12 +100,13 @@ async function removeLeftovers(index: number): Promise<void> {
   }
 }
 
-/** index: distinct per test file (1..50). */
-export async function makeNetTestEnv(index: number): Promise<NetTestEnv> {
-  await removeLeftovers(index);
-  const root = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}${index}-${process.pid}-`));
-  const prefix = `10.${200 + index}.${process.pid % 250}`;
-  const rec: Recorded = { bridge: `gvt${index}x${process.pid % 1000}`, netName: `gvt-net${index}-${process.pid}`, prefix };
+/** `key` names the world within this test process (test-net.ts). */
+export async function makeNetTestEnv(key = 'net'): Promise<NetTestEnv> {
+  await removeLeftovers();
+  const root = await mkdtemp(join(tmpdir(), `${TMP_PREFIX}-${process.pid}-`));
+  const net = allocateTestNet(key);
+  const prefix = net.prefix;
+  const rec: Recorded = { bridge: net.bridge, netName: `gvt-net${net.slot}-${process.pid}`, prefix };
   await writeFile(join(root, 'world.json'), JSON.stringify(rec));
   await mkdir(join(root, 'conf'));
   const env: NetTestEnv = {
@@ -116,8 +118,8 @@ export async function makeNetTestEnv(index: number): Promise<NetTestEnv> {
     bridge: rec.bridge,
     netName: rec.netName,
     prefix,
-    subnet: `${prefix}.0/24`,
-    gateway: `${prefix}.1`,
+    subnet: net.subnet,
+    gateway: net.gateway,
     options: (extra) => ({
       confDir: env.confDir,
       binDirs: CNI_BIN_DIRS,

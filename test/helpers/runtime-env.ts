@@ -4,11 +4,11 @@ import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../cri-api/logger.js';
-import { ensureInfraRootfs, type InfraRootfs } from '../../runtime/infra-rootfs.js';
-import { ANNOTATION_CONTAINER_TYPE, buildContainerSpec, buildSandboxSpec, type ContainerSpecInput, type OciSpec } from '../../runtime/oci-spec.js';
-import { Runsc } from '../../runtime/runsc.js';
-import { SandboxDriver } from '../../runtime/sandbox-driver.js';
-import { ALL_LINUX_CAPABILITIES } from '../../runtime/capabilities.js';
+import { ensureInfraRootfs, type InfraRootfs } from '../../runtime/spec/infra-rootfs.js';
+import { ANNOTATION_CONTAINER_TYPE, buildContainerSpec, buildSandboxSpec, type ContainerSpecInput, type OciSpec } from '../../runtime/spec/oci-spec.js';
+import { Runsc } from '../../runtime/runsc/runsc.js';
+import { SandboxDriver } from '../../runtime/runsc/sandbox-driver.js';
+import { ALL_LINUX_CAPABILITIES } from '../../runtime/spec/capabilities.js';
 
 const APPLETS = ['sh', 'sleep', 'cat', 'echo', 'true', 'ls', 'touch', 'test', 'printf', 'head', 'seq', 'dd', 'tr'];
 

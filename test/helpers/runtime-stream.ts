@@ -25,8 +25,8 @@ export interface StreamWorld {
   cleanup(): Promise<void>;
 }
 
-export async function makeStreamWorld(index: number, podName = 'streams'): Promise<StreamWorld> {
-  const w = await makeCriWorld(index);
+export async function makeStreamWorld(podName = 'streams'): Promise<StreamWorld> {
+  const w = await makeCriWorld();
   let server: StreamServer | undefined;
   try {
     const backend = new RuntimeStreamBackend({ rt: w.rt, runsc: w.runsc, busybox: w.infra.busybox, logger: testLogger });

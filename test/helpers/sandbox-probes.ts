@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { access } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { staticElf } from '../../runtime/static-elf.js';
+import { staticElf } from '../../runtime/spec/static-elf.js';
 
 /**
  * x86-64 machine code of `connect-unix PATH`: socket(AF_UNIX, SOCK_STREAM)

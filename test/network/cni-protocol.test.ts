@@ -65,7 +65,7 @@ describe('CNI protocol, driven through recording plugins', () => {
   };
 
   before(async () => {
-    env = await makeNetTestEnv(4);
+    env = await makeNetTestEnv();
     binDir = join(env.root, 'bin');
     log = join(env.root, 'calls.jsonl');
     await mkdir(binDir);

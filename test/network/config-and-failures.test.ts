@@ -5,17 +5,13 @@ import { after, before, describe, it } from 'node:test';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
 import { NetworkManager, type PodNetworkRequest } from '../../network/index.js';
 import { makeNetTestEnv, type LeakCounts, type NetTestEnv } from '../helpers/network-env.js';
+import { eventually } from '../helpers/wait.js';
 
 const pod = (podId: string): PodNetworkRequest => ({ podId, name: `app-${podId}`, namespace: 'team', uid: `uid-${podId}`, portMappings: [] });
 const NONE: LeakCounts = { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 };
 
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** Waits for the config watcher to have noticed a change. */
+const waitFor = (what: string, cond: () => boolean): Promise<true> => eventually(async () => cond(), 5000, what);
 
 const criError = (code: number, re: RegExp) => (err: unknown): boolean => {
   assert.ok(err instanceof CriError, String(err));
@@ -34,7 +30,7 @@ describe('CNI config handling and failed setups', () => {
   };
 
   before(async () => {
-    env = await makeNetTestEnv(2);
+    env = await makeNetTestEnv();
   });
   after(async () => {
     for (const m of managers) m.close();
@@ -90,8 +86,9 @@ describe('CNI config handling and failed setups', () => {
   it('rolls back everything when a plugin late in the chain fails, surfacing its error', async () => {
     const net = await open();
     await env.writeConflist({ file: '01-tuning.conflist', extraPlugins: [{ type: 'tuning', sysctl: { 'net.no.such.sysctl': '1' } }] });
-    await waitFor('tuning config used', () => net.status().ready && managers.length > 0);
-    await new Promise((r) => setTimeout(r, 300));
+    // Read the dir now rather than wait for the watcher: the earlier config is ready too, so readiness cannot tell them apart.
+    await net.reload();
+    assert.equal(net.status().ready, true);
     await assert.rejects(net.setup(pod('tuned')), criError(GrpcStatus.INTERNAL, /app-tuned.*CNI ADD of network.*01-tuning\.conflist.*plugin "tuning" failed: .*no\/such\/sysctl/));
     assert.deepEqual(await env.counts(), NONE);
     assert.equal(net.result('tuned'), undefined);

@@ -19,7 +19,7 @@ describe('pod network with real CNI plugins', () => {
   let net: NetworkManager;
 
   before(async () => {
-    env = await makeNetTestEnv(1);
+    env = await makeNetTestEnv();
     await env.writeConflist();
     net = await NetworkManager.open(env.options());
   });

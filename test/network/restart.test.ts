@@ -25,7 +25,7 @@ describe('pod networks across a daemon restart', () => {
   };
 
   before(async () => {
-    env = await makeNetTestEnv(3);
+    env = await makeNetTestEnv();
   });
   after(async () => {
     for (const m of managers) m.close();

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { c as tarCreate, t as tarList } from 'tar';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
-import { isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from '../../runtime/checkpoint-archive.js';
-import { buildContainerSpec } from '../../runtime/oci-spec.js';
-import { emptyResources } from '../../runtime/store.js';
+import { isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from '../../runtime/checkpoint/archive.js';
+import { buildContainerSpec } from '../../runtime/spec/oci-spec.js';
+import { emptyResources } from '../../runtime/records/store.js';
 import { podRoutes } from '../../network/cni-result.js';
-import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp-helper.js';
+import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp/exec-helper.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'gvcri-ckpt-unit-'));
 after(() => rm(dir, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ let w: CriWorld;
 let pod: string;
 
 before(async () => {
-  w = await makeCriWorld(12);
+  w = await makeCriWorld();
   pod = (await call(w.rt, 'RunPodSandbox', { config: podConfig('errs', w.logDir), runtime_handler: '' })).pod_sandbox_id;
 });
 

@@ -4,14 +4,15 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { after, before, test } from 'node:test';
 import { sandboxProcesses } from '../helpers/runtime-env.js';
-import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { call, containerConfig, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 
 let w: CriWorld;
 let pod: string;
 let podLogDir: string;
 
 before(async () => {
-  w = await makeCriWorld(11);
+  w = await makeCriWorld();
   const config = podConfig('main', w.logDir);
   podLogDir = config!.log_directory!;
   const t0 = Date.now();
@@ -85,10 +86,10 @@ test('exit code, reason and timestamps of a failing container', async () => {
 });
 
 test('stop: grace period honoured then SIGKILL; the image StopSignal is used', async () => {
-  const stubborn = await run('stubborn', { args: ['sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done'] });
-  const polite = await run('polite', { args: ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.1; done'] });
-  const usr1 = await run('usr1', { image: w.appImage, args: ['sh', '-c', 'trap "exit 7" USR1; while true; do sleep 0.1; done'] });
-  await new Promise((r) => setTimeout(r, 300));
+  const stubborn = await run('stubborn', { args: ['sh', '-c', 'trap "" TERM; echo trapped; while true; do sleep 0.1; done'] });
+  const polite = await run('polite', { args: ['sh', '-c', 'trap "exit 0" TERM; echo trapped; while true; do sleep 0.1; done'] });
+  const usr1 = await run('usr1', { image: w.appImage, args: ['sh', '-c', 'trap "exit 7" USR1; echo trapped; while true; do sleep 0.1; done'] });
+  await eventually(async () => ['stubborn', 'polite', 'usr1'].every((n) => log(n).includes('trapped')), 10_000, 'the traps to be set');
   let t0 = Date.now();
   await call(w.rt, 'StopContainer', { container_id: polite, timeout: 10 });
   assert.ok(Date.now() - t0 < 3000, `polite stop took ${Date.now() - t0} ms`);

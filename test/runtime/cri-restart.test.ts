@@ -1,21 +1,20 @@
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { ContainerRecord, SandboxRecord } from '../../runtime/index.js';
-import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { call, containerConfig, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 
 let w: CriWorld;
 
 before(async () => {
-  w = await makeCriWorld(13);
+  w = await makeCriWorld();
 });
 
 after(async () => {
   await w?.cleanup();
 });
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test('after a restart pods and containers keep their state, logs continue, exits while away are reported', async () => {
   const mainConfig = podConfig('keep', w.logDir);
@@ -45,7 +44,8 @@ test('after a restart pods and containers keep their state, logs continue, exits
   const halfCtr = { id: 'd'.repeat(64), sandboxId: pod, name: 'half', attempt: 0, phase: 'creating', imageId: '', mounts: [] } as unknown as ContainerRecord;
   await writeFile(join(w.stateDir, 'containers', `${halfCtr.id}.json`), JSON.stringify(halfCtr));
   const ticksBefore = logLines(join(logDir, 'ticker.log')).length;
-  await sleep(2000);
+  // The quitter exits while the daemon is away (its exit is learnt at restart).
+  await eventually(async () => (await w.runsc.state(quitter)).status === 'stopped', 10_000, 'the quitter to exit while the daemon is away');
 
   const rt = await w.reopen();
   const pods = (await call(rt, 'ListPodSandbox', { filter: null })).items;
@@ -85,4 +85,38 @@ test('after a restart pods and containers keep their state, logs continue, exits
     await call(rt, 'RemovePodSandbox', { pod_sandbox_id: p });
   }
   assert.deepEqual(await w.leftovers(), { netns: [], runsc: [], mounts: [] });
+});
+
+test('a container record written at once by its exit, resource updates and status reads stays readable, and a restart recovers the container', async () => {
+  const config = podConfig('racing', w.logDir);
+  const pod = (await call(w.rt, 'RunPodSandbox', { config, runtime_handler: '' })).pod_sandbox_id;
+  const id = (await call(w.rt, 'CreateContainer', { pod_sandbox_id: pod, config: containerConfig('racer', w.image, { args: ['sh', '-c', 'sleep 0.5; exit 3'] }) })).container_id;
+  await call(w.rt, 'StartContainer', { container_id: id });
+  const recordFile = join(w.stateDir, 'containers', `${id}.json`);
+  // Updates and status reads in flight before, during and after the exit is recorded.
+  let shares = 2;
+  let exited = false;
+  const status = async (): Promise<string | undefined> => (await call(w.rt, 'ContainerStatus', { container_id: id, verbose: false })).status?.state;
+  const flood = async (): Promise<void> => {
+    for (let after = 0; after < 20; ) {
+      const updates: Promise<unknown>[] = Array.from({ length: 10 }, () => call(w.rt, 'UpdateContainerResources', { container_id: id, linux: { cpu_shares: String(++shares) } }));
+      await Promise.all([...updates, status()]);
+      if (exited) after++;
+      else exited = (await status()) === 'CONTAINER_EXITED';
+    }
+  };
+  await Promise.all([flood(), flood(), flood()]);
+  const onDisk = JSON.parse(await readFile(recordFile, 'utf8')) as ContainerRecord;
+  assert.equal(onDisk.phase, 'exited');
+  assert.equal(onDisk.exitCode, 3);
+  assert.equal(onDisk.resources.cpuShares, shares, 'the last update is what the file holds');
+
+  await w.rt.close();
+  const rt = await w.reopen();
+  const s = (await call(rt, 'ContainerStatus', { container_id: id, verbose: false })).status!;
+  assert.equal(s.state, 'CONTAINER_EXITED');
+  assert.equal(s.exit_code, 3);
+  assert.equal(s.resources?.linux?.cpu_shares, String(shares));
+  await call(rt, 'StopPodSandbox', { pod_sandbox_id: pod });
+  await call(rt, 'RemovePodSandbox', { pod_sandbox_id: pod });
 });

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CriLogWriter } from '../../runtime/cri-log.js';
-import { OutputFifo } from '../../runtime/log-pipe.js';
-import type { ContainerIo } from '../../runtime/sandbox-driver.js';
-import { buildExecProcess } from '../../runtime/oci-spec.js';
+import { CriLogWriter } from '../../runtime/logs/cri-log.js';
+import { OutputFifo } from '../../runtime/logs/log-pipe.js';
+import type { ContainerIo } from '../../runtime/runsc/sandbox-driver.js';
+import { buildExecProcess } from '../../runtime/spec/oci-spec.js';
 import { containerSpec, makeRuntimeEnv, sandboxProcesses, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
+import { eventually, withDeadline } from '../helpers/wait.js';
 
 let env: RuntimeEnv;
 const SB = `sb-${process.pid}`;
@@ -42,7 +43,7 @@ async function runContainer(id: string, args: string[], start = true): Promise<{
     closed = true;
     await stdout.close();
     await stderr.close();
-    await Promise.race([Promise.all(pumps), new Promise((r) => setTimeout(r, 500))]);
+    await withDeadline(Promise.all(pumps), 10_000, `the output of ${id} to end`);
     await writer.close();
   };
   closers.push(close);
@@ -73,9 +74,9 @@ test('exit code comes from runsc wait', async () => {
 });
 
 test('stop: a container trapping TERM exits by itself; one ignoring it is killed after the timeout', async () => {
-  await runContainer('c-trap', ['sh', '-c', 'trap "exit 0" TERM; while true; do sleep 0.1; done']);
-  await runContainer('c-ignore', ['sh', '-c', 'trap "" TERM; while true; do sleep 0.1; done']);
-  await new Promise((r) => setTimeout(r, 300));
+  await runContainer('c-trap', ['sh', '-c', 'trap "exit 0" TERM; touch /tmp/trapped; while true; do sleep 0.1; done']);
+  await runContainer('c-ignore', ['sh', '-c', 'trap "" TERM; touch /tmp/trapped; while true; do sleep 0.1; done']);
+  for (const id of ['c-trap', 'c-ignore']) await eventually(async () => (await env.driver.execSync(id, buildExecProcess({ args: ['test', '-e', '/tmp/trapped'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] }), 5000)).exitCode === 0, 10_000, `the trap of ${id}`);
   const waits = [env.driver.waitContainer('c-trap'), env.driver.waitContainer('c-ignore')];
   let t0 = Date.now();
   await env.driver.stopContainer('c-trap', 5);
@@ -114,7 +115,7 @@ test('privileged container (every capability runsc knows) starts', async () => {
   assert.equal(await env.driver.waitContainer(id), 0);
   await stdout.close();
   await stderr.close();
-  await Promise.race([pump, new Promise((r) => setTimeout(r, 300))]);
+  await withDeadline(pump, 10_000, 'the output to end');
   await writer.close();
   await env.driver.removeContainer(id);
 });

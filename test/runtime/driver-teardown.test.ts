@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { OutputFifo } from '../../runtime/log-pipe.js';
+import { OutputFifo } from '../../runtime/logs/log-pipe.js';
 import { containerSpec, makeRuntimeEnv, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 
 let env: RuntimeEnv;

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
 import { ConfigError, parseArgs, loadConfig } from '../../daemon/config.js';
-import { allowlistEntryProblem, flagAnnotations, podRunscFlags, recordedRunscFlags, runscCallFlags } from '../../runtime/gvisor-flags.js';
-import { loadTraceSessionConfig, parseTraceList, TraceSessionConfigError } from '../../runtime/trace-session.js';
+import { allowlistEntryProblem, flagAnnotations, podRunscFlags, recordedRunscFlags, runscCallFlags } from '../../runtime/runsc/gvisor-flags.js';
+import { loadTraceSessionConfig, parseTraceList, TraceSessionConfigError } from '../../runtime/runsc/trace-session.js';
 
 function refused(fn: () => unknown): CriError {
   try {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { CriLogWriter, rfc3339Nano } from '../../runtime/cri-log.js';
+import { CriLogWriter, rfc3339Nano } from '../../runtime/logs/cri-log.js';
 
 test('rfc3339Nano trims trailing zeros like Go', () => {
   assert.equal(rfc3339Nano(1_700_000_000_123_450_000n), '2023-11-14T22:13:20.12345Z');

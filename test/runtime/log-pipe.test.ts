@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { CriLogWriter } from '../../runtime/cri-log.js';
-import { OutputFifo } from '../../runtime/log-pipe.js';
+import { CriLogWriter } from '../../runtime/logs/cri-log.js';
+import { OutputFifo } from '../../runtime/logs/log-pipe.js';
+import { buildExecProcess } from '../../runtime/spec/oci-spec.js';
 import { containerSpec, makeRuntimeEnv, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
+import { eventually, withDeadline } from '../helpers/wait.js';
 
 let env: RuntimeEnv;
 const SB = `logsb-${process.pid}`;
@@ -41,7 +43,7 @@ test('a >16 KiB line is split into P chunks and a final F; an unterminated last 
   assert.equal(await env.driver.waitContainer(id), 0);
   // The sandbox drops its ends when the container is deleted: the readers then see EOF.
   await env.driver.removeContainer(id);
-  await Promise.race([pumps, new Promise((r) => setTimeout(r, 3000))]);
+  await withDeadline(pumps, 30_000, 'the output to reach EOF');
   await out.close();
   await err.close();
   await writer.close();
@@ -52,7 +54,7 @@ test('a >16 KiB line is split into P chunks and a final F; an unterminated last 
   assert.deepEqual(lines.filter((l) => l.stream === 'stderr').map((l) => [l.tag, l.content]), [['F', 'oops']]);
 });
 
-test('output survives the reader closing for 2 s: all lines arrive after reopen, container still running', async () => {
+test('output survives the reader closing while lines are written: all lines arrive after reopen, container still running', async () => {
   const id = 'c-tick';
   const logPath = join(env.dir, `${id}.log`);
   const writer = new CriLogWriter(logPath);
@@ -60,22 +62,26 @@ test('output survives the reader closing for 2 s: all lines arrive after reopen,
   const out = await OutputFifo.create(join(env.dir, `${id}.out`));
   const err = await OutputFifo.create(join(env.dir, `${id}.err`));
   writer.pump(out.reader, 'stdout');
-  const script = 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); sleep 0.1; done; sleep 1000';
+  // Each line is also counted in a file, so the test can see the writing go on while nobody reads.
+  const script = 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); echo $i > /tmp/written; sleep 0.1; done; sleep 1000';
   await env.driver.createContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]), io: { kind: 'fifo', stdout: out, stderr: err } });
   await env.driver.startContainer(id);
-  await new Promise((r) => setTimeout(r, 500));
-  // The daemon "goes away": its reader closes, nobody reads for 2 s.
+  const lines = async (): Promise<string[]> => parse(await readFile(logPath, 'utf8')).map((l) => l.content);
+  const written = async (): Promise<number> => Number((await env.driver.execSync(id, buildExecProcess({ args: ['cat', '/tmp/written'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] }), 5000)).stdout.toString());
+  await eventually(async () => (await lines()).length >= 3, 10_000, 'the first lines in the log');
+  // The daemon "goes away": its reader closes; the container writes on with nobody reading.
   await out.close();
-  await new Promise((r) => setTimeout(r, 2000));
+  const closedAt = await written();
+  await eventually(async () => (await written()) >= Math.min(closedAt + 15, 40), 20_000, 'lines written while nobody reads');
   const again = await OutputFifo.reattach(join(env.dir, `${id}.out`));
   writer.pump(again.reader, 'stdout');
-  await new Promise((r) => setTimeout(r, 2500));
+  // All 40 lines: the last ones may be written only now, so wait for them rather than for a time.
+  await eventually(async () => (await lines()).length >= 40, 20_000, 'all 40 lines in the log');
   assert.equal((await env.driver.state(id)).status, 'running');
   await again.close();
   await err.close();
   await writer.close();
-  const got = parse(await readFile(logPath, 'utf8')).map((l) => l.content);
-  assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => `line${i}`));
+  assert.deepEqual(await lines(), Array.from({ length: 40 }, (_, i) => `line${i}`));
   await env.driver.stopContainer(id, 0);
   await env.driver.removeContainer(id);
 });

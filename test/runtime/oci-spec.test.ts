@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ALL_LINUX_CAPABILITIES, DEFAULT_CAPABILITIES, resolveCapabilities } from '../../runtime/capabilities.js';
-import { ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildContainerSpec, buildSandboxSpec, DEFAULT_MASKED_PATHS, type ContainerSpecInput } from '../../runtime/oci-spec.js';
-import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp-helper.js';
+import { ALL_LINUX_CAPABILITIES, DEFAULT_CAPABILITIES, resolveCapabilities } from '../../runtime/spec/capabilities.js';
+import { ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildContainerSpec, buildSandboxSpec, DEFAULT_MASKED_PATHS, type ContainerSpecInput } from '../../runtime/spec/oci-spec.js';
+import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp/exec-helper.js';
 
 const base: ContainerSpecInput = {
   sandboxId: 'sb', rootfsDir: '/r', readonlyRootfs: false, args: ['sh'], env: ['A=1'], cwd: '', user: { uid: 1, gid: 2, additionalGids: [3] },
@@ -64,7 +64,7 @@ test('capabilities follow containerd: ALL, add, drop, unknown names left out', (
 });
 
 test('AppArmor: a Localhost profile must be loaded when AppArmor is on; with it off profiles are only noted', async () => {
-  const { mapContainerConfig } = await import('../../runtime/container-config.js');
+  const { mapContainerConfig } = await import('../../runtime/spec/container-config.js');
   const config = (apparmor: object) => ({
     metadata: { name: 'c', attempt: 0 }, image: { image: 'x' }, command: ['sh'], args: [], working_dir: '', envs: [], mounts: [], devices: [], CDI_devices: [], labels: {}, annotations: {},
     log_path: '', stdin: false, stdin_once: false, tty: false, linux: { security_context: { apparmor, capabilities: null, masked_paths: [], readonly_paths: [], supplemental_groups: [] } },
@@ -80,7 +80,7 @@ test('AppArmor: a Localhost profile must be loaded when AppArmor is on; with it 
 });
 
 test('mount propagation: Bidirectional is refused naming the mount (gVisor cannot propagate to the host)', async () => {
-  const { mapContainerConfig } = await import('../../runtime/container-config.js');
+  const { mapContainerConfig } = await import('../../runtime/spec/container-config.js');
   const config = {
     metadata: { name: 'c', attempt: 0 }, image: { image: 'x' }, command: ['sh'], args: [], working_dir: '', envs: [], devices: [], CDI_devices: [], labels: {}, annotations: {},
     log_path: '', stdin: false, stdin_once: false, tty: false, linux: null,

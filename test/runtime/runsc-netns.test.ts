@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { probeRunscFeatures } from '../../runtime/runsc-features.js';
+import { probeRunscFeatures } from '../../runtime/runsc/features.js';
 import { silentLogger } from '../../cri-api/logger.js';
-import { Runsc } from '../../runtime/runsc.js';
+import { Runsc } from '../../runtime/runsc/runsc.js';
 import { makeRuntimeEnv, sandboxProcesses, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 
 const NETNS = `gvrt${process.pid}`;

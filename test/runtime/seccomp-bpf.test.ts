@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AUDIT_ARCH_X86_64, BPF, bpfHex, compileSeccomp, SECCOMP_RET, type BpfInstruction } from '../../runtime/seccomp-bpf.js';
-import { runtimeDefaultSeccomp } from '../../runtime/seccomp-default.js';
-import { X86_64_SYSCALLS } from '../../runtime/syscalls-x86-64.js';
-import type { OciSeccomp } from '../../runtime/oci-spec.js';
+import { AUDIT_ARCH_X86_64, BPF, bpfHex, compileSeccomp, SECCOMP_RET, type BpfInstruction } from '../../runtime/seccomp/bpf.js';
+import { runtimeDefaultSeccomp } from '../../runtime/seccomp/default-profile.js';
+import { X86_64_SYSCALLS } from '../../runtime/seccomp/syscalls-x86-64.js';
+import type { OciSeccomp } from '../../runtime/spec/oci-spec.js';
 
 /** Runs a classic BPF program over struct seccomp_data, as the kernel does (only the opcodes the compiler emits). */
 function runBpf(program: readonly BpfInstruction[], nr: number, args: readonly bigint[] = [], arch = AUDIT_ARCH_X86_64): number {

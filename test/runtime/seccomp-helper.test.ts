@@ -4,8 +4,8 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { bpfHex, compileSeccomp } from '../../runtime/seccomp-bpf.js';
-import { seccompHelperElf } from '../../runtime/seccomp-helper.js';
+import { bpfHex, compileSeccomp } from '../../runtime/seccomp/bpf.js';
+import { seccompHelperElf } from '../../runtime/seccomp/exec-helper.js';
 
 // The helper is x86-64 code; on this host it runs under the host kernel's seccomp.
 const skip = process.arch !== 'x64' ? 'the exec helper is x86-64 code' : false;

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { call, containerConfig, eventually, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { call, containerConfig, logLines, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 
 let w: CriWorld;
 let pod: string;
@@ -10,7 +11,7 @@ let podLogDir: string;
 let denyChmod: string;
 
 before(async () => {
-  w = await makeCriWorld(29);
+  w = await makeCriWorld();
   const config = podConfig('seccomp', w.logDir);
   podLogDir = config!.log_directory!;
   pod = (await call(w.rt, 'RunPodSandbox', { config, runtime_handler: '' })).pod_sandbox_id;

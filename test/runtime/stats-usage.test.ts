@@ -7,7 +7,8 @@ import type { CallContext } from '../../cri-api/server.js';
 import type { ContainerStats__Output } from '../../cri-api/generated/runtime/v1/ContainerStats.js';
 import type { PodSandboxStats__Output } from '../../cri-api/generated/runtime/v1/PodSandboxStats.js';
 import { ContainerStats, ListContainerStats, ListPodSandboxStats, PodSandboxStats, STATS_CACHE_MS } from '../../runtime/index.js';
-import { call, containerConfig, eventually, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { call, containerConfig, makeCriWorld, podConfig, type CriWorld } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 
 const proto = protoLoader.loadSync(fileURLToPath(new URL('../../../cri-api/proto/api.proto', import.meta.url)), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
 const service = proto['runtime.v1.RuntimeService'] as protoLoader.ServiceDefinition;
@@ -23,7 +24,13 @@ async function rpc<Res>(name: string, handler: (rt: CriWorld['rt'], req: never, 
 const containerStats = async (id: string): Promise<ContainerStats__Output> => (await rpc<{ stats: ContainerStats__Output }>('ContainerStats', ContainerStats, { container_id: id })).stats;
 const podStats = async (id: string): Promise<PodSandboxStats__Output> => (await rpc<{ stats: PodSandboxStats__Output }>('PodSandboxStats', PodSandboxStats, { pod_sandbox_id: id })).stats;
 const n = (v: { value: string } | null | undefined): number => Number(v?.value ?? NaN);
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const tsOf = (s: ContainerStats__Output | PodSandboxStats__Output): bigint => BigInt(('cpu' in s ? s.cpu?.timestamp : s.linux?.cpu?.timestamp) ?? '0');
+/** Polls `get` until it answers a sample taken at least `gapMs` after `prev`'s (a new one once the cache window passed). */
+const sampleAfter = <S extends ContainerStats__Output | PodSandboxStats__Output>(get: () => Promise<S>, prev: S, gapMs: number): Promise<S> =>
+  eventually(async () => {
+    const s = await get();
+    return tsOf(s) - tsOf(prev) >= BigInt(gapMs) * 1_000_000n ? s : undefined;
+  }, STATS_CACHE_MS * 10, `a stats sample ${gapMs} ms after the last`);
 
 let w: CriWorld;
 let pod: string;
@@ -31,7 +38,7 @@ let burner: string;
 let idle: string;
 
 before(async () => {
-  w = await makeCriWorld(17);
+  w = await makeCriWorld();
   const config = podConfig('stats', w.logDir);
   pod = (await call(w.rt, 'RunPodSandbox', { config, runtime_handler: '' })).pod_sandbox_id;
   const start = async (name: string, cmd: string[]): Promise<string> => {
@@ -51,8 +58,7 @@ test('a CPU-burning container shows cumulative CPU time and about one core of ra
   const first = await containerStats(burner);
   assert.equal(first.attributes?.id, burner);
   assert.equal(first.attributes?.metadata?.name, 'burner');
-  await sleep(STATS_CACHE_MS + 500);
-  const second = await containerStats(burner);
+  const second = await sampleAfter(() => containerStats(burner), first, STATS_CACHE_MS + 500);
   const cpu1 = n(first.cpu?.usage_core_nano_seconds);
   const cpu2 = n(second.cpu?.usage_core_nano_seconds);
   const dt = Number(BigInt(second.cpu!.timestamp) - BigInt(first.cpu!.timestamp));
@@ -61,8 +67,7 @@ test('a CPU-burning container shows cumulative CPU time and about one core of ra
   const rate = n(second.cpu?.usage_nano_cores);
   assert.ok(rate > 0.3e9 && rate < 2.5e9, `usage_nano_cores ${rate} is about one core`);
   const idleStats = await containerStats(idle);
-  await sleep(STATS_CACHE_MS + 200);
-  const idle2 = await containerStats(idle);
+  const idle2 = await sampleAfter(() => containerStats(idle), idleStats, STATS_CACHE_MS);
   assert.ok(n(idle2.cpu?.usage_nano_cores) < 0.1e9, `an idle container's rate stays low: ${JSON.stringify([idleStats.cpu, idle2.cpu])}`);
   assert.ok(n(idleStats.cpu?.usage_core_nano_seconds) < cpu1);
 });
@@ -71,8 +76,8 @@ test('repeated polls within the cache window are answered by one sample', async 
   const a = await containerStats(idle);
   const b = await containerStats(idle);
   assert.equal(a.cpu?.timestamp, b.cpu?.timestamp);
-  await sleep(STATS_CACHE_MS + 100);
-  const c = await containerStats(idle);
+  // Past the window a new sample is taken.
+  const c = await sampleAfter(() => containerStats(idle), a, 1);
   assert.notEqual(c.cpu?.timestamp, a.cpu?.timestamp);
 });
 
@@ -82,8 +87,7 @@ test('memory grows when a container fills its in-memory rootfs, and pod memory i
   assert.ok(memBefore > 0, 'the sandbox uses some memory');
   const r = await call(w.rt, 'ExecSync', { container_id: idle, cmd: ['sh', '-c', 'busybox head -c 60000000 /dev/zero > /tmp/big && echo done'], timeout: '30' });
   assert.equal(Buffer.from(r.stdout).toString().trim(), 'done', Buffer.from(r.stderr).toString());
-  await sleep(STATS_CACHE_MS + 100);
-  const after = await podStats(pod);
+  const after = await sampleAfter(() => podStats(pod), before, 1);
   const memAfter = n(after.linux?.memory?.working_set_bytes);
   assert.ok(memAfter - memBefore > 40e6, `pod memory grew by ${memAfter - memBefore} bytes after writing 60 MB`);
   assert.equal(n(after.linux?.memory?.usage_bytes), memAfter);

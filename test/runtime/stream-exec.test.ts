@@ -4,12 +4,13 @@ import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyUpgrade, wsExec } from '../helpers/stream-client.js';
 import { fdCount, makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
+import { eventually } from '../helpers/wait.js';
 
 let s: StreamWorld;
 let ctr: string;
 
 before(async () => {
-  s = await makeStreamWorld(15);
+  s = await makeStreamWorld();
   ctr = await s.run('shell', { args: ['sleep', '3600'] });
 });
 
@@ -97,9 +98,7 @@ test('an abandoned exec is killed in the sandbox', async () => {
   await new Promise<void>((resolve) => stdout.once('data', () => resolve()));
   assert.equal(runscProcesses(s.w.runsc.options.root, 'exec').length, 1);
   up.socket.destroy();
-  const deadline = Date.now() + 10_000;
-  while (runscProcesses(s.w.runsc.options.root, 'exec').length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(runscProcesses(s.w.runsc.options.root, 'exec'), []);
+  await eventually(async () => runscProcesses(s.w.runsc.options.root, 'exec').length === 0, 10_000, 'the abandoned runsc exec to end');
   const ps = await spdyExec(await s.execUrl(ctr, ['ps'], { stderr: false }), { stdout: true });
   assert.doesNotMatch(ps.stdout.toString(), /sleep 1000/);
 });
@@ -112,16 +111,13 @@ test('50 sequential execs leak no process or descriptor', async () => {
     const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', `read x; echo $x-${i}`], { stdin: true }), { stdin: Buffer.from('n\n'), stdout: true, stderr: true });
     assert.equal(r.stdout.toString(), `n-${i}\n`);
   }
-  await new Promise((r) => setTimeout(r, 200));
-  assert.deepEqual(runscProcesses(s.w.runsc.options.root, 'exec'), []);
-  assert.ok(fdCount() <= fds + 2, `descriptors: ${fds} before, ${fdCount()} after`);
+  await eventually(async () => runscProcesses(s.w.runsc.options.root, 'exec').length === 0 && fdCount() <= fds + 2, 10_000, `no runsc exec left and descriptors back near ${fds} (now ${fdCount()})`);
 });
 
 test('Exec: unknown container is NOT_FOUND, an exited one FAILED_PRECONDITION, empty cmd INVALID_ARGUMENT', async () => {
   await assert.rejects(s.execUrl('nope', ['true']), { code: 5 });
   const done = await s.run('done', { args: ['true'] });
-  const deadline = Date.now() + 10_000;
-  while (s.w.rt.getContainer(done)?.phase === 'running' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await eventually(async () => s.w.rt.getContainer(done)?.phase === 'exited', 10_000, 'the container to exit');
   await assert.rejects(s.execUrl(done, ['true']), { code: 9 });
   await assert.rejects(s.execUrl(ctr, []), { code: 3 });
 });

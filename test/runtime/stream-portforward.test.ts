@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { WebSocket } from 'ws';
+import { call } from '../helpers/cri-world.js';
+import { eventually } from '../helpers/wait.js';
 import { collect, isUpgrade, spdyForward, spdyUpgrade, wsUrl } from '../helpers/stream-client.js';
 import { makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
 
@@ -21,16 +23,10 @@ const SMALL_BODY = Buffer.from(Array.from({ length: SMALL }, (_, i) => `${i + 1}
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 before(async () => {
-  s = await makeStreamWorld(16);
+  s = await makeStreamWorld();
   const web = await s.run('web', { args: ['sh', '-c', `mkdir -p /tmp/www && seq 1 ${SMALL} > /tmp/www/small && touch /tmp/www/ready && exec httpd -f -p 8080 -h /tmp/www`] });
   // Ready once httpd answers inside the pod.
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const r = await s.w.rt.execSync(web, ['sh', '-c', 'test -e /tmp/www/ready && wget -q -O /dev/null http://127.0.0.1:8080/ready'], 5);
-    if (r.exitCode === 0) break;
-    if (Date.now() > deadline) throw new Error(`httpd did not come up: ${r.stderr.toString()}`);
-    await new Promise((res) => setTimeout(res, 100));
-  }
+  await eventually(async () => (await call(s.w.rt, 'ExecSync', { container_id: web, cmd: ['sh', '-c', 'test -e /tmp/www/ready && wget -q -O /dev/null http://127.0.0.1:8080/ready'], timeout: 5 })).exit_code === 0, 15_000, 'httpd to answer inside the pod');
 });
 
 after(async () => {
@@ -78,7 +74,7 @@ test('SPDY port-forward downloads 5 MiB intact over two connections at once', as
   assert.ok(s.w.infra.busybox, 'busybox-static provides the in-sandbox relay (scripts/setup.sh installs it)');
   assert.ok(BIG.length > 5 * 1024 * 1024);
   const web = s.w.rt.listContainers().find((c) => c.name === 'web')!;
-  assert.equal((await s.w.rt.execSync(web.id, ['sh', '-c', `seq 1 ${COUNT} > /tmp/www/big`], 60)).exitCode, 0);
+  assert.equal((await call(s.w.rt, 'ExecSync', { container_id: web.id, cmd: ['sh', '-c', `seq 1 ${COUNT} > /tmp/www/big`], timeout: 60 })).exit_code, 0);
   await spdyFetch('/big', BIG);
 });
 

@@ -1,0 +1,164 @@
+/**
+ * Restoring a container from a checkpoint archive (archive.ts), in two RPC
+ * steps: CreateContainer with the archive as image makes a created
+ * container of the archive's process; StartContainer replaces the pod's
+ * cold-booted sandbox with the one restored from the archive.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1/ContainerConfig.js';
+import { failedPrecondition, internal, notFound, wrapError } from '../../cri-api/errors.js';
+import type { PodRuntime } from '../core/pod-runtime.js';
+import { rollbackContainer } from '../core/teardown.js';
+import { containerIo } from '../logs/container-io.js';
+import { newContainerFields, newRecordId, nowNs, podLabel, type ContainerRecord, type SandboxRecord } from '../records/store.js';
+import type { RunscFeatures } from '../runsc/features.js';
+import type { RunscNetwork } from '../runsc/runsc.js';
+import { readBundleSpec, writeBundle } from '../spec/oci-spec.js';
+import { IMAGE_DIR_NAME, readCheckpointArchive, restoreContainerSpec, type CheckpointManifest } from './archive.js';
+
+/** Bound on restoring a sandbox from a checkpoint (StartContainer has no timeout of its own). */
+const RESTORE_TIMEOUT_MS = 120_000;
+
+/**
+ * CreateContainer whose image is a checkpoint archive: unpacks it, checks
+ * it can be restored here, and makes a created container whose
+ * StartContainer restores the pod's sandbox from it. Process, identity and
+ * image come from the checkpoint; metadata, labels, annotations, log path
+ * and volume host paths from the new config.
+ */
+export async function createRestoredLocked(rt: PodRuntime, pod: SandboxRecord, config: ContainerConfig__Output, features: RunscFeatures, ctx: string): Promise<string> {
+  const archive = config.image!.image;
+  const { name } = config.metadata!;
+  const present = rt.containers.list().filter((x) => x.sandboxId === pod.id);
+  if (present.length > 0) {
+    throw failedPrecondition(`${ctx}: restoring ${archive} replaces the pod's sandbox, and the pod already has containers (${present.map((x) => x.name).join(', ')}); restore into a pod with none`);
+  }
+  const id = newRecordId();
+  const unpacked = rt.restoreDir(id);
+  let manifest: CheckpointManifest;
+  try {
+    manifest = await readCheckpointArchive(archive, unpacked);
+  } catch (err) {
+    await rm(unpacked, { recursive: true, force: true });
+    throw wrapError(err, ctx);
+  }
+  const { imageRef, ...saved } = manifest.container;
+  const refuse = (why: string): never => {
+    throw failedPrecondition(`${ctx}: checkpoint ${archive} ${why}`);
+  };
+  const image = rt.opts.images.resolve(saved.imageId) ?? rt.opts.images.resolve(saved.image);
+  try {
+    if (manifest.runscVersion !== features.version) refuse(`was taken by ${manifest.runscVersion}; this node runs ${features.version}, and runsc restores only its own checkpoints`);
+    if (manifest.sandboxContainers.length !== 1) {
+      refuse(`holds ${manifest.sandboxContainers.length} app containers (${manifest.sandboxContainers.map((m) => m.name).join(', ')}); runsc restores a sandbox only with all of them, so only a pod with one container (running or exited) can be restored`);
+    }
+    // A terminal would need a new console received by the reaper at restore: not done (nor tried) here.
+    if (manifest.spec.process.terminal) refuse('is of a container with a terminal (tty: true); restoring terminals is not supported');
+    if (manifest.pod.hostNetwork !== pod.hostNetwork) refuse(`is of a ${manifest.pod.hostNetwork ? 'host-network' : 'pod-network'} pod; this pod is not`);
+    if (!image) throw notFound(`${ctx}: image ${saved.image} (${saved.imageId}) of checkpoint ${archive} is not on this node; pull it first`);
+  } catch (err) {
+    await rm(unpacked, { recursive: true, force: true });
+    throw err;
+  }
+  const volumes = config.mounts.map((m) => ({ containerPath: m.container_path, hostPath: m.host_path }));
+  const rec: ContainerRecord = {
+    ...saved,
+    ...newContainerFields(id, pod, config),
+    imageId: image.id,
+    mounts: saved.mounts.map((m) => ({ ...m, hostPath: volumes.find((v) => v.containerPath === m.containerPath)?.hostPath ?? m.hostPath })),
+    terminal: false,
+    restore: { archive, imageDir: join(unpacked, IMAGE_DIR_NAME) },
+  };
+  await rt.containers.put(rec);
+  try {
+    const spec = restoreContainerSpec(manifest.spec, {
+      sandboxId: pod.id,
+      rootfsDir: await rt.opts.images.rootfs(image.id),
+      hostname: pod.hostname,
+      oldEtcFiles: manifest.pod.etcFiles,
+      newEtcFiles: pod.etcFiles,
+      mounts: volumes,
+      seccompHelper: rt.opts.infra.seccompHelper,
+    });
+    await rt.opts.images.acquire(image.id, id);
+    const dir = rt.containerDir(id);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await rt.io.open(rec, 'create');
+    await writeBundle(join(dir, 'bundle'), spec);
+    rec.phase = 'created';
+    await rt.containers.put(rec);
+  } catch (err) {
+    await rollbackContainer(rt, rec);
+    throw wrapError(err, ctx);
+  }
+  rt.logger.info({ container: id, name, pod: podLabel(pod), archive, image: imageRef, from: `${manifest.pod.namespace}/${manifest.pod.name}/${saved.name}` }, 'container created from a checkpoint');
+  rt.emit('CONTAINER_CREATED_EVENT', id, pod);
+  return id;
+}
+
+/**
+ * StartContainer of a container made from a checkpoint: the pod's
+ * cold-booted sandbox is replaced by the one restored from the archive,
+ * whose processes continue where they were. On failure the pod gets a
+ * fresh sandbox again and the container is exited with StartError.
+ */
+export async function startRestoredLocked(rt: PodRuntime, c: ContainerRecord): Promise<void> {
+  const restore = c.restore!;
+  const ctx = `start container ${c.name} (${c.id.slice(0, 12)}) from checkpoint ${restore.archive}`;
+  if (c.phase !== 'created' || !restore.imageDir) throw failedPrecondition(`${ctx}: container is ${c.phase}, only a created container can start`);
+  const pod = rt.sandboxes.get(c.sandboxId);
+  if (pod?.phase !== 'ready') throw failedPrecondition(`${ctx}: its pod sandbox is not ready`);
+  const others = rt.containers.list().filter((x) => x.sandboxId === pod.id && x.id !== c.id);
+  if (others.length > 0) throw failedPrecondition(`${ctx}: the pod has other containers now (${others.map((x) => x.name).join(', ')}); restoring would replace their sandbox`);
+  const features = rt.requireFeatures();
+  const started = Date.now();
+  try {
+    const spec = await readBundleSpec(join(rt.containerDir(c.id), 'bundle'));
+    const io = containerIo(rt.io.get(c.id) ?? (await rt.io.open(c, 'create')));
+    if (io.kind !== 'fifo') throw internal('a restored container has no terminal');
+    if (!pod.hostNetwork) await rt.opts.network.reclaimAddresses(pod.id);
+    pod.pid = await rt.driver.restoreSandbox({
+      ...sandboxBoot(rt, pod, features),
+      imageDir: restore.imageDir,
+      containers: [{ id: c.id, bundleDir: join(rt.containerDir(c.id), 'bundle'), spec, io }],
+      timeoutMs: RESTORE_TIMEOUT_MS,
+    });
+  } catch (err) {
+    await rebootSandbox(rt, pod, features);
+    await rt.exits.record(c, 128, 'StartError', (err as Error).message);
+    throw wrapError(err, ctx);
+  }
+  await rt.sandboxes.put(pod);
+  c.phase = 'running';
+  c.startedAtNs = nowNs();
+  c.restore = { archive: restore.archive };
+  await rt.containers.put(c);
+  await rm(rt.restoreDir(c.id), { recursive: true, force: true });
+  rt.exits.watch(c);
+  rt.logger.info({ container: c.id, name: c.name, pod: podLabel(pod), archive: restore.archive, ms: Date.now() - started }, 'container restored from a checkpoint');
+  rt.emit('CONTAINER_STARTED_EVENT', c.id, pod);
+}
+
+/** How the pod's sandbox is booted: also what a restore of it needs. */
+function sandboxBoot(rt: PodRuntime, pod: SandboxRecord, features: RunscFeatures): { id: string; bundleDir: string; networkMode: RunscNetwork; netnsPath?: string; needsNetnsWorkaround: boolean; logPath: string } {
+  const dir = rt.podDir(pod.id);
+  return { id: pod.id, bundleDir: join(dir, 'bundle'), networkMode: pod.hostNetwork ? 'host' : 'sandbox', netnsPath: pod.netnsPath, needsNetnsWorkaround: features.netnsWorkaround, logPath: join(dir, 'sandbox.log') };
+}
+
+/** After a failed restore: boots the pod's own sandbox again from its bundle (unless it still runs: the restore failed before replacing it), or marks the pod NOTREADY. */
+async function rebootSandbox(rt: PodRuntime, pod: SandboxRecord, features: RunscFeatures): Promise<void> {
+  const boot = sandboxBoot(rt, pod, features);
+  if ((await rt.driver.state(pod.id).catch(() => undefined))?.status === 'running') return;
+  try {
+    const spec = await readBundleSpec(boot.bundleDir);
+    if (!pod.hostNetwork) await rt.opts.network.reclaimAddresses(pod.id);
+    pod.pid = await rt.driver.createSandbox({ ...boot, spec });
+    await rt.sandboxes.put(pod);
+  } catch (err) {
+    rt.logger.error({ err, pod: podLabel(pod) }, 'the pod sandbox could not be booted again after a failed restore; marking it NOTREADY');
+    pod.phase = 'notready';
+    await rt.sandboxes.put(pod);
+    rt.emit('CONTAINER_STOPPED_EVENT', pod.id, pod);
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * Learns container exits: one `runsc wait` per running container, whose
+ * answer becomes the record's exit. Also where a stop that killed a
+ * container settles its exit when the waiter does not answer in time.
+ *
+ * Exits are recorded outside the container's RPC lock: StopContainer holds
+ * that lock while it waits here for the exit, so taking it would stall
+ * every stop. The record file stays whole regardless, since every write of
+ * a record runs under the record's own lock (records/store.ts).
+ */
+import type { Logger } from '../../cri-api/logger.js';
+import type { ContainerIoTable } from '../logs/container-io.js';
+import { nowNs, type ContainerRecord, type RecordStore } from '../records/store.js';
+import type { SandboxDriver } from '../runsc/sandbox-driver.js';
+
+/** Exit code reported when the real one was lost (containerd's choice too). */
+export const UNKNOWN_EXIT_CODE = 255;
+/** 128 + SIGKILL: what a container killed with its pod reports. */
+export const KILLED_EXIT_CODE = 137;
+/** How long to wait for the exit waiter after a stop before recording the exit ourselves. */
+const EXIT_RECORD_WAIT_MS = 10_000;
+
+interface Waiter {
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export interface ExitMonitorOptions {
+  driver: SandboxDriver;
+  containers: RecordStore<ContainerRecord>;
+  io: ContainerIoTable;
+  /** Publishes CONTAINER_STOPPED_EVENT for the container. */
+  stopped: (c: ContainerRecord) => void;
+  logger: Logger;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export class ExitMonitor {
+  private readonly waiters = new Map<string, Waiter>();
+  /** Pods being stopped: their containers' lost exits are kills, not unknowns. */
+  private readonly stoppingPods = new Set<string>();
+  private closed = false;
+
+  constructor(private readonly opts: ExitMonitorOptions) {}
+
+  /** Starts the container's waiter (once); its answer is recorded as the exit. */
+  watch(c: ContainerRecord): void {
+    if (this.waiters.has(c.id) || this.closed) return;
+    const controller = new AbortController();
+    const done = (async (): Promise<void> => {
+      let code: number;
+      let message = '';
+      try {
+        code = await this.opts.driver.waitContainer(c.id, controller.signal);
+      } catch (err) {
+        if (controller.signal.aborted) return;
+        code = this.stoppingPods.has(c.sandboxId) ? KILLED_EXIT_CODE : UNKNOWN_EXIT_CODE;
+        message = code === UNKNOWN_EXIT_CODE ? `exit status lost: ${(err as Error).message}` : '';
+      }
+      if (c.phase !== 'running' || !this.opts.containers.get(c.id)) return;
+      await this.record(c, code, code === UNKNOWN_EXIT_CODE ? 'Unknown' : undefined, message);
+    })().catch((err: unknown) => this.opts.logger.error({ err, container: c.id }, 'recording a container exit failed'));
+    this.waiters.set(c.id, { controller, done });
+    void done.finally(() => {
+      if (this.waiters.get(c.id)?.done === done) this.waiters.delete(c.id);
+    });
+  }
+
+  /** Stops waiting for the container (it is being removed). */
+  forget(id: string): void {
+    this.waiters.get(id)?.controller.abort();
+  }
+
+  /** Resolves when the container's waiter has recorded its exit, or after `ms`. */
+  async awaitRecord(id: string, ms: number): Promise<void> {
+    const w = this.waiters.get(id);
+    if (w) await Promise.race([w.done, sleep(ms)]);
+  }
+
+  /** Runs `fn` (which kills the pod's containers) with their lost exits counted as kills. */
+  async duringPodStop<T>(podId: string, fn: () => Promise<T>): Promise<T> {
+    this.stoppingPods.add(podId);
+    try {
+      return await fn();
+    } finally {
+      this.stoppingPods.delete(podId);
+    }
+  }
+
+  /**
+   * After a kill: waits for the waiter to record the exit; if it does not
+   * come, records `fallbackCode` so the state never stays "running" for a
+   * container that is gone.
+   */
+  async settle(c: ContainerRecord, fallbackCode: number): Promise<void> {
+    await this.awaitRecord(c.id, EXIT_RECORD_WAIT_MS);
+    if (c.phase === 'running') {
+      this.forget(c.id);
+      await this.record(c, fallbackCode, 'Error', 'exit status not received from runsc');
+    } else if (c.phase === 'created') {
+      // Its runsc state went with the sandbox; nothing will read its FIFOs.
+      await this.opts.io.close(c.id, false);
+    }
+  }
+
+  /** Marks the container exited, persists, then finishes its log. */
+  async record(c: ContainerRecord, exitCode: number, reason?: string, message = ''): Promise<void> {
+    c.phase = 'exited';
+    c.exitCode = exitCode;
+    c.finishedAtNs = nowNs();
+    // containerd's reasons; OOMKilled is not detected (runsc wait reports only the status).
+    c.reason = reason ?? (exitCode === 0 ? 'Completed' : 'Error');
+    c.message = message;
+    if (this.opts.containers.get(c.id)) await this.opts.containers.put(c);
+    this.opts.logger.info({ container: c.id, name: c.name, exitCode, reason: c.reason }, 'container exited');
+    this.opts.stopped(c);
+    await this.opts.io.close(c.id, true);
+  }
+
+  /** Stops every waiter (daemon shutdown); containers keep running. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const waiters = [...this.waiters.values()];
+    for (const w of waiters) w.controller.abort();
+    await Promise.allSettled(waiters.map((w) => w.done));
+  }
+}

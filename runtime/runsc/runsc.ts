@@ -1,0 +1,474 @@
+/**
+ * The one typed wrapper over the runsc binary: global flags, one method per
+ * subcommand, timeouts, and the mapping of runsc's failures to CriError.
+ */
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { execa, type Options, type ResultPromise } from 'execa';
+import { CriError, GrpcStatus } from '../../cri-api/errors.js';
+import type { Reaper } from './reaper.js';
+
+export type RunscNetwork = 'sandbox' | 'host' | 'none';
+
+export interface RunscOptions {
+  /** Path of the runsc binary. */
+  binary: string;
+  /** Directory of runsc's container state (--root). */
+  root: string;
+  platform?: string;
+  /** Value of --overlay2, e.g. "root:memory" or "root:dir=/run/x"; omitted when the runsc has no --overlay2. */
+  overlay2?: string;
+  /** Default --network; `create` of a sandbox may override it. */
+  network?: RunscNetwork;
+  /** --debug-log target; a trailing slash makes it a directory. */
+  debugLog?: string;
+  /** Load OCI seccomp profiles inside the sandbox (--oci-seccomp). */
+  ociSeccomp?: boolean;
+  extraFlags?: readonly string[];
+  /** --pod-init-config of every new sandbox: the trace session it starts with (option trace-session-config). */
+  podInitConfig?: string;
+  /**
+   * Launches `runsc create` and `start` so that the sandbox and gofer
+   * processes they leave behind are reaped at once (see reaper.ts); without
+   * it they go to pid 1.
+   */
+  reaper?: Reaper;
+  /** Timeout of ordinary (non-waiting) calls, in ms. */
+  timeoutMs?: number;
+  /** Told of every finished runsc call (metrics): subcommand, wall time, success. */
+  onCommand?: (subcommand: string, ms: number, ok: boolean) => void;
+}
+
+/** Host file descriptors given to runsc as the container's stdio. */
+export interface RunscStdio {
+  stdin?: number | 'ignore';
+  stdout?: number | 'ignore';
+  stderr?: number | 'ignore';
+}
+
+/** What went wrong, for callers that treat some failures as normal states. */
+export type RunscErrorKind = 'not-found' | 'not-running' | 'timeout' | 'cancelled' | 'other';
+
+/** A failed runsc call: names the subcommand, the container and runsc's own words. */
+export class RunscError extends CriError {
+  readonly kind: RunscErrorKind;
+  readonly subcommand: string;
+  readonly containerId: string;
+  readonly stderr: string;
+
+  constructor(kind: RunscErrorKind, subcommand: string, containerId: string, detail: string) {
+    const code = kind === 'not-found' ? GrpcStatus.NOT_FOUND : kind === 'timeout' ? GrpcStatus.DEADLINE_EXCEEDED : kind === 'cancelled' ? GrpcStatus.CANCELLED : GrpcStatus.INTERNAL;
+    super(code, `runsc ${subcommand} ${containerId}: ${detail}`);
+    this.name = 'RunscError';
+    this.kind = kind;
+    this.subcommand = subcommand;
+    this.containerId = containerId;
+    this.stderr = detail;
+  }
+}
+
+/** True when err says the container (or its whole sandbox) no longer runs or exists. */
+export function isGone(err: unknown): boolean {
+  return err instanceof RunscError && (err.kind === 'not-found' || err.kind === 'not-running');
+}
+
+/** `runsc state` output. */
+export interface RunscState {
+  id: string;
+  status: 'creating' | 'created' | 'running' | 'stopped' | 'paused' | string;
+  /** The sandbox process's pid (for sub-containers too). */
+  pid: number;
+  bundle: string;
+  annotations?: Record<string, string>;
+}
+
+/** One row of `runsc list --format json`. */
+export interface RunscListEntry {
+  id: string;
+  pid: number;
+  status: string;
+  bundle: string;
+}
+
+/** `runsc events --stats` output (the fields gvisor-cri reads). */
+export interface RunscStats {
+  type: string;
+  id: string;
+  data?: {
+    cpu?: { usage?: { total?: number; user?: number; kernel?: number } };
+    memory?: { usage?: { usage?: number; limit?: number }; cache?: number; raw?: Record<string, number> };
+    pids?: { current?: number; limit?: number };
+  };
+}
+
+/** One row of `runsc ps --format json`. */
+export interface RunscProcess {
+  UID: number;
+  PID: number;
+  PPID: number;
+  C: number;
+  STIME: string;
+  Cmd: string;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  pidFile?: string;
+  consoleSocket?: string;
+  /** The root (infra) container takes its stdio from create. */
+  stdio?: RunscStdio;
+  /** --network for this sandbox, overriding the default. */
+  network?: RunscNetwork;
+  userLog?: string;
+  /** Creates a new sandbox (the pod's infra container): daemon-wide sandbox settings apply. */
+  sandbox?: boolean;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
+  timeoutMs?: number;
+}
+
+export interface StartOptions {
+  /** Sub-containers take their stdio from start, not create. */
+  stdio?: RunscStdio;
+  /**
+   * Run start in a private mount namespace where /proc/sys/net/core, as seen
+   * from this netns, is an empty tmpfs (gvisor.md "Kernel >= 6.x").
+   */
+  netnsWorkaround?: string;
+  /** --network of the sandbox being started; must match what `create` was given. */
+  network?: RunscNetwork;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
+  timeoutMs?: number;
+}
+
+export interface RestoreOptions {
+  bundle: string;
+  /** Directory holding the checkpoint image (checkpoint.img...). */
+  imagePath: string;
+  stdio?: RunscStdio;
+  /** --network of the sandbox being restored. */
+  network?: RunscNetwork;
+  /** As StartOptions.netnsWorkaround: restoring the root container boots the sandbox in that netns. */
+  netnsWorkaround?: string;
+  timeoutMs?: number;
+}
+
+export interface ExecOptions {
+  /** A file holding the OCI process spec. */
+  processFile: string;
+  detach?: boolean;
+  /** Host pid of the exec'd process's runsc (detach) is written here. */
+  pidFile?: string;
+  /** The exec'd process's pid inside the sandbox, for `kill --pid`. */
+  internalPidFile?: string;
+  consoleSocket?: string;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
+}
+
+/** Grace period runsc gets after SIGTERM before execa sends SIGKILL. */
+const FORCE_KILL_AFTER_MS = 2000;
+
+/** Lines runsc writes when a container or sandbox is not there (checked against runsc 20240729). */
+const NOT_FOUND_PATTERNS = [/file does not exist/, /container .* not found/i, /no such container/i];
+const NOT_RUNNING_PATTERNS = [/sandbox is not running/i, /is not running/i, /connecting to control server.*(connection refused|no such file)/i, /container .* is stopped/i, /cannot signal (a )?stopped container/i];
+
+function classify(stderr: string): RunscErrorKind {
+  if (NOT_FOUND_PATTERNS.some((p) => p.test(stderr))) return 'not-found';
+  if (NOT_RUNNING_PATTERNS.some((p) => p.test(stderr))) return 'not-running';
+  return 'other';
+}
+
+/** Keeps error messages one readable line: runsc's last non-empty stderr lines, bounded. */
+function trimStderr(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return lines.slice(-3).join(' | ').slice(0, 2000);
+}
+
+export class Runsc {
+  readonly options: Readonly<RunscOptions>;
+  private seq = 0;
+
+  constructor(options: RunscOptions) {
+    this.options = { ...options };
+  }
+
+  /** Global flags, in the order runsc documents them; `network` overrides the default; `extra` (per call) come last. */
+  globalFlags(network?: RunscNetwork, extra: readonly string[] = []): string[] {
+    const o = this.options;
+    const flags = [`--root=${o.root}`];
+    if (o.platform) flags.push(`--platform=${o.platform}`);
+    if (o.overlay2) flags.push(`--overlay2=${o.overlay2}`);
+    const net = network ?? o.network;
+    if (net) flags.push(`--network=${net}`);
+    if (o.debugLog) flags.push(`--debug-log=${o.debugLog}`);
+    if (o.ociSeccomp) flags.push('--oci-seccomp');
+    flags.push(...(o.extraFlags ?? []), ...extra);
+    return flags;
+  }
+
+  async create(id: string, opts: CreateOptions): Promise<void> {
+    const args = ['create', `--bundle=${opts.bundle}`];
+    if (opts.pidFile) args.push(`--pid-file=${opts.pidFile}`);
+    if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
+    if (opts.userLog) args.push(`--user-log=${opts.userLog}`);
+    args.push(id);
+    const flags = [...(opts.sandbox && this.options.podInitConfig ? [`--pod-init-config=${this.options.podInitConfig}`] : []), ...(opts.flags ?? [])];
+    await this.run('create', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, flags, timeoutMs: opts.timeoutMs });
+  }
+
+  async start(id: string, opts: StartOptions = {}): Promise<void> {
+    await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), network: opts.network, flags: opts.flags, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+  }
+
+  async state(id: string): Promise<RunscState> {
+    const { stdout } = await this.run('state', id, ['state', id]);
+    return parseJson<RunscState>(stdout, 'state', id);
+  }
+
+  async list(): Promise<RunscListEntry[]> {
+    const { stdout } = await this.run('list', '', ['list', '--format=json']);
+    return parseJson<RunscListEntry[] | null>(stdout, 'list', '') ?? [];
+  }
+
+  /** Signals the container's init (or every process with `all`, or one sandbox pid with `pid`). */
+  async kill(id: string, signal: string, opts: { all?: boolean; pid?: number } = {}): Promise<void> {
+    const args = ['kill'];
+    if (opts.all) args.push('--all');
+    if (opts.pid !== undefined) args.push(`--pid=${opts.pid}`);
+    args.push(id, signal);
+    await this.run('kill', id, args);
+  }
+
+  /** Deletes containers; with `force` running ones are killed first. */
+  async delete(ids: readonly string[], opts: { force?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    const args = ['delete'];
+    if (opts.force) args.push('--force');
+    args.push(...ids);
+    await this.run('delete', ids.join(','), args, { timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * Blocks until the container's init exits and returns its status (128+N
+   * for a signal). Has no timeout of its own: cancel it with `signal`.
+   */
+  async wait(id: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const { stdout } = await this.run('wait', id, ['wait', id], { timeoutMs: 0, cancelSignal: opts.signal });
+    const out = parseJson<{ exitStatus: number }>(stdout, 'wait', id);
+    return out.exitStatus;
+  }
+
+  /**
+   * (No detached variant: `exec --detach --process` fails in runsc 20240729
+   * with "a container-id is required".)
+   * Spawns `runsc exec` and hands back the running subprocess: attached, it
+   * lives as long as the exec'd process and exits with its code; detached it
+   * returns once the process started. The caller owns the subprocess.
+   */
+  spawnExec(id: string, opts: ExecOptions, stdio: { stdin?: 'pipe' | 'ignore' | number; stdout?: 'pipe' | 'ignore' | number; stderr?: 'pipe' | 'ignore' | number } = {}): ResultPromise<{ reject: false; encoding: 'buffer' }> {
+    const args = ['exec', `--process=${opts.processFile}`];
+    if (opts.detach) args.push('--detach');
+    if (opts.pidFile) args.push(`--pid-file=${opts.pidFile}`);
+    if (opts.internalPidFile) args.push(`--internal-pid-file=${opts.internalPidFile}`);
+    if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
+    args.push(id);
+    const options: Options = {
+      reject: false,
+      encoding: 'buffer',
+      stdin: fdOption(stdio.stdin ?? 'ignore') as Options['stdin'],
+      stdout: fdOption(stdio.stdout ?? 'pipe'),
+      stderr: fdOption(stdio.stderr ?? 'pipe'),
+      buffer: false,
+    };
+    return execa(this.options.binary, [...this.globalFlags(undefined, opts.flags), ...args], options) as unknown as ResultPromise<{ reject: false; encoding: 'buffer' }>;
+  }
+
+  /** One-shot usage statistics of a container. */
+  async stats(id: string): Promise<RunscStats> {
+    const { stdout } = await this.run('events', id, ['events', '--stats', id]);
+    return parseJson<RunscStats>(stdout, 'events --stats', id);
+  }
+
+  async ps(id: string): Promise<RunscProcess[]> {
+    const { stdout } = await this.run('ps', id, ['ps', '--format=json', id]);
+    return parseJson<RunscProcess[] | null>(stdout, 'ps', id) ?? [];
+  }
+
+  /**
+   * Spawns `runsc port-forward --stream SOCKET ID PORT`: runsc connects to
+   * the unix socket and relays that one connection to PORT inside the sandbox.
+   */
+  spawnPortForward(id: string, port: number, socketPath: string, cancelSignal?: AbortSignal): ResultPromise<{ reject: false }> {
+    return execa(this.options.binary, [...this.globalFlags(), 'port-forward', `--stream=${socketPath}`, id, String(port)], {
+      reject: false,
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'pipe',
+      cancelSignal,
+    }) as unknown as ResultPromise<{ reject: false }>;
+  }
+
+  /**
+   * Saves the state of the whole sandbox `id` belongs to into `imagePath`
+   * (a directory runsc fills: checkpoint.img, pages). With `leaveRunning` the
+   * sandbox resumes afterwards; without it, it is destroyed.
+   */
+  async checkpoint(id: string, imagePath: string, opts: { leaveRunning?: boolean; timeoutMs: number }): Promise<void> {
+    const args = ['checkpoint', `--image-path=${imagePath}`];
+    if (opts.leaveRunning) args.push('--leave-running');
+    args.push(id);
+    await this.run('checkpoint', id, args, { timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * `runsc restore --detach` of one container from a checkpoint image. The
+   * root container's restore boots the sandbox (its stdio, as with create);
+   * each sub-container's restore hands it its stdio, as start does. The
+   * sandbox resumes once every container the checkpoint holds is restored.
+   */
+  async restore(id: string, opts: RestoreOptions): Promise<void> {
+    const args = ['restore', '--detach', `--bundle=${opts.bundle}`, `--image-path=${opts.imagePath}`, id];
+    await this.run('restore', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+  }
+
+  /** `runsc trace list`: the sandbox's trace sessions (runsc prints text, parsed in trace-session.ts). */
+  async traceList(id: string): Promise<string> {
+    return (await this.run('trace list', id, ['trace', 'list', id])).stdout;
+  }
+
+  /** `runsc --version` (no root needed). */
+  async version(): Promise<string> {
+    return (await this.runBare('--version', ['--version'])).stdout;
+  }
+
+  /** `runsc help` (subcommand list) or `runsc flags`. */
+  async help(topic: 'help' | 'flags'): Promise<string> {
+    const r = await this.runBare(topic, [topic]);
+    return `${r.stdout}\n${r.stderr}`;
+  }
+
+  private async runBare(subcommand: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+    const r = await execa(this.options.binary, args, { reject: false, timeout: this.options.timeoutMs ?? 30_000, stdin: 'ignore' });
+    if (r.failed && r.exitCode !== 0 && r.exitCode !== 128) throw new RunscError('other', subcommand, '', trimStderr(r.stderr || (r.shortMessage ?? '')));
+    return { stdout: r.stdout, stderr: r.stderr };
+  }
+
+  private async run(
+    subcommand: string,
+    id: string,
+    args: string[],
+    opts: { stdio?: RunscStdio; network?: RunscNetwork; flags?: readonly string[]; timeoutMs?: number; cancelSignal?: AbortSignal; netnsWorkaround?: string } = {},
+  ): Promise<{ stdout: string; stderr: string }> {
+    // With the container's stdio on runsc's stderr, runsc's own error text
+    // would land in the container's log: ask for it in a file (--log holds
+    // only the error line when --debug is off) and read it back.
+    // create (and restore) leaves the sandbox and gofers behind, and a sub-container's start its gofer: all through the reaper.
+    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'restore') && !opts.netnsWorkaround && this.options.reaper?.running ? this.options.reaper : undefined;
+    // The reaper's children get no pipe back, so their error text always comes through --log.
+    const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
+    const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
+    if (errLog) await mkdir(dirname(errLog), { recursive: true });
+    const full = [...this.globalFlags(opts.network, opts.flags), ...(errLog ? [`--log=${errLog}`] : []), ...args];
+    let file = this.options.binary;
+    let argv = full;
+    if (opts.netnsWorkaround) {
+      // One mount namespace for both steps: the tmpfs must cover the pod
+      // netns's /proc/sys/net/core only for this runsc call.
+      file = 'unshare';
+      argv = ['-m', '--propagation', 'private', 'sh', '-c', 'nsenter --net="$1" mount -t tmpfs none /proc/sys/net/core && shift && exec "$@"', 'sh', opts.netnsWorkaround, this.options.binary, ...full];
+    }
+    const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs ?? 60_000;
+    const started = performance.now();
+    const r = reaper
+      ? await launchThrough(reaper, [file, ...argv], opts.stdio, timeoutMs)
+      : await execa(file, argv, {
+          reject: false,
+          stdin: fdOption(opts.stdio?.stdin ?? 'ignore') as Options['stdin'],
+          stdout: fdOption(opts.stdio?.stdout ?? 'pipe'),
+          stderr: fdOption(opts.stdio?.stderr ?? 'pipe'),
+          timeout: timeoutMs > 0 ? timeoutMs : undefined,
+          forceKillAfterDelay: FORCE_KILL_AFTER_MS,
+          cancelSignal: opts.cancelSignal,
+          maxBuffer: 16 * 1024 * 1024,
+        });
+    const stdout = typeof r.stdout === 'string' ? r.stdout : '';
+    this.options.onCommand?.(subcommand, performance.now() - started, !r.timedOut && !r.isCanceled && (r.exitCode === 0 || (subcommand === 'wait' && stdout.trim() !== '')));
+    let stderr = typeof r.stderr === 'string' ? r.stderr : '';
+    if (errLog) {
+      stderr = `${stderr}\n${await readErrorLog(errLog)}`;
+      await rm(errLog, { force: true });
+    }
+    if (r.timedOut) throw new RunscError('timeout', subcommand, id, `timed out after ${timeoutMs} ms${stderr ? `: ${trimStderr(stderr)}` : ''}`);
+    if (r.isCanceled) throw new RunscError('cancelled', subcommand, id, 'cancelled');
+    if (r.exitCode !== 0 && subcommand !== 'wait') {
+      const detail = trimStderr(stderr) || trimStderr(stdout) || (r.shortMessage ?? `exit code ${r.exitCode}`);
+      throw new RunscError(classify(detail), subcommand, id, detail);
+    }
+    if (subcommand === 'wait' && stdout.trim() === '') {
+      // wait exits with the container's status; only a JSON-less answer is a failure.
+      const detail = trimStderr(stderr) || (r.shortMessage ?? `exit code ${r.exitCode}`);
+      throw new RunscError(classify(detail), subcommand, id, detail);
+    }
+    return { stdout, stderr };
+  }
+}
+
+/**
+ * create (root container) and start (sub-container) hand runsc's own stdio
+ * to the container: left as pipes, the sandbox would hold them open and the
+ * call would never finish. Unset streams are /dev/null.
+ */
+function withNullStdio(stdio: RunscStdio | undefined): RunscStdio {
+  return { stdin: stdio?.stdin ?? 'ignore', stdout: stdio?.stdout ?? 'ignore', stderr: stdio?.stderr ?? 'ignore' };
+}
+
+/** What run() reads of a finished call, whichever way it was launched. */
+interface CallOutcome {
+  stdout?: unknown;
+  stderr?: unknown;
+  exitCode?: number;
+  timedOut: boolean;
+  isCanceled: boolean;
+  shortMessage?: string;
+}
+
+/** Runs a call through the reaper; a daemon fd reaches it as a /proc path it reopens. */
+async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio | undefined, timeoutMs: number): Promise<CallOutcome> {
+  const path = (v: number | 'pipe' | 'ignore' | undefined): string => (typeof v === 'number' ? `/proc/${process.pid}/fd/${v}` : '/dev/null');
+  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, timeoutMs);
+  const shortMessage = r.exitCode === undefined ? (r.signal ? `killed by signal ${r.signal}` : 'the reaper is gone') : undefined;
+  return { exitCode: r.exitCode, timedOut: r.timedOut, isCanceled: false, shortMessage };
+}
+
+/**
+ * A host fd (or 'pipe'/'ignore') as an execa stdio option. execa hands a
+ * single integer straight to child_process.spawn; its types only lack it.
+ */
+function fdOption(v: number | 'pipe' | 'ignore'): Options['stdout'] {
+  return v as Options['stdout'];
+}
+
+/** The "msg" of each JSON line runsc's --log received. */
+async function readErrorLog(path: string): Promise<string> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  const msgs: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const entry = JSON.parse(line) as { msg?: unknown; level?: unknown };
+      if (entry.level === 'error' && typeof entry.msg === 'string') msgs.push(entry.msg);
+    } catch {
+      msgs.push(line);
+    }
+  }
+  return msgs.join('\n');
+}
+
+function parseJson<T>(text: string, subcommand: string, id: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new RunscError('other', subcommand, id, `unexpected output: ${text.slice(0, 200)}`);
+  }
+}

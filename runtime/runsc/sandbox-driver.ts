@@ -1,0 +1,431 @@
+/**
+ * Runs pods as runsc sandboxes: the infra container boots the sandbox, app
+ * containers join it. Knows runsc's quirks (gvisor.md), nothing of CRI.
+ */
+import { close as closeCb, open as openCb } from 'node:fs';
+import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from '../../cri-api/logger.js';
+import type { OutputFifo, StdinFifo } from '../logs/log-pipe.js';
+import type { OciProcess, OciSpec } from '../spec/oci-spec.js';
+import { ANNOTATION_SANDBOX_ID, writeBundle } from '../spec/oci-spec.js';
+import { flagAnnotations, runscCallFlags } from './gvisor-flags.js';
+import { killExec } from './exec-kill.js';
+import { isGone, RunscError, type Runsc, type RunscNetwork, type RunscState } from './runsc.js';
+
+const openFd = promisify(openCb) as (path: string, flags: string) => Promise<number>;
+const closeFd = promisify(closeCb);
+
+export interface CreateSandboxInput {
+  id: string;
+  bundleDir: string;
+  spec: OciSpec;
+  networkMode: RunscNetwork;
+  /** The pod's netns (also named in the spec); needed for the workaround. */
+  netnsPath?: string;
+  /** From runsc-features: runsc mistakes every netns for the root one on this kernel. */
+  needsNetnsWorkaround: boolean;
+  /** File receiving the infra process's and the sandbox boot's stdout/stderr; /dev/null if absent. */
+  logPath?: string;
+  /** The pod's allowed runsc flags (gvisor-flags.ts). */
+  runscFlags?: Record<string, string>;
+}
+
+/** How a container's stdio is connected. */
+export type ContainerIo =
+  | { kind: 'fifo'; stdout: OutputFifo; stderr: OutputFifo; stdin?: StdinFifo }
+  /** A terminal: the reaper receives the console at create and relays it (reaper.ts TerminalFiles). */
+  | { kind: 'tty'; stdout: OutputFifo; stdin?: StdinFifo; control: string };
+
+export interface CreateContainerInput {
+  id: string;
+  sandboxId: string;
+  bundleDir: string;
+  spec: OciSpec;
+  io: ContainerIo;
+  /** The pod's allowed runsc flags: every container of the pod carries them (runsc applies them per container). */
+  runscFlags?: Record<string, string>;
+}
+
+/** A pod sandbox to be brought back from a checkpoint in place of its cold-booted one. */
+export interface RestoreSandboxInput {
+  id: string;
+  /** The pod's infra bundle, already written by createSandbox. */
+  bundleDir: string;
+  networkMode: RunscNetwork;
+  netnsPath?: string;
+  needsNetnsWorkaround: boolean;
+  logPath?: string;
+  /** The runsc checkpoint image directory. */
+  imageDir: string;
+  /** Every app container the checkpoint holds, under its new id. */
+  containers: { id: string; bundleDir: string; spec: OciSpec; io: Extract<ContainerIo, { kind: 'fifo' }> }[];
+  timeoutMs: number;
+}
+
+export interface ExecSyncResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: Buffer;
+  timedOut: boolean;
+}
+
+/** Cap on each stream ExecSync returns (kubelet's own limit is 16 MiB). */
+export const EXEC_SYNC_MAX_BYTES = 16 * 1024 * 1024;
+
+/** How long a stopped sandbox's process may take to disappear before teardown gives up waiting. */
+const SANDBOX_EXIT_WAIT_MS = 10_000;
+
+export class SandboxDriver {
+  private readonly runsc: Runsc;
+  private readonly logger: Logger;
+  /** Stdio of created, not yet started sub-containers: runsc takes it at start. */
+  private readonly pendingIo = new Map<string, ContainerIo>();
+  private execSeq = 0;
+
+  constructor(runsc: Runsc, logger: Logger) {
+    this.runsc = runsc;
+    this.logger = logger;
+  }
+
+  /** Writes the bundle, then `runsc create` + `start` of the infra container. Returns the sandbox pid. */
+  async createSandbox(input: CreateSandboxInput): Promise<number> {
+    const { id } = input;
+    const flags = runscCallFlags(input.runscFlags, 'spec');
+    await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
+    const out = await openFd(input.logPath ?? '/dev/null', input.logPath ? 'a' : 'r+');
+    const devNull = await openFd('/dev/null', 'r');
+    try {
+      await this.runsc.create(id, {
+        bundle: input.bundleDir,
+        pidFile: join(input.bundleDir, 'sandbox.pid'),
+        stdio: { stdin: devNull, stdout: out, stderr: out },
+        network: input.networkMode,
+        sandbox: true,
+        flags,
+      });
+    } finally {
+      await closeFd(out);
+      await closeFd(devNull);
+    }
+    const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
+    try {
+      await this.runsc.start(id, { network: input.networkMode, flags, netnsWorkaround: workaround });
+    } catch (err) {
+      await this.runsc.delete([id], { force: true }).catch((e: unknown) => this.logger.warn({ err: e, sandbox: id }, 'cleaning up a sandbox that failed to start'));
+      throw err;
+    }
+    const state = await this.runsc.state(id);
+    this.logger.debug({ sandbox: id, pid: state.pid }, 'sandbox started');
+    return state.pid;
+  }
+
+  /** Writes the bundle and `runsc create`s an app container in the sandbox. */
+  async createContainer(input: CreateContainerInput): Promise<void> {
+    if (input.spec.annotations[ANNOTATION_SANDBOX_ID] !== input.sandboxId) {
+      throw new RunscError('other', 'create', input.id, `spec does not name sandbox ${input.sandboxId} in ${ANNOTATION_SANDBOX_ID}`);
+    }
+    await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
+    const flags = runscCallFlags(input.runscFlags, 'spec');
+    const { io } = input;
+    if (io.kind === 'fifo') {
+      await this.runsc.create(input.id, { bundle: input.bundleDir, flags });
+      this.pendingIo.set(input.id, io);
+      return;
+    }
+    const reaper = this.runsc.options.reaper;
+    if (!reaper?.running) throw new RunscError('other', 'create', input.id, 'a terminal needs the runsc reaper, which is not running');
+    const consoleSocket = await this.consoleSocketPath(input.id);
+    await reaper.openTerminal(input.id, { consoleSocket, stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
+    try {
+      await this.runsc.create(input.id, { bundle: input.bundleDir, consoleSocket, flags });
+    } catch (err) {
+      reaper.closeTerminal(input.id);
+      throw err;
+    }
+    // The reaper holds the terminal and its own ends of the FIFOs now.
+    await io.stdout.releaseWriter();
+    await io.stdin?.releaseContainerEnd();
+  }
+
+  /**
+   * `runsc start` of an app container. Its stdio is given here, not at
+   * create (runsc quirk); `io` is only needed when the daemon restarted
+   * between create and start. `runscFlags` are the pod's: start reads the
+   * spec again and needs the same permission as create.
+   */
+  async startContainer(id: string, io?: ContainerIo, runscFlags?: Record<string, string>): Promise<void> {
+    const use = io ?? this.pendingIo.get(id);
+    const flags = runscCallFlags(runscFlags, 'spec');
+    if (use?.kind === 'fifo') {
+      await this.runsc.start(id, { stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd }, flags });
+      // The sandbox holds its own copies now.
+      await use.stdout.releaseWriter();
+      await use.stderr.releaseWriter();
+      await use.stdin?.releaseContainerEnd();
+    } else {
+      // A terminal's console went to the reaper at create.
+      await this.runsc.start(id, { flags });
+    }
+    this.pendingIo.delete(id);
+  }
+
+  /** Has the reaper keep these output FIFOs' contents alive while no daemon reads them (reaper.ts holdFifos). */
+  holdOutput(paths: readonly string[]): void {
+    this.runsc.options.reaper?.holdFifos(paths);
+  }
+
+  /** Whether containers can get a terminal: the reaper receives and holds consoles. */
+  get terminalsSupported(): boolean {
+    return this.runsc.options.reaper?.running === true;
+  }
+
+  /** Short (unix socket paths end at 108 bytes) and private. */
+  private async consoleSocketPath(id: string): Promise<string> {
+    const dir = join(dirname(this.runsc.options.root), 'console');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return join(dir, `${id.slice(0, 16)}.sock`);
+  }
+
+  /**
+   * Checkpoints the whole sandbox (runsc saves every container of it) into
+   * `imageDir`, leaving it running.
+   */
+  async checkpointSandbox(id: string, imageDir: string, timeoutMs: number): Promise<void> {
+    await this.runsc.checkpoint(id, imageDir, { leaveRunning: true, timeoutMs });
+  }
+
+  /**
+   * Replaces the pod's running sandbox with one restored from a checkpoint,
+   * under the same sandbox id (same bundle, same netns): the cold-booted
+   * sandbox is removed, then `runsc restore` of the root container boots the
+   * sandbox and one `runsc restore` per app container hands each its stdio;
+   * runsc resumes the processes once the last one is in. On failure whatever
+   * was restored is removed again and the pod has no sandbox: the caller
+   * boots a fresh one. Returns the new sandbox pid.
+   */
+  async restoreSandbox(input: RestoreSandboxInput): Promise<number> {
+    const { id } = input;
+    await this.stopSandbox(id, []);
+    const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
+    const deadline = Date.now() + input.timeoutMs;
+    const left = (): number => {
+      const ms = deadline - Date.now();
+      if (ms <= 0) throw new RunscError('timeout', 'restore', id, `timed out after ${input.timeoutMs} ms`);
+      return ms;
+    };
+    try {
+      const out = await openFd(input.logPath ?? '/dev/null', input.logPath ? 'a' : 'r+');
+      try {
+        await this.runsc.restore(id, { bundle: input.bundleDir, imagePath: input.imageDir, stdio: { stdout: out, stderr: out }, network: input.networkMode, netnsWorkaround: workaround, timeoutMs: left() });
+      } finally {
+        await closeFd(out);
+      }
+      for (const c of input.containers) {
+        await writeBundle(c.bundleDir, c.spec);
+        await this.runsc.restore(c.id, { bundle: c.bundleDir, imagePath: input.imageDir, stdio: { stdin: c.io.stdin?.containerFd, stdout: c.io.stdout.writerFd, stderr: c.io.stderr.writerFd }, timeoutMs: left() });
+        await c.io.stdout.releaseWriter();
+        await c.io.stderr.releaseWriter();
+        await c.io.stdin?.releaseContainerEnd();
+      }
+    } catch (err) {
+      await this.stopSandbox(id, input.containers.map((c) => c.id)).catch((e: unknown) => this.logger.error({ err: e, sandbox: id }, 'removing a half-restored sandbox failed'));
+      throw err;
+    }
+    const state = await this.runsc.state(id);
+    this.logger.debug({ sandbox: id, pid: state.pid }, 'sandbox restored from a checkpoint');
+    return state.pid;
+  }
+
+  /** App containers runsc knows in the sandbox, running or exited (ids). */
+  async appContainersOf(sandboxId: string): Promise<string[]> {
+    return this.containersOf(sandboxId);
+  }
+
+  /** Blocks until the container exits; its exit status (128+N for signal N). */
+  async waitContainer(id: string, signal?: AbortSignal): Promise<number> {
+    return this.runsc.wait(id, { signal });
+  }
+
+  async state(id: string): Promise<RunscState> {
+    return this.runsc.state(id);
+  }
+
+  /**
+   * Sends `stopSignal`, waits up to `timeoutSec`, then SIGKILLs every process
+   * of the container. A container never started cannot be signalled (runsc
+   * refuses), so it is deleted instead. A vanished container or sandbox
+   * counts as stopped.
+   */
+  async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM'): Promise<void> {
+    let status: string;
+    try {
+      status = (await this.runsc.state(id)).status;
+    } catch (err) {
+      if (isGone(err)) return;
+      throw err;
+    }
+    if (status === 'stopped') return;
+    if (status === 'created') {
+      await this.removeContainer(id);
+      return;
+    }
+    try {
+      if (timeoutSec > 0) {
+        await this.runsc.kill(id, stopSignal);
+        if (await this.waitFor(id, timeoutSec * 1000)) return;
+        this.logger.info({ container: id, timeoutSec, stopSignal }, 'container outlived its stop timeout; sending SIGKILL');
+      }
+      await this.runsc.kill(id, 'SIGKILL', { all: true });
+      await this.waitFor(id, SANDBOX_EXIT_WAIT_MS);
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+  }
+
+  /** Deletes an app container's runsc state (killing it if still running). */
+  async removeContainer(id: string): Promise<void> {
+    this.pendingIo.delete(id);
+    // Normally gone already (its container exited); a never-started one still holds it.
+    this.runsc.options.reaper?.closeTerminal(id);
+    try {
+      await this.runsc.delete([id], { force: true });
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+  }
+
+  /**
+   * Stops the whole pod at once: SIGKILL of the sandbox process ends every
+   * container in it, then all runsc states are deleted in parallel.
+   * (Deleting each container while its sandbox runs costs one gofer reap
+   * per container; this costs one, see the report's timings.)
+   * `containerIds` are the pod's app containers; found with `runsc list`
+   * when not given.
+   */
+  async stopSandbox(id: string, containerIds?: readonly string[]): Promise<void> {
+    const apps = containerIds ?? (await this.containersOf(id));
+    let pid: number | undefined;
+    try {
+      const st = await this.runsc.state(id);
+      pid = st.status === 'stopped' ? undefined : st.pid;
+    } catch (err) {
+      if (!isGone(err)) throw err;
+    }
+    if (pid !== undefined && pid > 0) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+      await waitProcessGone(pid, SANDBOX_EXIT_WAIT_MS);
+    }
+    // While the dead sandbox's pid still exists, runsc tries its control
+    // socket and fails; once it is gone every delete only removes state.
+    const results = await Promise.allSettled([...apps, id].map((c) => this.removeContainer(c)));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Deletes the infra container's state if anything is left. */
+  async removeSandbox(id: string, containerIds?: readonly string[]): Promise<void> {
+    await this.stopSandbox(id, containerIds);
+  }
+
+  /**
+   * Runs a process in the container and collects its output. runsc does not
+   * enforce a deadline, so at `timeoutMs` the process is SIGKILLed here.
+   * `runscFlags` are the pod's (gvisor-flags.ts).
+   */
+  async execSync(id: string, process: OciProcess, timeoutMs: number, runscFlags?: Record<string, string>): Promise<ExecSyncResult> {
+    const dir = join(dirname(this.runsc.options.root), 'exec');
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const base = join(dir, `${id}-${globalThis.process.pid}-${++this.execSeq}`);
+    const processFile = `${base}.json`;
+    const internalPidFile = `${base}.pid`;
+    await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
+    try {
+      const sub = this.runsc.spawnExec(id, { processFile, internalPidFile, flags: runscCallFlags(runscFlags, 'exec') });
+      const stdout = collect(sub.stdout);
+      const stderr = collect(sub.stderr);
+      let timedOut = false;
+      const timer = timeoutMs > 0 ? setTimeout(() => {
+        timedOut = true;
+        void killExec(this.runsc, id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
+      }, timeoutMs) : undefined;
+      const result = await sub;
+      clearTimeout(timer);
+      const [out, err] = await Promise.all([stdout, stderr]);
+      if (!timedOut && result.exitCode === undefined) {
+        throw new RunscError('other', 'exec', id, result.shortMessage ?? 'runsc exec ended without a status');
+      }
+      // runsc exec itself fails with 128 when it cannot exec at all.
+      if (!timedOut && result.exitCode === 128 && /loading|sandbox|container/i.test(err.toString())) {
+        const detail = err.toString().trim().slice(-2000);
+        throw new RunscError(/does not exist/.test(detail) ? 'not-found' : /not running/.test(detail) ? 'not-running' : 'other', 'exec', id, detail);
+      }
+      return { exitCode: timedOut ? 137 : result.exitCode ?? 1, stdout: out, stderr: err, timedOut };
+    } finally {
+      await rm(processFile, { force: true });
+      await rm(internalPidFile, { force: true });
+    }
+  }
+
+  /** Waits for the container's exit up to `ms`; true if it exited. */
+  private async waitFor(id: string, ms: number): Promise<boolean> {
+    try {
+      await this.runsc.wait(id, { signal: AbortSignal.timeout(ms) });
+      return true;
+    } catch (err) {
+      if (err instanceof RunscError && err.kind === 'cancelled') return false;
+      throw err;
+    }
+  }
+
+  /** App containers of a sandbox, by the sandbox-id annotation runsc reports. */
+  private async containersOf(sandboxId: string): Promise<string[]> {
+    const all = await this.runsc.list();
+    const out: string[] = [];
+    for (const c of all) {
+      if (c.id === sandboxId) continue;
+      const st = await this.runsc.state(c.id).catch(() => undefined);
+      if (st?.annotations?.[ANNOTATION_SANDBOX_ID] === sandboxId) out.push(c.id);
+    }
+    return out;
+  }
+}
+
+/** The spec with the pod's runsc flags as dev.gvisor.flag.* annotations. */
+function withFlags(spec: OciSpec, runscFlags: Record<string, string> | undefined): OciSpec {
+  if (!runscFlags || Object.keys(runscFlags).length === 0) return spec;
+  return { ...spec, annotations: { ...spec.annotations, ...flagAnnotations(runscFlags) } };
+}
+
+/** Reads a stream to its end, keeping at most EXEC_SYNC_MAX_BYTES. */
+async function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer> {
+  if (!stream) return Buffer.alloc(0);
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    if (size >= EXEC_SYNC_MAX_BYTES) continue;
+    const take = b.subarray(0, EXEC_SYNC_MAX_BYTES - size);
+    parts.push(take);
+    size += take.length;
+  }
+  return Buffer.concat(parts);
+}
+
+/** Polls /proc until `pid` is gone (reaped), up to `ms`. */
+async function waitProcessGone(pid: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    try {
+      await access(`/proc/${pid}`);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,150 @@
+import type { CallContext } from '../../cri-api/server.js';
+import type { RunPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/RunPodSandboxRequest.js';
+import type { RunPodSandboxResponse } from '../../cri-api/generated/runtime/v1/RunPodSandboxResponse.js';
+import { alreadyExists, failedPrecondition, notFound, wrapError } from '../../cri-api/errors.js';
+import { requireMessage, requireString, requireStringMap } from '../../cri-api/validate.js';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import type { PodSandboxConfig__Output } from '../../cri-api/generated/runtime/v1/PodSandboxConfig.js';
+import { writePodFiles, type PortMapping } from '../../network/index.js';
+import type { PodRuntime } from '../core/pod-runtime.js';
+import { rollbackSandbox } from '../core/teardown.js';
+import { newRecordId, nowNs, podLabel, type SandboxRecord } from '../records/store.js';
+import type { RunscFeatures } from '../runsc/features.js';
+import { podRunscFlags, recordedRunscFlags } from '../runsc/gvisor-flags.js';
+import { resourcesRecord } from '../spec/container-config.js';
+import { buildExecProcess, buildSandboxSpec } from '../spec/oci-spec.js';
+
+/** Runtime handlers this runtime answers to: the default and RuntimeClass "runsc". */
+export const POD_RUNTIME_HANDLERS: readonly string[] = ['', 'runsc'];
+
+/**
+ * Validates, reserves the pod's name (its record is written before anything
+ * is made, so a crash mid-way is rolled back at restart), then brings up the
+ * network, the pod's /etc files and the runsc sandbox; any failure undoes
+ * what exists.
+ */
+export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__Output, _ctx: CallContext): Promise<RunPodSandboxResponse> {
+  const config = requireMessage(req.config, 'config');
+  const meta = requireMessage(config.metadata, 'config.metadata');
+  requireString(meta.name, 'config.metadata.name');
+  requireString(meta.uid, 'config.metadata.uid');
+  requireString(meta.namespace, 'config.metadata.namespace');
+  requireStringMap(config.labels, 'config.labels');
+  requireStringMap(config.annotations, 'config.annotations');
+  if (!POD_RUNTIME_HANDLERS.includes(req.runtime_handler)) {
+    throw notFound(`runtime handler "${req.runtime_handler}" not found; this runtime serves ${POD_RUNTIME_HANDLERS.map((h) => `"${h}"`).join(' and ')}`);
+  }
+  const key = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
+  // Checked before anything exists: a refused flag leaves nothing behind.
+  podRunscFlags(config.annotations, rt.opts.gvisorFlagAllowlist ?? []);
+  const features = rt.requireFeatures();
+  const nsOpts = config.linux?.security_context?.namespace_options;
+  const rec = await rt.locks.run(`pod-name:${key}`, async () => {
+    const dup = rt.sandboxes.list().find((s) => s.name === meta.name && s.namespace === meta.namespace && s.uid === meta.uid && s.attempt === meta.attempt);
+    if (dup) throw alreadyExists(`pod sandbox ${meta.namespace}/${meta.name} (uid ${meta.uid}, attempt ${meta.attempt}) already exists as ${dup.id}; remove it first`);
+    const r: SandboxRecord = {
+      id: newRecordId(),
+      name: meta.name,
+      namespace: meta.namespace,
+      uid: meta.uid,
+      attempt: meta.attempt,
+      phase: 'creating',
+      createdAtNs: nowNs(),
+      runtimeHandler: req.runtime_handler,
+      labels: { ...config.labels },
+      annotations: { ...config.annotations },
+      // containerd's rule: a pod without a hostname gets the node's (a pod name need not be a valid host name).
+      hostname: config.hostname || osHostname(),
+      logDirectory: config.log_directory,
+      hostNetwork: nsOpts?.network === 'NODE',
+      namespaceModes: { network: nsOpts?.network ?? 'POD', pid: nsOpts?.pid ?? 'POD', ipc: nsOpts?.ipc ?? 'POD' },
+      privileged: config.linux?.security_context?.privileged ?? false,
+      ips: [],
+    };
+    if (config.linux?.resources || config.linux?.overhead) r.podResources = { resources: resourcesRecord(config.linux.resources), overhead: resourcesRecord(config.linux.overhead) };
+    // Written before anything is made, so a crash mid-way is rolled back at restart.
+    await rt.sandboxes.put(r);
+    return r;
+  });
+  const id = await rt.locks.run(rec.id, async () => {
+    try {
+      await bringUpSandbox(rt, rec, config, features);
+    } catch (err) {
+      await rollbackSandbox(rt, rec);
+      throw wrapError(err, `run pod sandbox ${meta.namespace}/${meta.name}`);
+    }
+    rt.logger.info({ pod: podLabel(rec), ips: rec.ips, hostNetwork: rec.hostNetwork }, 'pod sandbox ready');
+    // As containerd: the sandbox's own events carry its id as container_id.
+    rt.emit('CONTAINER_CREATED_EVENT', rec.id, rec);
+    rt.emit('CONTAINER_STARTED_EVENT', rec.id, rec);
+    return rec.id;
+  });
+  return { pod_sandbox_id: id };
+}
+
+async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures): Promise<void> {
+  const dns = config.dns_config ? { servers: [...config.dns_config.servers], searches: [...config.dns_config.searches], options: [...config.dns_config.options] } : undefined;
+  if (!rec.hostNetwork) {
+    const ports: PortMapping[] = config.port_mappings.map((p) => ({
+      protocol: p.protocol === 'UDP' ? 'udp' : p.protocol === 'SCTP' ? 'sctp' : 'tcp',
+      containerPort: p.container_port,
+      hostPort: p.host_port,
+      hostIp: p.host_ip,
+    }));
+    const net = await rt.opts.network.setup({ podId: rec.id, name: rec.name, namespace: rec.namespace, uid: rec.uid, portMappings: ports, dns });
+    rec.netnsPath = net.netnsPath;
+    rec.ips = net.ips;
+  }
+  const dir = rt.podDir(rec.id);
+  rec.etcFiles = await writePodFiles(join(dir, 'etc'), { hostname: rec.hostname, dns, ips: rec.ips });
+  const spec = buildSandboxSpec({
+    id: rec.id,
+    hostname: rec.hostname,
+    rootfsDir: rt.opts.infra.rootfsDir,
+    args: rt.opts.infra.args,
+    netnsPath: rec.netnsPath,
+    annotations: {
+      'io.kubernetes.cri.sandbox-name': rec.name,
+      'io.kubernetes.cri.sandbox-namespace': rec.namespace,
+      'io.kubernetes.cri.sandbox-uid': rec.uid,
+    },
+    cgroupParent: config.linux?.cgroup_parent || undefined,
+    sysctls: config.linux?.sysctls,
+    etcFiles: rec.etcFiles,
+    daemonOomScoreAdj: rt.daemonOomScoreAdj,
+  });
+  rec.pid = await rt.driver.createSandbox({
+    id: rec.id,
+    bundleDir: join(dir, 'bundle'),
+    spec,
+    networkMode: rec.hostNetwork ? 'host' : 'sandbox',
+    netnsPath: rec.netnsPath,
+    needsNetnsWorkaround: features.netnsWorkaround,
+    logPath: join(dir, 'sandbox.log'),
+    runscFlags: recordedRunscFlags(rec.annotations),
+  });
+  await checkSysctls(rt, rec, config.linux?.sysctls ?? {});
+  rec.phase = 'ready';
+  await rt.sandboxes.put(rec);
+}
+
+/**
+ * gVisor's kernel implements only some sysctls and runsc skips the others
+ * silently; Kubernetes expects a pod's sysctls to hold, so each one is read
+ * back inside the sandbox and a pod that cannot have them fails clearly.
+ */
+async function checkSysctls(rt: PodRuntime, rec: SandboxRecord, sysctls: Record<string, string>): Promise<void> {
+  const wanted = Object.entries(sysctls);
+  const busybox = rt.opts.infra.busybox;
+  if (wanted.length === 0 || !busybox) return;
+  const shell = wanted.map(([k]) => `cat /proc/sys/${k.replaceAll('.', '/')} 2>/dev/null || echo '<absent>'`).join('; ');
+  const proc = buildExecProcess({ args: [busybox, 'sh', '-c', shell], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
+  const r = await rt.driver.execSync(rec.id, proc, 10_000);
+  const got = r.stdout.toString().split('\n');
+  const wrong = wanted.filter(([, v], i) => (got[i] ?? '').trim().replace(/\s+/g, ' ') !== v.trim().replace(/\s+/g, ' '));
+  if (wrong.length > 0) {
+    const what = wrong.map(([k, v]) => `${k}=${v} (inside gVisor: ${(got[wanted.findIndex(([x]) => x === k)] ?? '').trim() || 'unreadable'})`).join(', ');
+    throw failedPrecondition(`sysctls gVisor does not honour: ${what}; remove them from the pod or run it with another runtime`);
+  }
+}

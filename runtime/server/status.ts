@@ -1,0 +1,17 @@
+import type { StatusRequest__Output } from '../../cri-api/generated/runtime/v1/StatusRequest.js';
+import type { StatusResponse } from '../../cri-api/generated/runtime/v1/StatusResponse.js';
+import type { RuntimeInfo, Condition } from './runtime-info.js';
+
+const condition = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.ready ? '' : c.reason, message: c.ready ? '' : c.message });
+
+export async function Status(info: RuntimeInfo, req: StatusRequest__Output): Promise<StatusResponse> {
+  const runtime = await info.runtimeCondition();
+  const network = info.networkCondition();
+  return {
+    status: { conditions: [condition('RuntimeReady', runtime), condition('NetworkReady', network)] },
+    info: req.verbose ? { config: JSON.stringify(await info.verboseInfo()) } : {},
+    // Honest flags: runsc has no recursive read-only bind mounts and no user namespaces for pods.
+    runtime_handlers: info.handlers.map((name) => ({ name, features: { recursive_read_only_mounts: false, user_namespaces: false } })),
+    features: { supplemental_groups_policy: false, user_namespaces_host_network: false },
+  };
+}

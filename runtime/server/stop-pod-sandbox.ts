@@ -1,0 +1,46 @@
+import type { CallContext } from '../../cri-api/server.js';
+import type { StopPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/StopPodSandboxRequest.js';
+import type { StopPodSandboxResponse } from '../../cri-api/generated/runtime/v1/StopPodSandboxResponse.js';
+import { wrapError } from '../../cri-api/errors.js';
+import { requireId } from '../../cri-api/validate.js';
+import { KILLED_EXIT_CODE } from '../core/exit-monitor.js';
+import type { PodRuntime } from '../core/pod-runtime.js';
+import { podLabel, type SandboxRecord } from '../records/store.js';
+
+/** Idempotent: an unknown or already stopped pod succeeds, as in containerd. */
+export async function StopPodSandbox(rt: PodRuntime, req: StopPodSandboxRequest__Output, _ctx: CallContext): Promise<StopPodSandboxResponse> {
+  const rec = rt.getSandbox(requireId(req.pod_sandbox_id, 'pod_sandbox_id'));
+  if (rec) await rt.locks.run(rec.id, () => stopPodLocked(rt, rec));
+  return {};
+}
+
+/**
+ * Kills the sandbox with every container in it, settles their exits, tears
+ * down the pod network and marks the pod NOTREADY. The caller holds the
+ * pod's lock (RemovePodSandbox stops a pod this way too).
+ */
+export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord): Promise<void> {
+  const ctrs = rt.containers.list().filter((c) => c.sandboxId === rec.id);
+  await rt.exits.duringPodStop(rec.id, async () => {
+    try {
+      // One SIGKILL of the sandbox ends every container in it (containerd stops them forcibly too).
+      await rt.driver.stopSandbox(rec.id, ctrs.map((c) => c.id));
+      for (const c of ctrs) await rt.exits.settle(c, KILLED_EXIT_CODE);
+    } catch (err) {
+      throw wrapError(err, `stop pod sandbox ${podLabel(rec)}`);
+    }
+  });
+  if (!rec.hostNetwork) {
+    try {
+      await rt.opts.network.teardown(rec.id);
+    } catch (err) {
+      throw wrapError(err, `stop pod sandbox ${podLabel(rec)}: tear down network`);
+    }
+  }
+  if (rec.phase !== 'notready') {
+    rec.phase = 'notready';
+    await rt.sandboxes.put(rec);
+    rt.logger.info({ pod: podLabel(rec) }, 'pod sandbox stopped');
+    rt.emit('CONTAINER_STOPPED_EVENT', rec.id, rec);
+  }
+}
