@@ -137,6 +137,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
       tlsKey: config.streamTlsKey || undefined,
       backend: new RuntimeStreamBackend({ rt, runsc, busybox: infra.busybox, logger: logger.child({ module: 'stream' }) }),
       logger: logger.child({ module: 'stream' }),
+      maxSessions: config.maxStreamSessions,
     });
   } catch (err) {
     await metricsServer?.close();
