@@ -156,8 +156,13 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
   }
   if (failure !== undefined) {
     // An entry cut off mid-body (input stopped at a limit) would wait forever
-    // for bytes, holding its file open in the snapshot being thrown away.
-    if (current && !current.emittedEnd) current.destroy(new Error('layer input stopped'));
+    // for bytes, holding its file open in the snapshot being thrown away: an
+    // error ends its pipeline. An entry nobody pipes has no error listener,
+    // and the error would be thrown here instead.
+    if (current && !current.emittedEnd) {
+      current.on('error', () => undefined);
+      current.destroy(new Error('layer input stopped'));
+    }
     await chain;
     if ((failure as NodeJS.ErrnoException).code === 'Z_DATA_ERROR') throw new UnsafeLayerError(`gzip stream is corrupt: ${(failure as Error).message}`);
     throw failure;
