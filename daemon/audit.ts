@@ -5,7 +5,7 @@
  * ended. For Exec, Attach and PortForward the record is of the request that
  * hands out the streaming URL (the session itself runs on the stream server).
  */
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, isAbsolute } from 'node:path';
 import type { Logger } from '../cri-api/logger.js';
 import { grpcCodeName } from './metrics.js';
@@ -26,44 +26,134 @@ export interface AuditRecord {
   outcome: { ok: true; exit_code?: number } | { ok: false; code: string; message: string };
 }
 
-export class AuditLog {
-  private readonly file: FileHandle | undefined;
-  private readonly logger: Logger;
-  private tail: Promise<void> = Promise.resolve();
+export interface AuditLogOptions {
+  /** Called with the number of records a failed write lost (the daemon counts them in its metrics). */
+  onWriteFailure?: (records: number) => void;
+}
 
-  private constructor(file: FileHandle | undefined, logger: Logger) {
-    this.file = file;
-    this.logger = logger;
-  }
+/** A record waiting for the next batch; `done` settles once it is on disk (or known lost). */
+interface Pending {
+  line: string;
+  done: () => void;
+}
+
+/**
+ * An append-only JSON-lines file. Records written while a batch is being
+ * synced form the next batch: one write and one fdatasync per batch, so a
+ * record whose write() resolved survives a crash of the daemon or the node,
+ * and a burst of calls costs one sync, not one each. After logrotate moved
+ * or removed the file (seen as a new inode or none at the path, or told by
+ * SIGHUP through reopen()) the next batch goes to a fresh file at the path.
+ */
+export class AuditLog {
+  private file: FileHandle | undefined;
+  private ino = -1;
+  private reopenAsked = false;
+  private pending: Pending[] = [];
+  private flushing: Promise<void> | undefined;
+
+  private constructor(
+    private readonly path: string,
+    private readonly logger: Logger,
+    private readonly opts: AuditLogOptions,
+  ) {}
 
   /** Opens (creates, appends to) `path`; an empty path gives a log that records nothing. */
-  static async open(path: string, logger: Logger): Promise<AuditLog> {
-    if (path === '') return new AuditLog(undefined, logger);
+  static async open(path: string, logger: Logger, opts: AuditLogOptions = {}): Promise<AuditLog> {
+    const log = new AuditLog(path, logger, opts);
+    if (path === '') return log;
     if (!isAbsolute(path)) throw new Error(`audit-log: must be an absolute path or empty, got "${path}"`);
     try {
-      await mkdir(dirname(path), { recursive: true, mode: 0o750 });
-      return new AuditLog(await open(path, 'a', 0o600), logger);
+      await log.openFile();
     } catch (err) {
       throw new Error(`audit-log: open ${path}: ${(err as Error).message}`);
     }
+    return log;
   }
 
   get enabled(): boolean {
-    return this.file !== undefined;
+    return this.path !== '';
   }
 
-  /** Appends one line; records keep their order. A failed write is logged, never thrown at the caller. */
+  /**
+   * Appends one line; records keep their order. Resolves once the record is
+   * synced to disk. A failed write is logged and counted, never thrown at the
+   * caller: an audit problem must not fail the audited call.
+   */
   write(record: AuditRecord): Promise<void> {
-    const file = this.file;
-    if (!file) return Promise.resolve();
-    const line = `${JSON.stringify(record)}\n`;
-    this.tail = this.tail.then(() => file.appendFile(line)).catch((err: unknown) => this.logger.error({ err, rpc: record.rpc }, 'writing the audit log failed'));
-    return this.tail;
+    if (!this.enabled) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.pending.push({ line: `${JSON.stringify(record)}\n`, done: resolve });
+      this.kick();
+    });
+  }
+
+  /** Reopens the file before the next record (SIGHUP after logrotate). */
+  reopen(): void {
+    this.reopenAsked = true;
   }
 
   async close(): Promise<void> {
-    await this.tail;
+    while (this.flushing) await this.flushing;
     await this.file?.close();
+    this.file = undefined;
+  }
+
+  private kick(): void {
+    if (this.flushing) return;
+    this.flushing = this.flush().finally(() => {
+      this.flushing = undefined;
+      if (this.pending.length > 0) this.kick();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pending.length > 0) {
+      const batch = this.pending;
+      this.pending = [];
+      try {
+        const file = await this.currentFile();
+        await file.appendFile(batch.map((p) => p.line).join(''));
+        await file.datasync();
+      } catch (err) {
+        this.logger.error({ err, path: this.path, records: batch.length }, 'writing the audit log failed: records lost');
+        this.opts.onWriteFailure?.(batch.length);
+      }
+      for (const p of batch) p.done();
+    }
+  }
+
+  /** The open file, reopened first when asked to or when the path no longer names it (rotated away). */
+  private async currentFile(): Promise<FileHandle> {
+    let rotated = this.reopenAsked || this.file === undefined;
+    if (!rotated) {
+      try {
+        rotated = (await stat(this.path)).ino !== this.ino;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        rotated = true;
+      }
+    }
+    if (rotated) {
+      this.reopenAsked = false;
+      await this.file?.close().catch(() => undefined);
+      this.file = undefined;
+      await this.openFile();
+      this.logger.info({ path: this.path }, 'audit log reopened');
+    }
+    return this.file!;
+  }
+
+  private async openFile(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true, mode: 0o750 });
+    const file = await open(this.path, 'a', 0o600);
+    try {
+      this.ino = (await file.stat()).ino;
+    } catch (err) {
+      await file.close();
+      throw err;
+    }
+    this.file = file;
   }
 }
 

@@ -7,11 +7,23 @@ import { allowlistEntryProblem } from '../runtime/runsc/gvisor-flags.js';
 export interface RegistryConfig {
   /** Endpoints tried in order before the registry itself, e.g. "http://127.0.0.1:5000". */
   mirrors: string[];
-  /** Plain HTTP allowed for this host. */
+  /** Plain HTTP allowed for this host (credentials included). */
   insecure: boolean;
   /** Extra CA bundle (PEM) that signs this host's certificate. */
   ca_file?: string;
+  /**
+   * Credentials for this host as an endpoint, as containerd's per-host auth:
+   * a mirror gets only these, never the pull's own AuthConfig; for the
+   * registry itself they stand in when the pull brings none.
+   */
+  username?: string;
+  password?: string;
+  /** base64 of "user:password" (instead of username and password). */
+  auth?: string;
 }
+
+/** Written instead of a secret when the config is printed or served (Status verbose). */
+export const REDACTED = '<redacted>';
 
 export interface Config {
   config: string;
@@ -36,6 +48,9 @@ export interface Config {
   streamTlsKey: string;
   maxConcurrentDownloads: number;
   pullProgressTimeout: number;
+  imageMaxLayers: number;
+  imageMaxUnpackedMib: number;
+  maxStreamSessions: number;
   metricsAddress: string;
   metricsPort: number;
   auditLog: string;
@@ -68,7 +83,7 @@ export const DEFAULT_CONFIG_PATH = '/etc/gvisor-cri/config.toml';
 
 export const OPTIONS: readonly OptionDef[] = [
   { name: 'config', field: 'config', kind: 'path', default: DEFAULT_CONFIG_PATH, doc: 'TOML config file; a missing file means defaults', flagOnly: true },
-  { name: 'socket', field: 'socket', kind: 'path', default: '/run/gvisor-cri/gvisor-cri.sock', doc: 'unix socket kubelet connects to (mode 0660)' },
+  { name: 'socket', field: 'socket', kind: 'path', default: '/run/gvisor-cri/gvisor-cri.sock', doc: 'unix socket kubelet connects to: mode 0660 for the daemon\'s user and group (root), and in the run dir (the default, mode 0700) only root can reach it' },
   { name: 'state-dir', field: 'stateDir', kind: 'path', default: '/var/lib/gvisor-cri', doc: 'persistent state: images, snapshots, pod and container records' },
   { name: 'run-dir', field: 'runDir', kind: 'path', default: '/run/gvisor-cri', doc: 'volatile state: runsc root, network namespaces, FIFOs' },
   { name: 'runsc', field: 'runsc', kind: 'path', default: '/usr/bin/runsc', doc: 'path of the runsc binary' },
@@ -89,11 +104,14 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'stream-tls-key', field: 'streamTlsKey', kind: 'string', default: '', doc: 'PEM key for stream-tls-cert' },
   { name: 'max-concurrent-downloads', field: 'maxConcurrentDownloads', kind: 'int', min: 1, max: 64, default: 3, doc: 'layers of one pull downloaded at once' },
   { name: 'pull-progress-timeout', field: 'pullProgressTimeout', kind: 'int', min: 1, max: 3600, default: 60, doc: 'seconds a pull may go without receiving a byte before it is aborted' },
+  { name: 'image-max-layers', field: 'imageMaxLayers', kind: 'int', min: 1, max: 4096, default: 128, doc: 'layers one image may have; a pull of an image with more fails with RESOURCE_EXHAUSTED before any layer is downloaded' },
+  { name: 'image-max-unpacked-mib', field: 'imageMaxUnpackedMib', kind: 'int', min: 1, max: 1048576, default: 16384, doc: 'MiB of uncompressed tar one image layer may unpack to; a layer over it (a decompression bomb) fails the pull with RESOURCE_EXHAUSTED and leaves no snapshot behind' },
+  { name: 'max-stream-sessions', field: 'maxStreamSessions', kind: 'int', min: 1, max: 65536, default: 128, doc: 'exec/attach/port-forward sessions open at once on the streaming server; one more is refused with HTTP 429' },
   { name: 'metrics-address', field: 'metricsAddress', kind: 'address', default: '127.0.0.1', doc: 'address the Prometheus metrics endpoint (/metrics) binds' },
   { name: 'metrics-port', field: 'metricsPort', kind: 'int', min: 0, max: 65535, default: 0, doc: 'port of the Prometheus metrics endpoint (0: no endpoint)' },
   { name: 'audit-log', field: 'auditLog', kind: 'path', emptyOk: true, default: '/var/log/gvisor-cri/audit.log', doc: 'JSON-lines audit log of every Exec, ExecSync, Attach and PortForward request (absolute path; empty: none)' },
   { name: 'log-level', field: 'logLevel', kind: 'enum', choices: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info', doc: 'daemon log level' },
-  { name: 'registries', field: 'registries', kind: 'registries', default: {}, doc: 'per-registry-host table: mirrors, insecure, ca_file (see "Registries")', fileOnly: true },
+  { name: 'registries', field: 'registries', kind: 'registries', default: {}, doc: 'per-registry-host table: mirrors, insecure, ca_file, username/password or auth (see "Registries")', fileOnly: true },
 ];
 
 /** A configuration problem: one line naming the key and what is wrong. */
@@ -172,13 +190,47 @@ function checkRegistries(raw: unknown, where: string): Record<string, RegistryCo
       } else if (k === 'ca_file') {
         if (typeof v !== 'string' || !v.startsWith('/')) throw new ConfigError(`${at}.ca_file: must be an absolute path`);
         entry.ca_file = v;
+      } else if (k === 'username' || k === 'password' || k === 'auth') {
+        if (typeof v !== 'string' || v === '') throw new ConfigError(`${at}.${k}: expected a non-empty string`);
+        entry[k] = v;
       } else {
-        throw new ConfigError(`${at}: unknown key "${k}" (known: mirrors, insecure, ca_file)`);
+        throw new ConfigError(`${at}: unknown key "${k}" (known: mirrors, insecure, ca_file, username, password, auth)`);
       }
+    }
+    if (entry.auth !== undefined && (entry.username !== undefined || entry.password !== undefined)) {
+      throw new ConfigError(`${at}: give either auth or username and password, not both`);
+    }
+    if ((entry.username === undefined) !== (entry.password === undefined)) throw new ConfigError(`${at}: username and password go together`);
+    if (entry.auth !== undefined && !Buffer.from(entry.auth, 'base64').toString('utf8').includes(':')) {
+      throw new ConfigError(`${at}.auth: not base64 of "user:password"`);
     }
     out[host] = entry;
   }
+  checkMirrorCredentials(out, where);
   return out;
+}
+
+function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || (isIP(h) === 4 && h.startsWith('127.'));
+}
+
+/**
+ * A mirror reached over plain HTTP must not be given credentials, unless the
+ * operator said its host is insecure or it is on loopback: refused here so the
+ * mistake shows at start, not as a failing pull.
+ */
+function checkMirrorCredentials(registries: Record<string, RegistryConfig>, where: string): void {
+  for (const [host, entry] of Object.entries(registries)) {
+    for (const mirror of entry.mirrors) {
+      const url = new URL(mirror);
+      const own = registries[url.host];
+      if (url.protocol !== 'http:' || !own || (own.username === undefined && own.auth === undefined)) continue;
+      if (!own.insecure && !isLoopbackHost(url.hostname)) {
+        throw new ConfigError(`${where}."${host}".mirrors: ${mirror} is plain HTTP but registries."${url.host}" has credentials; use https or set insecure = true for "${url.host}"`);
+      }
+    }
+  }
 }
 
 /** Applies a parsed TOML document on top of `base`; unknown keys are errors, not silently ignored. */
@@ -210,7 +262,10 @@ export function configToToml(config: Config): string {
     const value = config[o.field];
     if (o.kind === 'registries') {
       const regs: Record<string, unknown> = {};
-      for (const [host, r] of Object.entries(value as Record<string, RegistryConfig>)) regs[host] = { ...r };
+      for (const [host, r] of Object.entries(value as Record<string, RegistryConfig>)) {
+        // The printed config reaches logs and CRI clients (Status verbose): secrets stay out.
+        regs[host] = { ...r, ...(r.password !== undefined && { password: REDACTED }), ...(r.auth !== undefined && { auth: REDACTED }) };
+      }
       doc[tomlKey(o)] = regs;
     } else {
       doc[tomlKey(o)] = value;

@@ -1,8 +1,8 @@
 /**
  * The daemon's Prometheus metrics (prom-client) and their HTTP endpoint:
  * CRI calls by method and gRPC code, pods and containers by state (read
- * from PodRuntime at scrape time), image pulls, and runsc calls by
- * subcommand and outcome.
+ * from PodRuntime at scrape time), image pulls, runsc calls by
+ * subcommand and outcome, and audit records lost to failed writes.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +24,7 @@ export class DaemonMetrics {
   private readonly pullBytes: Counter;
   private readonly pullSeconds: Histogram<'outcome'>;
   private readonly runscSeconds: Histogram<'subcommand' | 'outcome'>;
+  private readonly auditWriteFailures: Counter;
   private runtime: PodRuntime | undefined;
 
   constructor() {
@@ -49,6 +50,11 @@ export class DaemonMetrics {
       help: 'Time a runsc command took, by subcommand and outcome (ok or error). `runsc wait` lasts as long as its container and is not counted.',
       labelNames: ['subcommand', 'outcome'],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+    this.auditWriteFailures = new Counter({
+      name: 'gvisor_cri_audit_write_failures_total',
+      help: 'Audit records lost because writing or syncing the audit log failed (disk full, file system error); alert on any increase.',
       registers,
     });
     const self = this;
@@ -94,6 +100,11 @@ export class DaemonMetrics {
   readonly observeRunsc = (subcommand: string, ms: number, ok: boolean): void => {
     if (subcommand === 'wait') return;
     this.runscSeconds.observe({ subcommand, outcome: ok ? 'ok' : 'error' }, ms / 1000);
+  };
+
+  /** Fits AuditLogOptions.onWriteFailure. */
+  readonly countAuditWriteFailure = (records: number): void => {
+    this.auditWriteFailures.inc(records);
   };
 
   /** The Prometheus text exposition. */

@@ -120,7 +120,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   let audit: AuditLog;
   let metricsServer: MetricsServer | undefined;
   try {
-    audit = await AuditLog.open(config.auditLog, logger.child({ module: 'audit' }));
+    audit = await AuditLog.open(config.auditLog, logger.child({ module: 'audit' }), { onWriteFailure: metrics.countAuditWriteFailure });
     if (config.metricsPort > 0) metricsServer = await startMetricsServer(metrics, config.metricsAddress, config.metricsPort, logger.child({ module: 'metrics' }));
   } catch (err) {
     await rt.close();
@@ -136,6 +136,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
       tlsKey: config.streamTlsKey || undefined,
       backend: new RuntimeStreamBackend({ rt, runsc, busybox: infra.busybox, logger: logger.child({ module: 'stream' }) }),
       logger: logger.child({ module: 'stream' }),
+      maxSessions: config.maxStreamSessions,
     });
   } catch (err) {
     await metricsServer?.close();

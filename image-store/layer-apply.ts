@@ -9,6 +9,7 @@ import { createGunzip, type Gunzip } from 'node:zlib';
 import { Parser, type ReadEntry } from 'tar';
 import { CriError, GrpcStatus, failedPrecondition } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
+import { imageLimits, resourceExhausted } from './manifest.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -90,11 +91,15 @@ async function feedGunzip(path: string, gunzip: Gunzip): Promise<void> {
  * nothing existing is ever written in place: a replaced entry is unlinked and
  * created anew. Nothing is written outside `root`: entries with absolute
  * paths or "..", entries under a symlink and hard links to outside make the
- * layer fail with UnsafeLayerError.
+ * layer fail with UnsafeLayerError. A layer whose tar is larger than the
+ * node's image-max-unpacked-mib fails with RESOURCE_EXHAUSTED as soon as the
+ * limit is crossed: a small gzip bomb never fills the disk.
  */
 export async function applyLayer(root: string, blobPath: string, diffId: string, logger: Logger): Promise<void> {
   const applier = new LayerApplier(root, logger);
   const hash = createHash('sha256');
+  const maxBytes = imageLimits().maxUnpackedBytes;
+  let unpacked = 0;
   // Large chunks: fewer round trips through the parser and the threadpool per layer.
   let stream: Readable;
   if ((await compression(blobPath)) === 'gzip') {
@@ -119,8 +124,10 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
   // The parser emits an entry only after the previous one was consumed, so
   // chaining keeps entries in order and one at a time.
   let chain: Promise<void> = Promise.resolve();
+  let current: ReadEntry | undefined;
   parser.on('entry', (entry: ReadEntry) => {
     chain = chain.then(async () => {
+      current = entry;
       if (failure !== undefined) entry.resume();
       else await applier.apply(entry);
     }).catch(fail);
@@ -131,6 +138,11 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
   try {
     for await (const chunk of stream) {
       if (failure !== undefined) break;
+      unpacked += (chunk as Buffer).length;
+      if (unpacked > maxBytes) {
+        fail(resourceExhausted(`layer unpacks to more than ${maxBytes} bytes, the limit per layer (image-max-unpacked-mib ${Math.floor(maxBytes / (1024 * 1024))})`));
+        break;
+      }
       hash.update(chunk as Buffer);
       if (!parser.write(chunk as Buffer)) await Promise.race([once(parser, 'drain'), failed]);
     }
@@ -143,6 +155,15 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
     fail(err);
   }
   if (failure !== undefined) {
+    // An entry cut off mid-body (input stopped at a limit) would wait forever
+    // for bytes, holding its file open in the snapshot being thrown away: an
+    // error ends its pipeline. An entry nobody pipes has no error listener,
+    // and the error would be thrown here instead.
+    if (current && !current.emittedEnd) {
+      current.on('error', () => undefined);
+      current.destroy(new Error('layer input stopped'));
+    }
+    await chain;
     if ((failure as NodeJS.ErrnoException).code === 'Z_DATA_ERROR') throw new UnsafeLayerError(`gzip stream is corrupt: ${(failure as Error).message}`);
     throw failure;
   }

@@ -1,4 +1,4 @@
-import { failedPrecondition, invalidArgument, notFound } from '../cri-api/errors.js';
+import { CriError, GrpcStatus, failedPrecondition, invalidArgument, notFound } from '../cri-api/errors.js';
 
 export const MEDIA_TYPES = {
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
@@ -22,6 +22,40 @@ const LAYER_TYPES = new Set([
 ]);
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** A manifest or index is read whole into memory: one larger than this is refused. */
+export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** The image config is read whole into memory (and kept for verbose ImageStatus): capped like a manifest. */
+export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+/** What one image may demand of the node; an image over a limit is refused with RESOURCE_EXHAUSTED naming it. */
+export interface ImageLimits {
+  /** Layers of one image (option image-max-layers). */
+  maxLayers: number;
+  /** Uncompressed bytes one layer may unpack to (option image-max-unpacked-mib). */
+  maxUnpackedBytes: number;
+}
+
+export const DEFAULT_IMAGE_LIMITS: Readonly<ImageLimits> = { maxLayers: 128, maxUnpackedBytes: 16384 * 1024 * 1024 };
+
+/**
+ * The node's limits, set once at daemon start. Process-wide rather than an
+ * option of ImageStore because they are node policy, the same for every
+ * store, and read deep in manifest parsing and layer application.
+ */
+let limits: Readonly<ImageLimits> = DEFAULT_IMAGE_LIMITS;
+
+export function setImageLimits(next: ImageLimits): void {
+  limits = { ...next };
+}
+
+export function imageLimits(): Readonly<ImageLimits> {
+  return limits;
+}
+
+export function resourceExhausted(message: string): CriError {
+  return new CriError(GrpcStatus.RESOURCE_EXHAUSTED, message);
+}
 
 export interface Descriptor {
   mediaType: string;
@@ -109,13 +143,21 @@ export function parseManifest(bytes: Buffer, contentType: string | undefined, wh
   }
   if (isManifest) {
     if (!isObject(doc.config) || !Array.isArray(doc.layers)) throw failedPrecondition(`${what}: manifest lacks "config" or "layers"`);
+    // Checked before anything is downloaded: an image with thousands of layers costs a snapshot each.
+    if (doc.layers.length > limits.maxLayers) {
+      throw resourceExhausted(`${what}: image has ${doc.layers.length} layers, over the limit of ${limits.maxLayers} (image-max-layers)`);
+    }
     const layers = doc.layers.map((l, i) => parseDescriptor(l, `${what}: layers[${i}]`));
     for (const l of layers) {
       if (l.mediaType !== '' && !LAYER_TYPES.has(l.mediaType)) {
         throw failedPrecondition(`${what}: layer ${l.digest} has unsupported media type "${l.mediaType}" (supported: tar and tar+gzip)`);
       }
     }
-    return { kind: 'manifest', config: parseDescriptor(doc.config, `${what}: config`), layers };
+    const config = parseDescriptor(doc.config, `${what}: config`);
+    if (config.size > MAX_CONFIG_BYTES) {
+      throw resourceExhausted(`${what}: image config ${config.digest} is ${config.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit for image configs`);
+    }
+    return { kind: 'manifest', config, layers };
   }
   throw failedPrecondition(`${what}: unsupported manifest media type "${type ?? 'none'}"`);
 }

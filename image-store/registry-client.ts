@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { RegistryConfig } from '../daemon/config.js';
-import { CriError, GrpcStatus, notFound, permissionDenied, unauthenticated, unavailable } from '../cri-api/errors.js';
+import { CriError, GrpcStatus, failedPrecondition, notFound, permissionDenied, unauthenticated, unavailable } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
 import { httpRequest, isTlsProtocolError, readBody, HttpNetworkError, type HttpResponse } from './registry-http.js';
-import { MANIFEST_ACCEPT } from './manifest.js';
+import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './manifest.js';
 import { DEFAULT_DOMAIN, type ImageReference } from './reference.js';
 
 /** Registry credentials as CRI's AuthConfig carries them. */
@@ -32,6 +32,14 @@ interface Endpoint {
   mirror: boolean;
   /** Loopback registry with no config: https first, plain http when it does not speak TLS. */
   httpFallback: boolean;
+  /** Plain HTTP may carry credentials to this endpoint and its token realm (configured insecure). */
+  insecure: boolean;
+  /**
+   * Credentials for this endpoint alone: the pull's AuthConfig for the
+   * image's own registry, the configured ones for a mirror, so one
+   * registry's secrets never reach another host.
+   */
+  credentials: AuthCredentials | undefined;
   authorization?: string;
 }
 
@@ -41,7 +49,6 @@ export interface FetchedManifest {
   digest: string;
 }
 
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_TOKEN_BYTES = 1024 * 1024;
 /** Hosts found to speak plain HTTP, so later sessions skip the TLS attempt. */
 const plainHttpHosts = new Set<string>();
@@ -54,6 +61,15 @@ function isLoopback(host: string): boolean {
 }
 
 const sha256hex = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Credentials configured for a host (README, "Registries"), in AuthConfig's shape. */
+function configuredCredentials(config: RegistryConfig | undefined): AuthCredentials | undefined {
+  if (config?.auth !== undefined) return { auth: config.auth };
+  if (config?.username !== undefined) return { username: config.username, password: config.password };
+  return undefined;
+}
+
+const isEmpty = (auth: AuthCredentials | undefined): boolean => !auth || Object.values(auth).every((v) => v === undefined || v === '');
 
 function basicCredentials(auth: AuthCredentials | undefined): { username: string; password: string } | undefined {
   if (!auth) return undefined;
@@ -84,33 +100,42 @@ function parseChallenge(header: string | undefined): { scheme: string; params: R
  */
 export class RegistrySession {
   private readonly endpoints: Endpoint[];
-  private readonly credentials: { username: string; password: string } | undefined;
   /** Index of the endpoint that served the manifest: blobs come from there first. */
   private preferred = 0;
 
   constructor(
     private readonly ref: ImageReference,
-    private readonly auth: AuthCredentials | undefined,
+    auth: AuthCredentials | undefined,
     private readonly opts: RegistryClientOptions,
   ) {
-    this.credentials = basicCredentials(auth);
     const config = opts.registries[ref.domain];
     const host = ref.domain === DEFAULT_DOMAIN ? 'registry-1.docker.io' : ref.domain;
     this.endpoints = [];
     for (const mirror of config?.mirrors ?? []) {
       const base = new URL(mirror.replace(/\/+$/, '').replace(/\/v2$/, ''));
-      this.endpoints.push({ base, caFile: opts.registries[base.host]?.ca_file ?? config?.ca_file, mirror: true, httpFallback: false });
+      const own = opts.registries[base.host];
+      this.endpoints.push({
+        base,
+        caFile: own?.ca_file ?? config?.ca_file,
+        mirror: true,
+        httpFallback: false,
+        insecure: own?.insecure === true,
+        credentials: configuredCredentials(own),
+      });
     }
     const insecure = config?.insecure === true;
     const loopback = isLoopback(host) && !config?.ca_file;
     const plain = insecure || (loopback && plainHttpHosts.has(host));
+    const credentials = isEmpty(auth) ? configuredCredentials(config) : auth;
     this.endpoints.push({
       base: new URL(`${plain ? 'http' : 'https'}://${host}`),
       caFile: config?.ca_file,
       mirror: false,
       httpFallback: loopback && !plain,
+      insecure,
+      credentials,
+      authorization: credentials?.registryToken ? `Bearer ${credentials.registryToken}` : undefined,
     });
-    if (this.auth?.registryToken) for (const e of this.endpoints) e.authorization = `Bearer ${this.auth.registryToken}`;
   }
 
   private get repo(): string {
@@ -174,6 +199,7 @@ export class RegistrySession {
   private async send(endpoint: Endpoint, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, what: string): Promise<HttpResponse> {
     const request = async (): Promise<HttpResponse> => {
       const url = new URL(endpoint.base.pathname.replace(/\/$/, '') + path, endpoint.base);
+      if (endpoint.authorization) this.checkTransport(url, endpoint, what);
       const h = endpoint.authorization ? { ...headers, Authorization: endpoint.authorization } : headers;
       try {
         return await httpRequest(url, { headers: h, caFile: endpoint.caFile, idleTimeoutMs: this.opts.idleTimeoutMs, signal, what });
@@ -197,8 +223,9 @@ export class RegistrySession {
   private async authorize(endpoint: Endpoint, header: string | string[] | undefined, signal: AbortSignal | undefined, what: string): Promise<string> {
     const challenge = parseChallenge(Array.isArray(header) ? header[0] : header);
     if (challenge?.scheme === 'basic') {
-      if (!this.credentials) throw unauthenticated(`${what}: ${endpoint.base.host} requires credentials and none were given`);
-      return `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
+      const basic = basicCredentials(endpoint.credentials);
+      if (!basic) throw unauthenticated(`${what}: ${endpoint.base.host} requires credentials and none were given`);
+      return `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
     }
     if (challenge?.scheme !== 'bearer' || !challenge.params.realm) {
       throw unauthenticated(`${what}: ${endpoint.base.host} answered 401 with no usable authentication challenge`);
@@ -207,24 +234,44 @@ export class RegistrySession {
     return `Bearer ${token}`;
   }
 
+  /**
+   * Credentials cross the network in clear only to a host the operator
+   * configured insecure, or on loopback: a plain http:// URL elsewhere (a
+   * token realm a registry names, an http mirror) gets none.
+   */
+  private checkTransport(url: URL, endpoint: Endpoint, what: string): void {
+    if (url.protocol === 'https:' || isLoopback(url.host) || endpoint.insecure || this.opts.registries[url.host]?.insecure === true) return;
+    throw failedPrecondition(`${what}: ${url.origin} is plain HTTP and not configured insecure; credentials and tokens are not sent there (use https, or set insecure = true for "${url.host}")`);
+  }
+
   /** Docker token flow: basic credentials on GET, or an identity (refresh) token on POST. */
   private async fetchToken(endpoint: Endpoint, params: Record<string, string>, signal: AbortSignal | undefined, what: string): Promise<string> {
-    const realm = new URL(params.realm);
+    let realm: URL;
+    try {
+      realm = new URL(params.realm);
+    } catch {
+      throw unavailable(`${what}: ${endpoint.base.host} named a token realm that is not a URL`);
+    }
+    const step = `${what}: token from ${realm.host}`;
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') throw unavailable(`${step}: realm scheme ${realm.protocol} is not http(s)`);
+    // Even an anonymous token is refused over clear text: it would grant what the next request asks for.
+    this.checkTransport(realm, endpoint, step);
     const scope = `repository:${this.ref.path}:pull`;
     const service = params.service ?? '';
-    const step = `${what}: token from ${realm.host}`;
     const common = { caFile: this.opts.registries[realm.host]?.ca_file ?? endpoint.caFile, idleTimeoutMs: this.opts.idleTimeoutMs, signal, what: step };
+    const credentials = endpoint.credentials;
+    const basic = basicCredentials(credentials);
     let res: HttpResponse;
-    if (this.auth?.identityToken) {
-      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: this.auth.identityToken, service, scope, client_id: 'gvisor-cri' });
+    if (credentials?.identityToken) {
+      const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: credentials.identityToken, service, scope, client_id: 'gvisor-cri' });
       res = await httpRequest(realm, { ...common, method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() });
     } else {
       realm.searchParams.set('service', service);
       realm.searchParams.set('scope', scope);
       const headers: Record<string, string> = {};
-      if (this.credentials) {
-        headers.Authorization = `Basic ${Buffer.from(`${this.credentials.username}:${this.credentials.password}`).toString('base64')}`;
-        realm.searchParams.set('account', this.credentials.username);
+      if (basic) {
+        headers.Authorization = `Basic ${Buffer.from(`${basic.username}:${basic.password}`).toString('base64')}`;
+        realm.searchParams.set('account', basic.username);
       }
       res = await httpRequest(realm, { ...common, headers });
     }
@@ -257,7 +304,8 @@ export class RegistrySession {
     res.body.resume();
     const host = endpoint.base.host;
     if (res.status === 401) {
-      const how = this.auth?.registryToken ? 'with the given registry token' : this.credentials || this.auth?.identityToken ? 'with the given credentials' : 'anonymously; credentials are needed';
+      const given = endpoint.credentials;
+      const how = given?.registryToken ? 'with the given registry token' : basicCredentials(given) || given?.identityToken ? 'with the given credentials' : 'anonymously; credentials are needed';
       throw unauthenticated(`${what}: ${host} refused access ${how} (or the repository does not exist)`);
     }
     if (res.status === 403) throw permissionDenied(`${what}: ${host} denied access (403)`);

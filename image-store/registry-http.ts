@@ -3,7 +3,7 @@ import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
-import { deadlineExceeded, unavailable } from '../cri-api/errors.js';
+import { CriError, GrpcStatus, deadlineExceeded, failedPrecondition, unavailable } from '../cri-api/errors.js';
 
 /** A response whose body has not been read yet: the caller consumes or discards it. */
 export interface HttpResponse {
@@ -70,21 +70,40 @@ function describeNetworkError(err: NodeJS.ErrnoException, url: URL): HttpNetwork
   return new HttpNetworkError(`request to ${host} failed: ${err.message}`, code);
 }
 
+/** The headers with Authorization removed, whatever its case. */
+function withoutAuthorization(headers: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers ?? {}).filter(([name]) => name.toLowerCase() !== 'authorization'));
+}
+
 /**
- * One HTTP(S) request with redirects followed. Authorization is sent only to
- * the original host: registries redirect blob downloads to storage servers
- * that must not see the registry token.
+ * One HTTP(S) request with redirects followed. Credentials (the
+ * Authorization header, and a body, which for us is only ever the token
+ * POST's form with a refresh token) go only to the origin first asked:
+ * scheme, host and port. Registries redirect blob downloads to storage
+ * servers that must not see the registry token, and an https origin that
+ * redirects to http on the same host is another origin, so a token never
+ * crosses the network in clear because of a redirect.
  */
 export async function httpRequest(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> {
   let current = url;
-  const originHost = url.host;
+  let method: HttpRequestOptions['method'] = opts.method ?? 'GET';
+  let body = opts.body;
+  let headers = { ...opts.headers };
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-    const headers = { ...opts.headers };
-    if (current.host !== originHost) delete headers.Authorization;
-    const res = await requestOnce(current, { ...opts, headers });
+    const sameOrigin = current.origin === url.origin;
+    if (!sameOrigin && body !== undefined) {
+      throw failedPrecondition(`${opts.what}: ${url.origin} redirected a request that carries credentials to ${current.origin}; it is not sent there`);
+    }
+    const res = await requestOnce(current, { ...opts, method, body, headers: sameOrigin ? headers : withoutAuthorization(headers) });
     if ([301, 302, 303, 307, 308].includes(res.status) && res.headers.location) {
       res.body.resume();
       current = new URL(res.headers.location, current);
+      // 303 asks for a GET of the new location: the body stays behind.
+      if (res.status === 303 && method === 'POST') {
+        method = 'GET';
+        body = undefined;
+        headers = Object.fromEntries(Object.entries(headers).filter(([name]) => name.toLowerCase() !== 'content-type'));
+      }
       continue;
     }
     return res;
@@ -147,15 +166,21 @@ function watchIdle(res: http.IncomingMessage, ms: number, message: () => string)
   return res.pipe(out);
 }
 
-/** Reads a whole (small) body, refusing anything larger than `limit` bytes. */
+/** Reads a whole (small) body, refusing anything larger than `limit` bytes as soon as it is known to be. */
 export async function readBody(res: HttpResponse, limit: number, what: string): Promise<Buffer> {
+  const tooLarge = (): CriError => new CriError(GrpcStatus.RESOURCE_EXHAUSTED, `${what}: response from ${res.url.host} is over the ${limit}-byte limit`);
+  const declared = Number(res.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    res.body.destroy();
+    throw tooLarge();
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of res.body) {
     size += (chunk as Buffer).length;
     if (size > limit) {
       res.body.destroy();
-      throw unavailable(`${what}: response from ${res.url.host} larger than ${limit} bytes`);
+      throw tooLarge();
     }
     chunks.push(chunk as Buffer);
   }

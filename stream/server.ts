@@ -25,6 +25,7 @@ const DEFAULT_TOKEN_TTL_MS = 60_000;
 const DEFAULT_MAX_PENDING = 1000;
 const DEFAULT_STREAM_CREATION_TIMEOUT_MS = 30_000;
 const DEFAULT_IDLE_TIMEOUT_MS = 4 * 60 * 60 * 1000;
+const DEFAULT_MAX_SESSIONS = 128;
 const SHUTDOWN_TIMEOUT_MS = 5_000;
 
 type Kind = CachedRequest['kind'];
@@ -84,11 +85,13 @@ export class StreamServer {
   private readonly sockets = new Set<Socket>();
   private readonly wss: WebSocketServer;
   private readonly wsProtocol = new WeakMap<http.IncomingMessage, string>();
+  private readonly maxSessions: number;
   private closing: Promise<void> | undefined;
 
   private constructor(private readonly server: http.Server, url: string, opts: StreamServerOptions) {
     this.url = url;
     this.logger = opts.logger.child({ component: 'stream-server' });
+    this.maxSessions = opts.maxSessions ?? DEFAULT_MAX_SESSIONS;
     this.tokens = new TokenCache(opts.tokenTtlMs ?? DEFAULT_TOKEN_TTL_MS, opts.maxPendingRequests ?? DEFAULT_MAX_PENDING);
     this.ctx = {
       backend: opts.backend,
@@ -215,6 +218,13 @@ export class StreamServer {
     socket.on('error', (err: Error) => this.logger.debug({ err: err.message }, 'streaming socket error'));
     if (this.closing) {
       rejectSocket(socket, { status: 503, message: 'streaming server shutting down' });
+      return;
+    }
+    // Each session holds a process in the sandbox, pipes and buffers: bounded,
+    // and refused before the token is consumed so the client may retry with it.
+    if (this.sessions.size >= this.maxSessions) {
+      this.logger.warn({ sessions: this.sessions.size, limit: this.maxSessions }, 'streaming session refused: limit reached');
+      rejectSocket(socket, { status: 429, message: `too many streaming sessions: ${this.sessions.size} open, the limit is ${this.maxSessions} (max-stream-sessions); retry when one has ended`, headers: { 'Retry-After': '1' } });
       return;
     }
     const cached = this.lookup(req);

@@ -93,4 +93,6 @@ export interface StreamServerOptions {
   streamCreationTimeoutMs?: number;
   /** A connection with no traffic for this long is closed (default 4 h). */
   idleTimeoutMs?: number;
+  /** Sessions open at once (default 128); one more is refused with HTTP 429 before its token is used. */
+  maxSessions?: number;
 }

@@ -15,7 +15,7 @@ class ZlibContext {
   private chunks: Buffer[] = [];
   private size = 0;
   private tail: Promise<unknown> = Promise.resolve();
-  private failure: Error | undefined;
+  private failure: SpdyProtocolError | undefined;
   private failCurrent: ((err: Error) => void) | undefined;
 
   constructor(private readonly z: zlib.Deflate | zlib.Inflate, private readonly what: string) {
@@ -24,28 +24,22 @@ class ZlibContext {
     // cut blocks in two and left SYN_STREAMs unanswered under load.
     z.on('readable', () => this.drain());
     // A corrupt input errors the stream and its flush callback never runs: fail the waiting call here.
-    z.on('error', (err: Error) => {
-      this.failure = err;
-      this.failCurrent?.(this.wrap(err));
-      this.failCurrent = undefined;
-    });
+    z.on('error', (err: Error) => this.fail(this.wrap(err)));
   }
 
   process(input: Buffer): Promise<Buffer> {
     const run = (): Promise<Buffer> => new Promise((resolve, reject) => {
-      if (this.failure) { reject(this.wrap(this.failure)); return; }
+      if (this.failure) { reject(this.failure); return; }
       this.failCurrent = reject;
       this.z.write(input);
       this.z.flush(zlib.constants.Z_SYNC_FLUSH, () => {
         this.failCurrent = undefined;
         // Everything this flush produced is in the readable buffer by now.
         this.drain();
-        const size = this.size;
-        const out = size <= MAX_HEADER_BLOCK ? Buffer.concat(this.chunks, size) : undefined;
+        const out = Buffer.concat(this.chunks, this.size);
         this.chunks = [];
         this.size = 0;
-        if (this.failure) reject(this.wrap(this.failure));
-        else if (!out) reject(new SpdyProtocolError(`SPDY header block ${this.what} gave ${size} bytes, over the ${MAX_HEADER_BLOCK} limit`));
+        if (this.failure) reject(this.failure);
         else resolve(out);
       });
     });
@@ -59,11 +53,28 @@ class ZlibContext {
   }
 
   private drain(): void {
+    if (this.failure) return;
     for (let c: Buffer | null = this.z.read() as Buffer | null; c !== null; c = this.z.read() as Buffer | null) {
       this.size += c.length;
-      // Past the limit keep counting but stop holding output: bounds memory against a zlib bomb.
-      if (this.size <= MAX_HEADER_BLOCK) this.chunks.push(c);
+      if (this.size > MAX_HEADER_BLOCK) {
+        // A zlib bomb: closing the stream stops zlib at its next output chunk,
+        // instead of inflating gigabytes only to throw them away. The
+        // context is shared by the whole connection, which dies with it.
+        this.fail(new SpdyProtocolError(`SPDY header block ${this.what} inflates to more than the ${MAX_HEADER_BLOCK}-byte limit`));
+        this.z.close();
+        return;
+      }
+      this.chunks.push(c);
     }
+  }
+
+  /** Fails the block in progress and every later one. */
+  private fail(err: SpdyProtocolError): void {
+    this.failure ??= err;
+    this.chunks = [];
+    this.size = 0;
+    this.failCurrent?.(this.failure);
+    this.failCurrent = undefined;
   }
 
   private wrap(err: Error): SpdyProtocolError {
