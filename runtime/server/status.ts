@@ -12,6 +12,7 @@ export async function Status(info: RuntimeInfo, req: StatusRequest__Output): Pro
     info: req.verbose ? { config: JSON.stringify(await info.verboseInfo()) } : {},
     // Honest flags: runsc has no recursive read-only bind mounts and no user namespaces for pods.
     runtime_handlers: info.handlers.map((name) => ({ name, features: { recursive_read_only_mounts: false, user_namespaces: false } })),
-    features: { supplemental_groups_policy: false, user_namespaces_host_network: false },
+    // Merge and Strict are honoured, and ContainerStatus reports user.linux.
+    features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
   };
 }

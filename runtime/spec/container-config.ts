@@ -7,6 +7,7 @@
 import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../../cri-api/generated/runtime/v1/LinuxContainerResources.js';
 import type { SecurityProfile__Output } from '../../cri-api/generated/runtime/v1/SecurityProfile.js';
+import type { SupplementalGroupsPolicy__Output } from '../../cri-api/generated/runtime/v1/SupplementalGroupsPolicy.js';
 import { failedPrecondition, invalidArgument } from '../../cri-api/errors.js';
 import { requireAbsolutePath } from '../../cri-api/validate.js';
 import type { OciImageConfig } from '../../image-store/index.js';
@@ -118,11 +119,17 @@ function idValue(v: string, field: string): number {
  * The process identity, as containerd derives it: run_as_user, else
  * run_as_username, else the image's User ("name", "uid", "uid:gid",
  * "name:group"); names resolved in the image's /etc/passwd and /etc/group.
- * run_as_group overrides the gid; the additional gids are the primary one,
- * the groups listing the user as a member, and supplemental_groups.
+ * run_as_group overrides the gid. The additional gids are the primary one
+ * and supplemental_groups, plus, under the Merge policy (KEP-3619's default),
+ * the groups of the image's /etc/group that list the user as a member;
+ * Strict leaves the image's groups out.
+ *
+ * They are sorted ascending without duplicates: Linux's setgroups(2) sorts
+ * the list, gVisor keeps the order it is given, and programs (and `id -G`)
+ * show it.
  */
 export function resolveUser(
-  sc: { runAsUser?: string; runAsUsername?: string; runAsGroup?: string; supplementalGroups: readonly string[] },
+  sc: { runAsUser?: string; runAsUsername?: string; runAsGroup?: string; supplementalGroups: readonly string[]; policy?: SupplementalGroupsPolicy__Output },
   imageUser: string,
   files: ImageFiles,
 ): OciUser {
@@ -163,9 +170,9 @@ export function resolveUser(
   }
   if (sc.runAsGroup !== undefined) gid = idValue(sc.runAsGroup, 'config.linux.security_context.run_as_group');
   const extra = [gid];
-  if (name !== undefined) for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
+  if (name !== undefined && sc.policy !== 'Strict') for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
   for (const s of sc.supplementalGroups) extra.push(idValue(s, 'config.linux.security_context.supplemental_groups'));
-  return { uid, gid, additionalGids: [...new Set(extra)] };
+  return { uid, gid, additionalGids: [...new Set(extra)].sort((a, b) => a - b) };
 }
 
 /** Which seccomp profile the request names (the typed field first, then the legacy path). */
@@ -296,6 +303,7 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
       runAsUsername: sc?.run_as_username || undefined,
       runAsGroup: sc?.run_as_group ? sc.run_as_group.value : undefined,
       supplementalGroups: sc?.supplemental_groups ?? [],
+      policy: sc?.supplemental_groups_policy,
     },
     image.User ?? '',
     input.files,
