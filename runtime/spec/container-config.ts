@@ -250,7 +250,14 @@ export function specResources(r: ResourcesRecord): ContainerResources {
 
 export function mountRecords(mounts: readonly BindMount[]): MountRecord[] {
   const back: Record<MountPropagation, string> = { private: 'PROPAGATION_PRIVATE', rslave: 'PROPAGATION_HOST_TO_CONTAINER', rshared: 'PROPAGATION_BIDIRECTIONAL' };
-  return mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: back[m.propagation ?? 'private'], ...(m.image ? { image: m.image } : {}) }));
+  return mounts.map((m) => ({
+    containerPath: m.containerPath,
+    hostPath: m.hostPath,
+    readonly: m.readonly,
+    propagation: back[m.propagation ?? 'private'],
+    ...(m.recursiveReadOnly ? { recursiveReadOnly: true } : {}),
+    ...(m.image ? { image: m.image } : {}),
+  }));
 }
 
 export interface MapInput {
@@ -317,7 +324,12 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
     if (m.propagation === 'PROPAGATION_BIDIRECTIONAL') {
       throw invalidArgument(`config.mounts[${i}].propagation: Bidirectional cannot work in gVisor (mounts made inside the sandbox never reach the host); use HostToContainer`);
     }
-    return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private' };
+    // The CRI comment's rule (KEP-3857): recursive read-only needs readonly and private propagation.
+    if (m.recursive_read_only && !m.readonly) throw invalidArgument(`config.mounts[${i}].recursive_read_only needs readonly: true`);
+    if (m.recursive_read_only && m.propagation !== 'PROPAGATION_PRIVATE') {
+      throw invalidArgument(`config.mounts[${i}].recursive_read_only needs propagation PROPAGATION_PRIVATE, got ${m.propagation}`);
+    }
+    return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private', ...(m.recursive_read_only ? { recursiveReadOnly: true } : {}) };
   });
 
   const privileged = sc?.privileged ?? false;
