@@ -15,6 +15,7 @@ import type { BindMount, ContainerResources, MountPropagation, OciSeccomp, OciUs
 import { emptyResources, type MountRecord, type ResourcesRecord } from '../records/store.js';
 import { ALL_LINUX_CAPABILITIES, resolveCapabilities } from './capabilities.js';
 import { runtimeDefaultSeccomp } from '../seccomp/default-profile.js';
+import { refuseUserNamespace } from './user-namespace.js';
 
 /** How the container is to be confined by seccomp. */
 export type SeccompChoice = { kind: 'unconfined' } | { kind: 'runtime-default' } | { kind: 'localhost'; path: string };
@@ -300,6 +301,7 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
   const cwd = config.working_dir || image.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw invalidArgument(`config.working_dir "${cwd}" must be an absolute path`);
 
+  refuseUserNamespace(sc?.namespace_options?.userns_options, 'config.linux.security_context.namespace_options.userns_options');
   // containerd's rule: a group alone would run as root with that group, which is not what was asked.
   if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
     throw invalidArgument('config.linux.security_context.run_as_group is set without run_as_user or run_as_username');
