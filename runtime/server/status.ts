@@ -12,7 +12,7 @@ export async function Status(info: RuntimeInfo, req: StatusRequest__Output): Pro
     info: req.verbose ? { config: JSON.stringify(await info.verboseInfo()) } : {},
     // Every handler is runsc. A read-only gVisor bind is read-only all the way
     // down (spec/path-mounts.ts submountsOf); runsc 0.0~20240729 cannot give a
-    // pod a faithful user namespace (README, "User namespaces").
+    // pod a faithful user namespace (spec/user-namespace.ts).
     runtime_handlers: info.handlers.map((name) => ({ name, features: { recursive_read_only_mounts: true, user_namespaces: false } })),
     // Merge and Strict are honoured, and ContainerStatus reports user.linux.
     features: { supplemental_groups_policy: true, user_namespaces_host_network: false },

@@ -3,8 +3,9 @@
  * spec's linux.uidMappings/gidMappings only for its gofer on the host, while
  * inside the sandbox every process sees the identity map (/proc/self/uid_map
  * is "0 0 4294967295") and the image's files, owned by host root, show as
- * nobody (README, "User namespaces"). So the handlers do not advertise
- * user_namespaces, and a request for one is refused rather than run without.
+ * nobody (README, "Where gVisor differs from Linux for kubelet's settings").
+ * So the handlers do not advertise user_namespaces, and a request for one is
+ * refused rather than run without.
  */
 import type { UserNamespace__Output } from '../../cri-api/generated/runtime/v1/UserNamespace.js';
 import { invalidArgument } from '../../cri-api/errors.js';
