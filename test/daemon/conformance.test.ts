@@ -86,6 +86,8 @@ test('supplementary groups are sorted as Linux sorts them; Merge adds the image\
   // The image lists the user in 50000 before 1234; Linux's setgroups(2) sorts.
   const merged = await run('merge', securityContext({ run_as_username: 'user' }));
   assert.equal(await out(merged, 'id -G'), '1000 1234 50000\n');
+  // The container's first process (pid 1 of its own PID namespace) has them too, not only execs.
+  assert.match(await out(merged, 'cat /proc/1/status'), /^Groups:\t1000 1234 50000 *$/m);
   assert.deepEqual((await statusOf(merged)).status.user, { linux: { uid: '1000', gid: '1000', supplemental_groups: ['1000', '1234', '50000'] } });
 
   const extra = await run('merge-extra', securityContext({ run_as_user: { value: 1000 }, supplemental_groups: [60000, 4000, 1234], supplemental_groups_policy: 'Merge' }));
@@ -94,6 +96,7 @@ test('supplementary groups are sorted as Linux sorts them; Merge adds the image\
 
   const strict = await run('strict', securityContext({ run_as_user: { value: 1000 }, run_as_group: { value: 3000 }, supplemental_groups: [4000], supplemental_groups_policy: 'Strict' }));
   assert.equal(await out(strict, 'id -u; id -g; id -G'), '1000\n3000\n3000 4000\n');
+  assert.match(await out(strict, 'cat /proc/1/status'), /^Groups:\t3000 4000 *$/m);
   assert.deepEqual((await statusOf(strict)).status.user, { linux: { uid: '1000', gid: '3000', supplemental_groups: ['3000', '4000'] } });
 });
 
