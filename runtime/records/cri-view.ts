@@ -48,7 +48,7 @@ export function containerStatus(c: ContainerRecord, names: { image: string; imag
     mounts: c.mounts.map((m) =>
       m.image
         ? { container_path: m.containerPath, host_path: '', readonly: true, propagation: m.propagation as MountPropagation, image: { image: m.image.image, image_ref: m.image.imageRef } }
-        : { container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly, propagation: m.propagation as MountPropagation },
+        : { container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly, propagation: m.propagation as MountPropagation, recursive_read_only: m.recursiveReadOnly ?? false },
     ),
     log_path: c.logPath,
     resources: { linux: linuxResources(c.resources) },

@@ -59,6 +59,8 @@ export interface MountRecord {
   hostPath: string;
   readonly: boolean;
   propagation: string;
+  /** Asked for recursive read-only (KEP-3857); absent otherwise. */
+  recursiveReadOnly?: boolean;
   /** An image volume's image as named, and its id. */
   image?: { image: string; imageRef: string };
 }

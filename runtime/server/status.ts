@@ -10,8 +10,11 @@ export async function Status(info: RuntimeInfo, req: StatusRequest__Output): Pro
   return {
     status: { conditions: [condition('RuntimeReady', runtime), condition('NetworkReady', network)] },
     info: req.verbose ? { config: JSON.stringify(await info.verboseInfo()) } : {},
-    // Honest flags: runsc has no recursive read-only bind mounts and no user namespaces for pods.
-    runtime_handlers: info.handlers.map((name) => ({ name, features: { recursive_read_only_mounts: false, user_namespaces: false } })),
-    features: { supplemental_groups_policy: false, user_namespaces_host_network: false },
+    // Every handler is runsc. A read-only gVisor bind is read-only all the way
+    // down (spec/path-mounts.ts submountsOf); runsc 0.0~20240729 cannot give a
+    // pod a faithful user namespace (spec/user-namespace.ts).
+    runtime_handlers: info.handlers.map((name) => ({ name, features: { recursive_read_only_mounts: true, user_namespaces: false } })),
+    // Merge and Strict are honoured, and ContainerStatus reports user.linux.
+    features: { supplemental_groups_policy: true, user_namespaces_host_network: false },
   };
 }

@@ -7,6 +7,7 @@
 import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1/ContainerConfig.js';
 import type { LinuxContainerResources__Output } from '../../cri-api/generated/runtime/v1/LinuxContainerResources.js';
 import type { SecurityProfile__Output } from '../../cri-api/generated/runtime/v1/SecurityProfile.js';
+import type { SupplementalGroupsPolicy__Output } from '../../cri-api/generated/runtime/v1/SupplementalGroupsPolicy.js';
 import { failedPrecondition, invalidArgument } from '../../cri-api/errors.js';
 import { requireAbsolutePath } from '../../cri-api/validate.js';
 import type { OciImageConfig } from '../../image-store/index.js';
@@ -14,6 +15,7 @@ import type { BindMount, ContainerResources, MountPropagation, OciSeccomp, OciUs
 import { emptyResources, type MountRecord, type ResourcesRecord } from '../records/store.js';
 import { ALL_LINUX_CAPABILITIES, resolveCapabilities } from './capabilities.js';
 import { runtimeDefaultSeccomp } from '../seccomp/default-profile.js';
+import { refuseUserNamespace } from './user-namespace.js';
 
 /** How the container is to be confined by seccomp. */
 export type SeccompChoice = { kind: 'unconfined' } | { kind: 'runtime-default' } | { kind: 'localhost'; path: string };
@@ -118,11 +120,17 @@ function idValue(v: string, field: string): number {
  * The process identity, as containerd derives it: run_as_user, else
  * run_as_username, else the image's User ("name", "uid", "uid:gid",
  * "name:group"); names resolved in the image's /etc/passwd and /etc/group.
- * run_as_group overrides the gid; the additional gids are the primary one,
- * the groups listing the user as a member, and supplemental_groups.
+ * run_as_group overrides the gid. The additional gids are the primary one
+ * and supplemental_groups, plus, under the Merge policy (KEP-3619's default),
+ * the groups of the image's /etc/group that list the user as a member;
+ * Strict leaves the image's groups out.
+ *
+ * They are sorted ascending without duplicates: Linux's setgroups(2) sorts
+ * the list, gVisor keeps the order it is given, and programs (and `id -G`)
+ * show it.
  */
 export function resolveUser(
-  sc: { runAsUser?: string; runAsUsername?: string; runAsGroup?: string; supplementalGroups: readonly string[] },
+  sc: { runAsUser?: string; runAsUsername?: string; runAsGroup?: string; supplementalGroups: readonly string[]; policy?: SupplementalGroupsPolicy__Output },
   imageUser: string,
   files: ImageFiles,
 ): OciUser {
@@ -163,9 +171,9 @@ export function resolveUser(
   }
   if (sc.runAsGroup !== undefined) gid = idValue(sc.runAsGroup, 'config.linux.security_context.run_as_group');
   const extra = [gid];
-  if (name !== undefined) for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
+  if (name !== undefined && sc.policy !== 'Strict') for (const g of groups) if (g.members.includes(name)) extra.push(g.gid);
   for (const s of sc.supplementalGroups) extra.push(idValue(s, 'config.linux.security_context.supplemental_groups'));
-  return { uid, gid, additionalGids: [...new Set(extra)] };
+  return { uid, gid, additionalGids: [...new Set(extra)].sort((a, b) => a - b) };
 }
 
 /** Which seccomp profile the request names (the typed field first, then the legacy path). */
@@ -243,7 +251,14 @@ export function specResources(r: ResourcesRecord): ContainerResources {
 
 export function mountRecords(mounts: readonly BindMount[]): MountRecord[] {
   const back: Record<MountPropagation, string> = { private: 'PROPAGATION_PRIVATE', rslave: 'PROPAGATION_HOST_TO_CONTAINER', rshared: 'PROPAGATION_BIDIRECTIONAL' };
-  return mounts.map((m) => ({ containerPath: m.containerPath, hostPath: m.hostPath, readonly: m.readonly, propagation: back[m.propagation ?? 'private'], ...(m.image ? { image: m.image } : {}) }));
+  return mounts.map((m) => ({
+    containerPath: m.containerPath,
+    hostPath: m.hostPath,
+    readonly: m.readonly,
+    propagation: back[m.propagation ?? 'private'],
+    ...(m.recursiveReadOnly ? { recursiveReadOnly: true } : {}),
+    ...(m.image ? { image: m.image } : {}),
+  }));
 }
 
 export interface MapInput {
@@ -286,6 +301,7 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
   const cwd = config.working_dir || image.WorkingDir || '/';
   if (!cwd.startsWith('/')) throw invalidArgument(`config.working_dir "${cwd}" must be an absolute path`);
 
+  refuseUserNamespace(sc?.namespace_options?.userns_options, 'config.linux.security_context.namespace_options.userns_options');
   // containerd's rule: a group alone would run as root with that group, which is not what was asked.
   if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
     throw invalidArgument('config.linux.security_context.run_as_group is set without run_as_user or run_as_username');
@@ -296,6 +312,7 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
       runAsUsername: sc?.run_as_username || undefined,
       runAsGroup: sc?.run_as_group ? sc.run_as_group.value : undefined,
       supplementalGroups: sc?.supplemental_groups ?? [],
+      policy: sc?.supplemental_groups_policy,
     },
     image.User ?? '',
     input.files,
@@ -309,7 +326,12 @@ export function mapContainerConfig(input: MapInput): MappedContainer {
     if (m.propagation === 'PROPAGATION_BIDIRECTIONAL') {
       throw invalidArgument(`config.mounts[${i}].propagation: Bidirectional cannot work in gVisor (mounts made inside the sandbox never reach the host); use HostToContainer`);
     }
-    return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private' };
+    // The CRI comment's rule (KEP-3857): recursive read-only needs readonly and private propagation.
+    if (m.recursive_read_only && !m.readonly) throw invalidArgument(`config.mounts[${i}].recursive_read_only needs readonly: true`);
+    if (m.recursive_read_only && m.propagation !== 'PROPAGATION_PRIVATE') {
+      throw invalidArgument(`config.mounts[${i}].recursive_read_only needs propagation PROPAGATION_PRIVATE, got ${m.propagation}`);
+    }
+    return { containerPath, hostPath, readonly: m.readonly, propagation: PROPAGATION[m.propagation] ?? 'private', ...(m.recursive_read_only ? { recursiveReadOnly: true } : {}) };
   });
 
   const privileged = sc?.privileged ?? false;

@@ -212,6 +212,12 @@ export interface BindMount {
   containerPath: string;
   readonly: boolean;
   propagation?: MountPropagation;
+  /**
+   * Read-only all the way down (KEP-3857). A gVisor bind is one sentry mount,
+   * read-only as a whole, host mounts inside it included: such a volume just
+   * gets no submounts of its own (path-mounts.ts submountsOf).
+   */
+  recursiveReadOnly?: boolean;
   /** An image volume: the image as named and its id (hostPath is its snapshot). */
   image?: { image: string; imageRef: string };
 }

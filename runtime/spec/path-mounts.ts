@@ -80,10 +80,12 @@ export async function resolveInImage(rootfs: string, path: string): Promise<{ pa
  * Host mounts below a read-only volume, each as a mount of its own with its
  * own read-only flag. In gVisor a bind is one sentry mount, read-only as a
  * whole, where Linux's non-recursive read-only bind (what Kubernetes asks
- * for) leaves a writable tmpfs mounted inside the volume writable.
+ * for) leaves a writable tmpfs mounted inside the volume writable. A
+ * recursive read-only volume (KEP-3857) is what gVisor gives already, so it
+ * gets none.
  */
-export async function submountsOf(binds: readonly { hostPath: string; containerPath: string; readonly: boolean }[], mountinfo?: string): Promise<OciMount[]> {
-  const readOnly = binds.filter((b) => b.readonly);
+export async function submountsOf(binds: readonly { hostPath: string; containerPath: string; readonly: boolean; recursiveReadOnly?: boolean }[], mountinfo?: string): Promise<OciMount[]> {
+  const readOnly = binds.filter((b) => b.readonly && !b.recursiveReadOnly);
   if (readOnly.length === 0) return [];
   const text = mountinfo ?? (await readFile('/proc/self/mountinfo', 'utf8'));
   const points = text

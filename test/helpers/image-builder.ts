@@ -121,6 +121,28 @@ export function busyboxEntries(applets: string[] = BUSYBOX_APPLETS): TarEntry[] 
   ];
 }
 
+/**
+ * busyboxEntries for identity tests: "user" (1000:1000) is a member of
+ * groups 50000 and 1234, listed in that order so that a runtime handing the
+ * kernel the image's order shows; root has an empty password, so that
+ * busybox's `su` from a setuid-root binary reaches root without a prompt; and
+ * /usr/local/bin/busybox is a setuid-root copy of busybox (busybox drops the
+ * privilege for most applets, but `su` keeps it and insists on it: "must be
+ * suid to work properly" when the exec gave it no euid 0).
+ */
+export function identityImageEntries(): TarEntry[] {
+  const base = busyboxEntries([...BUSYBOX_APPLETS, 'su']).filter((e) => e.path !== 'etc/passwd' && e.path !== 'etc/group');
+  return [
+    ...base,
+    { path: 'etc/passwd', content: 'root::0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' },
+    { path: 'etc/group', content: 'root:x:0:\nuser:x:1000:\nbig:x:50000:user\nsmall:x:1234:user\nnobody:x:65534:\n' },
+    { path: 'usr/', type: 'dir' },
+    { path: 'usr/local/', type: 'dir' },
+    { path: 'usr/local/bin/', type: 'dir' },
+    { path: 'usr/local/bin/busybox', content: readFileSync('/bin/busybox'), mode: 0o4755 },
+  ];
+}
+
 /** A layer of `mib` MiB of random bytes (incompressible), for pull benchmarks. */
 export function randomLayer(mib: number, name = 'random.bin', gzip = false): LayerSpec {
   return { entries: [{ path: 'data/', type: 'dir' }, { path: `data/${name}`, content: randomBytes(mib * 1024 * 1024) }], gzip };
