@@ -38,3 +38,12 @@ export function versionInfo(runscPath: string): Promise<VersionInfo> {
     });
   });
 }
+
+/**
+ * The CRI VersionResponse's runtime_version (kubelet shows it as the node's
+ * containerRuntimeVersion, `gvisor-cri://<this>`): the version with the build
+ * commit as semver build metadata, then the runsc that runs the pods.
+ */
+export function criRuntimeVersion(info: VersionInfo): string {
+  return `${info.version}+${info.commit} (runsc ${info.runscVersion})`;
+}

