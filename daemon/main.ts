@@ -11,7 +11,7 @@ Usage:
   gvisor-cri check [flags]      preflight checks for this node (exit 0 only if all required pass)
   gvisor-cri ctl COMMAND ...    CRI client for operators: pods, ps, images, logs, exec... (see ctl --help)
   gvisor-cri install [--root DIR] [--prefix DIR]   write the systemd unit and a default config
-  gvisor-cri --version [flags]   version, build commit, Node.js runtime and the runsc (--runsc) version
+  gvisor-cri --version [flags]  version, build commit, Node.js runtime and the runsc (--runsc) version
 
 Flags (also settable in the config file, see README):
 ${OPTIONS.filter((o) => !o.fileOnly).map((o) => `  --${o.name.padEnd(26)} ${o.doc}`).join('\n')}

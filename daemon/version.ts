@@ -9,7 +9,8 @@ export const VERSION: string = (JSON.parse(readFileSync(new URL(fromDist ? '../.
 
 /**
  * The commit dist/ was built from, as `git describe --always --dirty` said at
- * build time (scripts/build-info.js); "unknown" for a tree built without git.
+ * build time (scripts/build-info.js); "unknown" where the build had no git
+ * or wrote no build-info.json (tsc alone).
  */
 export const COMMIT: string = (() => {
   try {
