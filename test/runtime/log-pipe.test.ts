@@ -69,13 +69,17 @@ test('output survives the reader closing for 2 s: all lines arrive after reopen,
   await new Promise((r) => setTimeout(r, 2000));
   const again = await OutputFifo.reattach(join(env.dir, `${id}.out`));
   writer.pump(again.reader, 'stdout');
-  await new Promise((r) => setTimeout(r, 2500));
+  // Wait for the 40th line rather than a fixed time: on a loaded machine the
+  // container's loop of 0.1 s sleeps runs late.
+  const want = Array.from({ length: 40 }, (_, i) => `line${i}`);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && !(await readFile(logPath, 'utf8')).includes(' stdout F line39\n')) await new Promise((r) => setTimeout(r, 100));
   assert.equal((await env.driver.state(id)).status, 'running');
   await again.close();
   await err.close();
   await writer.close();
   const got = parse(await readFile(logPath, 'utf8')).map((l) => l.content);
-  assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => `line${i}`));
+  assert.deepEqual(got, want);
   await env.driver.stopContainer(id, 0);
   await env.driver.removeContainer(id);
 });
