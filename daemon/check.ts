@@ -42,7 +42,8 @@ export async function collectChecks(config: Config): Promise<CheckResult[]> {
     return r.ok;
   };
 
-  const installHint = 'install runsc from bookworm-backports (scripts/setup.sh does it) or point --runsc at it';
+  // gvisor-cri does not ship runsc: its package depends on Debian's.
+  const installHint = 'install runsc from bookworm-backports on Debian 12 (apt-get install -t bookworm-backports runsc; the gvisor-cri package depends on it, scripts/setup.sh installs it in a checkout) or point --runsc at it';
   const runscFound = await run('runsc binary', true, installHint, async () => {
     await access(config.runsc, constants.X_OK);
     return { ok: true, detail: config.runsc };

