@@ -6,7 +6,7 @@ import { NetworkManager } from '../network/index.js';
 import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
-import { VERSION } from './version.js';
+import { criRuntimeVersion, versionInfo } from './version.js';
 import { DaemonMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { AuditLog } from './audit.js';
 
@@ -147,7 +147,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let podCidr = '';
   const info: RuntimeInfo = {
-    version: VERSION,
+    version: criRuntimeVersion(await versionInfo(config.runsc)),
     handlers: RUNTIME_HANDLERS,
     async runtimeCondition() {
       // Re-probe only while not ready, so installing runsc later heals the node without a restart.

@@ -19,10 +19,13 @@ after(async () => {
 const ready = await startDaemon({ conflist: testConflist(1) });
 daemons.push(ready);
 
-test('Version names gvisor-cri, CRI v1 and our package version', async () => {
+test('Version names gvisor-cri, CRI v1, our package version with its build commit, and the runsc it drives', async () => {
   const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
   const v = await ready.call<Record<string, string>>('runtime', 'Version', { version: '0.1.0' });
-  assert.deepEqual(v, { version: '0.1.0', runtime_name: 'gvisor-cri', runtime_version: pkg.version, runtime_api_version: 'v1' });
+  const { runtime_version, ...rest } = v;
+  assert.deepEqual(rest, { version: '0.1.0', runtime_name: 'gvisor-cri', runtime_api_version: 'v1' });
+  const escaped = pkg.version.replace(/\./g, '\\.');
+  assert.match(runtime_version!, new RegExp(`^${escaped}\\+([0-9a-f]{7,40}(-dirty)?|unknown) \\(runsc 0\\.0~\\d+\\.\\d+\\)$`));
 });
 
 test('Status: runtime and network ready on a set-up machine; verbose adds the config; handlers listed', async () => {

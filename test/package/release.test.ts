@@ -128,7 +128,8 @@ test('unpacked: the daemon serves a pod over CRI; ctl from the release talks to 
   d = await startDaemon({ conflist: testConflist(INDEX), command });
   const version = await d.call<{ runtime_name: string; runtime_version: string }>('runtime', 'Version', {});
   assert.equal(version.runtime_name, 'gvisor-cri');
-  assert.equal(version.runtime_version, pkg.version);
+  assert.ok(version.runtime_version.startsWith(`${pkg.version}+`), version.runtime_version);
+  assert.match(version.runtime_version, /\(runsc 0\.0~/);
   await d.call('image', 'PullImage', { image: { image } });
   const podConfig = { metadata: { name: 'rel', uid: 'uid-rel', namespace: 'e2e', attempt: 0 }, hostname: 'rel', log_directory: join(d.logDir, 'rel') };
   const { pod_sandbox_id } = await d.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig });
