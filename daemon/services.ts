@@ -3,7 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
-import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
+import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { VERSION } from './version.js';
@@ -111,7 +111,13 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let rt: PodRuntime;
   try {
-    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, logger: logger.child({ module: 'runtime' }) });
+    const cgroups = await CgroupManager.open({
+      driver: config.cgroupDriver,
+      defaultParent: config.cgroupParent,
+      overhead: { memoryBytes: config.sandboxOverheadMemory * 1024 * 1024, cpuMillis: config.sandboxOverheadCpu },
+      logger: logger.child({ module: 'cgroups' }),
+    });
+    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, cgroups, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
     network.close();
     throw err;
