@@ -97,6 +97,8 @@ export class CgroupManager {
       }
       await mkdirOnce(join(root, path));
     }
+    const cpuset = this.layout.version === 1 ? controllerRoot(this.layout, 'cpuset') : undefined;
+    if (cpuset) for (const dir of [...chain, path]) await inheritCpuset(join(cpuset, dir));
     return chain.filter((d) => made.has(d)).reverse();
   }
 
@@ -272,6 +274,18 @@ async function mkdirOnce(dir: string): Promise<boolean> {
   } catch (err) {
     if (errCode(err) === 'EEXIST') return false;
     throw new Error(`making cgroup ${dir}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A new v1 cpuset cgroup starts with no CPUs and no memory nodes, and
+ * joining it fails (ENOSPC): give an empty one its parent's, as runsc does
+ * for the cgroups it makes itself.
+ */
+async function inheritCpuset(dir: string): Promise<void> {
+  for (const file of ['cpuset.cpus', 'cpuset.mems']) {
+    if ((await readFile(join(dir, file), 'utf8')).trim() !== '') continue;
+    await writeControl(join(dir, file), (await readFile(join(dir, '..', file), 'utf8')).trim());
   }
 }
 
