@@ -29,7 +29,7 @@ export interface CgroupManagerOptions {
 export interface OomCounters {
   /** Processes the kernel's OOM killer killed in the cgroup (v1 oom_control oom_kill, v2 memory.events oom_kill). */
   oomKills: number;
-  /** Times usage hit the limit (v1 memory.failcnt, v2 memory.events max). */
+  /** Times usage hit the limit (v1 memory.failcnt, v2 memory.events max): pressure, not a kill. */
   limitHits: number;
 }
 

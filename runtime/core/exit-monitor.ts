@@ -57,17 +57,15 @@ export class ExitMonitor {
       let code: number;
       let message = '';
       const before = await this.oomCounters(c);
-      let lost = false;
       try {
         code = await this.opts.driver.waitContainer(c.id, controller.signal);
       } catch (err) {
         if (controller.signal.aborted) return;
-        lost = true;
         code = this.stoppingPods.has(c.sandboxId) ? KILLED_EXIT_CODE : UNKNOWN_EXIT_CODE;
         message = code === UNKNOWN_EXIT_CODE ? `exit status lost: ${(err as Error).message}` : '';
       }
       if (c.phase !== 'running' || !this.opts.containers.get(c.id)) return;
-      if (await this.diedOfOom(c, before, code, lost)) {
+      if (await this.diedOfOom(c, before)) {
         await this.record(c, KILLED_EXIT_CODE, OOM_REASON, 'the pod sandbox\'s cgroup ran out of memory');
         return;
       }
@@ -88,17 +86,16 @@ export class ExitMonitor {
 
   /**
    * Whether the container ended for want of memory: the host OOM killer
-   * fired in its sandbox cgroup since the container started (it kills the
-   * sentry, so every container's status is lost), or it was SIGKILLed while
-   * the cgroup was at its limit (gVisor killing under memory pressure).
-   * A pod being stopped kills its containers itself; that is no OOM.
+   * fired in its sandbox cgroup since the container started. It kills the
+   * sentry (the cgroup's largest process), so every container of the pod
+   * ends with its status lost. A SIGKILL plus a grown limit-hit count is
+   * not taken as an OOM: a StopContainer kill of a pod near its limit
+   * looks the same.
    */
-  private async diedOfOom(c: ContainerRecord, before: OomCounters | undefined, code: number, lost: boolean): Promise<boolean> {
+  private async diedOfOom(c: ContainerRecord, before: OomCounters | undefined): Promise<boolean> {
     if (!before) return false;
     const after = await this.oomCounters(c);
-    if (!after) return false;
-    if (after.oomKills > before.oomKills) return true;
-    return code === KILLED_EXIT_CODE && !lost && !this.stoppingPods.has(c.sandboxId) && after.limitHits > before.limitHits;
+    return after !== undefined && after.oomKills > before.oomKills;
   }
 
   /** Stops waiting for the container (it is being removed). */
