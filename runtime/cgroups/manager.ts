@@ -90,6 +90,8 @@ export class CgroupManager {
     const made = new Set<string>();
     const chain = [...ancestors(path)].reverse();
     for (const root of allRoots(this.layout)) {
+      // The root's own subtree_control too: without systemd nobody else turns the controllers on.
+      if (this.layout.version === 2) await enableControllers(root);
       for (const dir of chain) {
         if (await mkdirOnce(join(root, dir))) made.add(dir);
         // v2 hands controllers down only where the parent enables them.

@@ -184,7 +184,7 @@ test('CPU: a pod limited to 0.5 CPU that spins uses at most ~0.55 CPU over 5 s (
   assert.deepEqual(await leftovers(parent), []);
 });
 
-test('UpdateContainerResources raises the memory limit live; RemoveContainer lowers it again', async () => {
+test('UpdateContainerResources raises the memory limit live; RemoveContainer lowers it; a pod overhead from UpdatePodSandboxResources replaces the configured one', async () => {
   const parent = await makeKubeParent('pod-update', 512 * MIB);
   const pod = await runPod('update', parent);
   const a = await runContainer(pod, 'update', 'a', ['sleep', '3600'], { memory_limit_in_bytes: 64 * MIB }, parent);
@@ -198,6 +198,9 @@ test('UpdateContainerResources raises the memory limit live; RemoveContainer low
   assert.equal(Number(got.status.resources.linux.memory_limit_in_bytes), 192 * MIB);
   await d.call('runtime', 'RemoveContainer', { container_id: b });
   assert.equal(await memoryLimit(path), (192 + 64) * MIB);
+  // A RuntimeClass overhead announced for the pod replaces the configured one.
+  await d.call('runtime', 'UpdatePodSandboxResources', { pod_sandbox_id: pod, overhead: { memory_limit_in_bytes: 16 * MIB } });
+  assert.equal(await memoryLimit(path), (192 + 16) * MIB);
   await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
   assert.deepEqual(await leftovers(parent), []);
 });
