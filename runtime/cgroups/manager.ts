@@ -5,10 +5,10 @@
  *
  * runsc 20240729 (checked here, README "Resources and cgroups"): given
  * `linux.cgroupsPath` in the sandbox spec it puts the sentry and every
- * gofer (sub-containers' too) in that cgroup, joins one that already
- * exists and then leaves it behind on delete; sub-containers' resources and
- * cgroupsPath are ignored. So the daemon makes the cgroup, owns its limits
- * and removes it.
+ * gofer (sub-containers' too) in that cgroup, making the directories that
+ * are missing and removing those on delete; sub-containers' resources and
+ * cgroupsPath are ignored. So the daemon makes the parents, owns the
+ * limits, and removes whatever is left with the pod.
  */
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
@@ -81,9 +81,12 @@ export class CgroupManager {
   }
 
   /**
-   * Makes the sandbox cgroup in every hierarchy before runsc joins it.
-   * Returns the ancestors this call made (nearest first), which removal
-   * takes away again: a parent kubelet made is kubelet's, one we made is ours.
+   * Makes the parents of the sandbox cgroup that are missing, in every
+   * hierarchy, before runsc creates the sandbox. The sandbox's own
+   * directory is left to runsc: one it makes it also removes on
+   * `runsc delete`, whoever calls that (it leaves one it found). Returns
+   * the ancestors this call made (nearest first), which removal takes away
+   * again: a parent kubelet made is kubelet's, one we made is ours.
    */
   async create(path: string): Promise<string[]> {
     if (!this.layout) return [];
@@ -97,10 +100,9 @@ export class CgroupManager {
         // v2 hands controllers down only where the parent enables them.
         if (this.layout.version === 2) await enableControllers(join(root, dir));
       }
-      await mkdirOnce(join(root, path));
     }
     const cpuset = this.layout.version === 1 ? controllerRoot(this.layout, 'cpuset') : undefined;
-    if (cpuset) for (const dir of [...chain, path]) await inheritCpuset(join(cpuset, dir));
+    if (cpuset) for (const dir of chain) await inheritCpuset(join(cpuset, dir));
     return chain.filter((d) => made.has(d)).reverse();
   }
 
@@ -223,6 +225,8 @@ export class CgroupManager {
     const path = posix.join(posix.dirname(this.pathFor(undefined, '0'.repeat(64))), `check-${process.pid}`);
     const made = await this.create(path);
     try {
+      // runsc would make the sandbox's own directory; here nothing joins it.
+      for (const root of allRoots(layout)) await mkdirOnce(join(root, path));
       const limit = 64 * 1024 * 1024;
       await this.setLimits(path, { memoryBytes: limit, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, cpuShares: 512 });
       if ((await this.memoryLimit(path)) !== limit) return { ok: false, detail: `cgroup v${layout.version}: a memory limit written to ${path} did not hold` };

@@ -90,8 +90,9 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
 }
 
 async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures): Promise<void> {
-  // The sandbox's cgroup first, recorded before it is made: a crash after
-  // this point is rolled back at restart and takes the cgroup with it.
+  // The sandbox's cgroup path (and the parents it needs) first, recorded
+  // before anything is made: a crash after this point is rolled back at
+  // restart and takes the cgroup with it.
   const cgroupPath = rt.cgroups.pathFor(config.linux?.cgroup_parent || undefined, rec.id);
   rec.cgroup = { path: cgroupPath, made: [] };
   await rt.sandboxes.put(rec);

@@ -85,12 +85,19 @@ after(async () => {
   for (const root of layout ? allRoots(layout) : []) await rmdir(join(root, parent)).catch(() => undefined);
 });
 
-test('manager: makes the sandbox cgroup in every hierarchy, writes limits, reads counters and usage, removes what it made', { skip: layout?.version !== 1 && 'needs cgroup v1 (this project\'s machines)' }, async () => {
+test('manager: makes the missing parents in every hierarchy, writes limits, reads counters and usage, removes what it made', { skip: layout?.version !== 1 && 'needs cgroup v1 (this project\'s machines)' }, async () => {
   const path = manager.pathFor(undefined, ID);
   assert.equal(path, `/${parent}/${ID}`);
   const made = await manager.create(path);
   assert.deepEqual(made, [`/${parent}`]);
-  for (const root of allRoots(layout!)) assert.ok((await stat(join(root, path))).isDirectory(), `${root}${path}`);
+  for (const root of allRoots(layout!)) {
+    assert.ok((await stat(join(root, parent))).isDirectory(), `${root}/${parent}`);
+    // The sandbox's own directory is runsc's to make (and then to remove on delete); made here as runsc would.
+    await assert.rejects(stat(join(root, path)), { code: 'ENOENT' });
+    await mkdir(join(root, path));
+  }
+  const cpuset = controllerRoot(layout!, 'cpuset')!;
+  assert.notEqual((await readFile(join(cpuset, parent, 'cpuset.cpus'), 'utf8')).trim(), '', 'a parent we make gets its parent\'s CPUs');
   await manager.setLimits(path, { memoryBytes: 96 * 1024 * 1024, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, cpuShares: 300 });
   assert.equal(await manager.memoryLimit(path), 96 * 1024 * 1024);
   const cpu = controllerRoot(layout!, 'cpu')!;
