@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { silentLogger } from '../cri-api/logger.js';
 import { createNetns, NetworkManager, removeNetns } from '../network/index.js';
-import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, probeRunscFeatures, Reaper, type RunscFeatures } from '../runtime/index.js';
+import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, probeRunscFeatures, Reaper, type RunscFeatures } from '../runtime/index.js';
 import type { Config } from './config.js';
 import { runscFor } from './services.js';
 
@@ -103,6 +103,16 @@ export async function collectChecks(config: Config): Promise<CheckResult[]> {
         : { ok: false, detail: `${session.path}: sink socket ${absent} absent: pods would fail to start`, hint: 'start the monitoring agent (e.g. Falco) that listens there first, or set ignore_setup_error on the sink' };
     });
   }
+
+  await run('cgroup controllers', true, 'mount the memory, cpu, cpuacct and pids controllers (v1) or enable memory, cpu and pids in the cgroup2 root; the daemon must run as root (see README "Resources and cgroups")', async () => {
+    const cgroups = await CgroupManager.open({
+      driver: config.cgroupDriver,
+      defaultParent: config.cgroupParent,
+      overhead: { memoryBytes: config.sandboxOverheadMemory * 1024 * 1024, cpuMillis: config.sandboxOverheadCpu },
+      logger: silentLogger,
+    });
+    return cgroups.probe();
+  });
 
   await run('CNI config and plugins', true, `write a CNI config into ${config.cniConfDir} and install containernetworking-plugins into one of ${config.cniBinDirs.join(', ')}`, async () => {
     const work = await mkdtemp(join(tmpdir(), 'gvisor-cri-check-'));

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { allowlistEntryProblem } from '../runtime/runsc/gvisor-flags.js';
+import { DEFAULT_CGROUP_PARENT, DEFAULT_SANDBOX_OVERHEAD, sandboxCgroupPath, type CgroupDriver } from '../runtime/cgroups/index.js';
 
 /** How one registry host is reached (see README, "Registries"). */
 export interface RegistryConfig {
@@ -35,6 +36,10 @@ export interface Config {
   runscExtraFlags: string[];
   overlayMedium: string;
   gvisorFlagAllowlist: string[];
+  cgroupDriver: 'cgroupfs' | 'systemd';
+  cgroupParent: string;
+  sandboxOverheadMemory: number;
+  sandboxOverheadCpu: number;
   traceSessionConfig: string;
   cniConfDir: string;
   cniBinDirs: string[];
@@ -91,6 +96,10 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'runsc-extra-flags', field: 'runscExtraFlags', kind: 'list', default: [], doc: 'extra global runsc flags for every sandbox, e.g. "--debug"' },
   { name: 'overlay-medium', field: 'overlayMedium', kind: 'enum', choices: ['memory', 'dir'], default: 'memory', doc: 'where a container\'s rootfs writes live inside gVisor (--overlay2=root:MEDIUM); "dir" keeps them on disk under the run dir' },
   { name: 'gvisor-flag-allowlist', field: 'gvisorFlagAllowlist', kind: 'list', default: [], doc: 'runsc flags a pod may set with a dev.gvisor.flag.NAME pod annotation, e.g. "net-raw"; any other such annotation is refused. Empty (default): none, as each allowed flag lets every pod loosen its own sandbox (see "Sandbox defaults")' },
+  { name: 'cgroup-driver', field: 'cgroupDriver', kind: 'enum', choices: ['cgroupfs', 'systemd'], default: 'cgroupfs', doc: 'how kubelet names pod cgroups (its cgroupDriver; reported in RuntimeConfig): "cgroupfs" parents are paths like /kubepods/burstable/pod<uid>, "systemd" parents are slices like kubepods-burstable-pod<uid>.slice (see "Resources and cgroups")' },
+  { name: 'cgroup-parent', field: 'cgroupParent', kind: 'string', default: DEFAULT_CGROUP_PARENT, doc: 'cgroup that holds the sandboxes of pods with no cgroup_parent (a path under each hierarchy\'s root for cgroupfs, a slice name for systemd; "gvisor-cri" becomes /gvisor-cri or gvisor-cri.slice)' },
+  { name: 'sandbox-overhead-memory', field: 'sandboxOverheadMemory', kind: 'int', min: 0, max: 1_048_576, default: DEFAULT_SANDBOX_OVERHEAD.memoryBytes / (1024 * 1024), doc: 'MiB added to the sum of a pod\'s container memory limits for its sentry and gofers when every container has a limit (a pod\'s RuntimeClass overhead replaces it)' },
+  { name: 'sandbox-overhead-cpu', field: 'sandboxOverheadCpu', kind: 'int', min: 0, max: 1_024_000, default: DEFAULT_SANDBOX_OVERHEAD.cpuMillis, doc: 'CPU millicores added to the sum of a pod\'s container CPU quotas (and shares) for its sentry and gofers when every container has a quota (a pod\'s RuntimeClass overhead replaces it)' },
   { name: 'trace-session-config', field: 'traceSessionConfig', kind: 'path', emptyOk: true, default: '', doc: 'gVisor trace session (runsc --pod-init-config JSON) every new sandbox starts with, e.g. to stream syscall and process events to Falco (empty: none; see "Runtime monitoring")' },
   { name: 'cni-conf-dir', field: 'cniConfDir', kind: 'path', default: '/etc/cni/net.d', doc: 'CNI network configuration directory (watched)' },
   { name: 'cni-bin-dir', field: 'cniBinDirs', kind: 'list', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order (flag: colon-separated)' },
@@ -143,6 +152,7 @@ function checkValue(o: OptionDef, raw: unknown, where: string): Config[keyof Con
       if (o.kind === 'path' && !raw.startsWith('/') && !(o.emptyOk && raw === '')) return bad(`must be an absolute path, got "${raw}"`);
       if (o.kind === 'enum' && !o.choices!.includes(raw)) return bad(`must be one of ${o.choices!.join(', ')}, got "${raw}"`);
       if (o.kind === 'address' && isIP(raw) === 0 && raw !== 'localhost') return bad(`must be an IP address, got "${raw}"`);
+      if (o.field === 'cgroupParent' && !/^[A-Za-z0-9_.\/-]+$/.test(raw)) return bad(`must be a cgroup path or slice name (letters, digits, "_", "-", ".", "/"), got "${raw}"`);
       return raw;
     }
     case 'int': {
@@ -328,7 +338,17 @@ export async function loadConfig(flags: Map<string, string>): Promise<Config> {
     const o = OPTIONS.find((opt) => opt.name === name)!;
     out[o.field] = checkValue(o, raw, 'flag');
   }
+  checkCgroupParent(config.cgroupDriver, config.cgroupParent);
   return config;
+}
+
+/** The daemon-wide cgroup parent must be one the driver can place sandboxes under (e.g. a slice name for systemd). */
+function checkCgroupParent(driver: CgroupDriver, parent: string): void {
+  try {
+    sandboxCgroupPath(driver, undefined, parent, '0'.repeat(64));
+  } catch (err) {
+    throw new ConfigError(`cgroup-parent: ${(err as Error).message} (cgroup-driver ${driver})`);
+  }
 }
 
 /** The README's config table, generated from OPTIONS so it cannot drift. */

@@ -60,7 +60,7 @@ function bindHandlers(s: Services): CriHandlers {
   return {
     Version: (req) => Version(s.info, req),
     Status: (req) => Status(s.info, req),
-    RuntimeConfig: (req) => RuntimeConfig(req),
+    RuntimeConfig: (req) => RuntimeConfig(s.rt, req),
     UpdateRuntimeConfig: (req) => UpdateRuntimeConfig(s.info, req),
     PullImage: (req, ctx) => PullImage(s.images, req, ctx.signal),
     ListImages: (req) => ListImages(s.images, req),

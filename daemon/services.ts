@@ -3,7 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
-import { ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
+import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { criRuntimeVersion, versionInfo } from './version.js';
@@ -52,15 +52,22 @@ export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay
 }
 
 /** Probes runsc; a failure is reported as a not-ready condition, not a crash, so Status can tell kubelet why. */
-async function probeRuntime(config: Config, infra: InfraRootfs, logger: Logger): Promise<{ features?: RunscFeatures; condition: Condition }> {
+async function probeRuntime(config: Config, infra: InfraRootfs, cgroups: CgroupManager, logger: Logger): Promise<{ features?: RunscFeatures; condition: Condition }> {
   try {
     await access(config.runsc, constants.X_OK);
   } catch {
     return { condition: { ready: false, reason: 'RunscNotFound', message: `runsc not found or not executable at ${config.runsc} (set --runsc)` } };
   }
+  // The probe sandbox too lives under the daemon-wide parent, never at a hierarchy's root.
+  const cgroupsPath = cgroups.pathFor(undefined, `probe-${process.pid}`);
   try {
-    const features = await probeRunscFeatures({ runsc: runscFor(config), workDir: join(config.runDir, 'probe'), infra, logger });
-    return { features, condition: { ready: true, reason: '', message: '' } };
+    const made = await cgroups.create(cgroupsPath);
+    try {
+      const features = await probeRunscFeatures({ runsc: runscFor(config), workDir: join(config.runDir, 'probe'), infra, cgroupsPath, logger });
+      return { features, condition: { ready: true, reason: '', message: '' } };
+    } finally {
+      await cgroups.remove(cgroupsPath, made).catch((err: unknown) => logger.warn({ err, cgroup: cgroupsPath }, 'removing the runsc probe\'s cgroup failed'));
+    }
   } catch (err) {
     return { condition: { ready: false, reason: 'RunscNotUsable', message: `runsc at ${config.runsc} does not work: ${(err as Error).message}` } };
   }
@@ -81,7 +88,13 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   // Read before anything is made: a bad file stops the daemon with nothing to undo.
   const traceSession = config.traceSessionConfig ? await loadTraceSessionConfig(config.traceSessionConfig) : undefined;
   const infra = await ensureInfraRootfs(config.stateDir);
-  let probe = await probeRuntime(config, infra, logger);
+  const cgroups = await CgroupManager.open({
+    driver: config.cgroupDriver,
+    defaultParent: config.cgroupParent,
+    overhead: { memoryBytes: config.sandboxOverheadMemory * 1024 * 1024, cpuMillis: config.sandboxOverheadCpu },
+    logger: logger.child({ module: 'cgroups' }),
+  });
+  let probe = await probeRuntime(config, infra, cgroups, logger);
   if (!probe.condition.ready) logger.warn({ reason: probe.condition.reason, message: probe.condition.message }, 'runtime not ready');
   if (traceSession) await checkTraceSession(traceSession, probe.features, logger);
   const metrics = new DaemonMetrics();
@@ -111,7 +124,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let rt: PodRuntime;
   try {
-    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, logger: logger.child({ module: 'runtime' }) });
+    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, cgroups, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
     network.close();
     throw err;
@@ -151,7 +164,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     handlers: RUNTIME_HANDLERS,
     async runtimeCondition() {
       // Re-probe only while not ready, so installing runsc later heals the node without a restart.
-      if (!probe.condition.ready) probe = await probeRuntime(config, infra, logger);
+      if (!probe.condition.ready) probe = await probeRuntime(config, infra, cgroups, logger);
       return probe.condition;
     },
     networkCondition: () => network.status(),

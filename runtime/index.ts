@@ -1,6 +1,7 @@
 /** The runtime module's public surface: the pod/container lifecycle, its RPC handlers, and the runsc layer the daemon wires up. */
 export { PodRuntime, type PodRuntimeOptions } from './core/pod-runtime.js';
 export { openPodRuntime } from './core/recover.js';
+export { CgroupManager, type CgroupDriver } from './cgroups/index.js';
 export { UNKNOWN_EXIT_CODE } from './core/exit-monitor.js';
 export type { ContainerRecord, SandboxRecord, ContainerPhase, SandboxPhase } from './records/store.js';
 export { RunPodSandbox, POD_RUNTIME_HANDLERS } from './server/run-pod-sandbox.js';

@@ -9,6 +9,7 @@
  * a record runs under the record's own lock (records/store.ts).
  */
 import type { Logger } from '../../cri-api/logger.js';
+import type { OomCounters } from '../cgroups/index.js';
 import type { ContainerIoTable } from '../logs/container-io.js';
 import { nowNs, type ContainerRecord, type RecordStore } from '../records/store.js';
 import type { SandboxDriver } from '../runsc/sandbox-driver.js';
@@ -17,6 +18,8 @@ import type { SandboxDriver } from '../runsc/sandbox-driver.js';
 export const UNKNOWN_EXIT_CODE = 255;
 /** 128 + SIGKILL: what a container killed with its pod reports. */
 export const KILLED_EXIT_CODE = 137;
+/** Reason kubelet expects for a container the OOM killer ended. */
+export const OOM_REASON = 'OOMKilled';
 /** How long to wait for the exit waiter after a stop before recording the exit ourselves. */
 const EXIT_RECORD_WAIT_MS = 10_000;
 
@@ -31,6 +34,8 @@ export interface ExitMonitorOptions {
   io: ContainerIoTable;
   /** Publishes CONTAINER_STOPPED_EVENT for the container. */
   stopped: (c: ContainerRecord) => void;
+  /** The OOM counters of the container's sandbox cgroup; undefined when it has none. */
+  oomCounters: (c: ContainerRecord) => Promise<OomCounters | undefined>;
   logger: Logger;
 }
 
@@ -51,6 +56,7 @@ export class ExitMonitor {
     const done = (async (): Promise<void> => {
       let code: number;
       let message = '';
+      const before = await this.oomCounters(c);
       try {
         code = await this.opts.driver.waitContainer(c.id, controller.signal);
       } catch (err) {
@@ -59,12 +65,37 @@ export class ExitMonitor {
         message = code === UNKNOWN_EXIT_CODE ? `exit status lost: ${(err as Error).message}` : '';
       }
       if (c.phase !== 'running' || !this.opts.containers.get(c.id)) return;
+      if (await this.diedOfOom(c, before)) {
+        await this.record(c, KILLED_EXIT_CODE, OOM_REASON, 'the pod sandbox\'s cgroup ran out of memory');
+        return;
+      }
       await this.record(c, code, code === UNKNOWN_EXIT_CODE ? 'Unknown' : undefined, message);
     })().catch((err: unknown) => this.opts.logger.error({ err, container: c.id }, 'recording a container exit failed'));
     this.waiters.set(c.id, { controller, done });
     void done.finally(() => {
       if (this.waiters.get(c.id)?.done === done) this.waiters.delete(c.id);
     });
+  }
+
+  private async oomCounters(c: ContainerRecord): Promise<OomCounters | undefined> {
+    return this.opts.oomCounters(c).catch((err: unknown) => {
+      this.opts.logger.warn({ err, container: c.id }, 'reading the sandbox cgroup\'s OOM counters failed');
+      return undefined;
+    });
+  }
+
+  /**
+   * Whether the container ended for want of memory: the host OOM killer
+   * fired in its sandbox cgroup since the container started. It kills the
+   * sentry (the cgroup's largest process), so every container of the pod
+   * ends with its status lost. A SIGKILL plus a grown limit-hit count is
+   * not taken as an OOM: a StopContainer kill of a pod near its limit
+   * looks the same.
+   */
+  private async diedOfOom(c: ContainerRecord, before: OomCounters | undefined): Promise<boolean> {
+    if (!before) return false;
+    const after = await this.oomCounters(c);
+    return after !== undefined && after.oomKills > before.oomKills;
   }
 
   /** Stops waiting for the container (it is being removed). */
@@ -109,7 +140,7 @@ export class ExitMonitor {
     c.phase = 'exited';
     c.exitCode = exitCode;
     c.finishedAtNs = nowNs();
-    // containerd's reasons; OOMKilled is not detected (runsc wait reports only the status).
+    // containerd's reasons; OOMKilled comes from the cgroup's counters (diedOfOom).
     c.reason = reason ?? (exitCode === 0 ? 'Completed' : 'Error');
     c.message = message;
     if (this.opts.containers.get(c.id)) await this.opts.containers.put(c);

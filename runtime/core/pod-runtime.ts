@@ -6,6 +6,7 @@
  */
 import { join } from 'node:path';
 import { KeyedLock } from '../../common/index.js';
+import type { CgroupManager } from '../cgroups/index.js';
 import { failedPrecondition, notFound, unavailable } from '../../cri-api/errors.js';
 import type { Logger } from '../../cri-api/logger.js';
 import type { ImageStore } from '../../image-store/index.js';
@@ -34,6 +35,8 @@ export interface PodRuntimeOptions {
   features: () => RunscFeatures | undefined;
   /** runsc flags pods may set with dev.gvisor.flag.<name> annotations (runsc/gvisor-flags.ts). */
   gvisorFlagAllowlist?: readonly string[];
+  /** Places and limits sandboxes' cgroups; openPodRuntime makes a default one (cgroupfs driver, parent "gvisor-cri") when absent. */
+  cgroups?: CgroupManager;
   logger: Logger;
 }
 
@@ -58,10 +61,13 @@ export class PodRuntime {
   readonly events: EventBus;
   /** The daemon's own oom_score_adj, the floor of its sandboxes' (spec/oci-spec.ts). */
   readonly daemonOomScoreAdj: number;
+  /** Pod sandboxes' host cgroups (cgroups/). */
+  readonly cgroups: CgroupManager;
   private readonly loggedOnce = new Set<string>();
 
-  constructor(opts: PodRuntimeOptions, daemonOomScoreAdj: number) {
+  constructor(opts: PodRuntimeOptions, daemonOomScoreAdj: number, cgroups: CgroupManager) {
     this.opts = opts;
+    this.cgroups = cgroups;
     this.logger = opts.logger;
     this.daemonOomScoreAdj = daemonOomScoreAdj;
     this.sandboxes = new RecordStore(join(opts.stateDir, 'pods'), 'pod sandbox', 'durable');
@@ -69,7 +75,13 @@ export class PodRuntime {
     this.driver = new SandboxDriver(opts.runsc, opts.logger.child({ module: 'sandbox-driver' }));
     this.io = new ContainerIoTable({ containerDir: (id) => this.containerDir(id), driver: this.driver, reaper: opts.runsc.options.reaper, logger: opts.logger });
     this.events = new EventBus(opts.logger.child({ module: 'events' }));
-    this.exits = new ExitMonitor({ driver: this.driver, containers: this.containers, io: this.io, stopped: (c) => this.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId), logger: opts.logger });
+    this.exits = new ExitMonitor({ driver: this.driver, containers: this.containers, io: this.io, stopped: (c) => this.emit('CONTAINER_STOPPED_EVENT', c.id, c.sandboxId),
+      oomCounters: async (c) => {
+        const path = this.sandboxes.get(c.sandboxId)?.cgroup?.path;
+        return path === undefined ? undefined : cgroups.oomCounters(path);
+      },
+      logger: opts.logger,
+    });
     const overlay = opts.runsc.options.overlay2 ?? '';
     this.stats = new StatsCollector({
       runsc: opts.runsc,

@@ -2,9 +2,11 @@
  * The one place that rebuilds live state at start-up (containerd's
  * restart.go): loads the records, rolls back half-made objects, reconciles
  * records with what runsc still runs, reattaches running containers' output
- * and exit waiters, and lets the network module drop what no pod owns any more.
+ * and exit waiters, sweeps cgroups no sandbox owns, and lets the network
+ * module drop what no pod owns any more.
  */
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { CgroupManager, DEFAULT_CGROUP_PARENT, DEFAULT_SANDBOX_OVERHEAD } from '../cgroups/index.js';
 import { readDaemonOomScoreAdj } from '../spec/oci-spec.js';
 import type { RunscListEntry } from '../runsc/runsc.js';
 import { UNKNOWN_EXIT_CODE } from './exit-monitor.js';
@@ -16,7 +18,8 @@ const OUR_ID = /^[0-9a-f]{64}$/;
 
 /** Opens the runtime on its state and run dirs and recovers it. Pods keep running across this. */
 export async function openPodRuntime(opts: PodRuntimeOptions): Promise<PodRuntime> {
-  const rt = new PodRuntime(opts, await readDaemonOomScoreAdj());
+  const cgroups = opts.cgroups ?? (await CgroupManager.open({ driver: 'cgroupfs', defaultParent: DEFAULT_CGROUP_PARENT, overhead: DEFAULT_SANDBOX_OVERHEAD, logger: opts.logger.child({ module: 'cgroups' }) }));
+  const rt = new PodRuntime(opts, await readDaemonOomScoreAdj(), cgroups);
   await mkdir(opts.runsc.options.root, { recursive: true, mode: 0o700 });
   await mkdir(opts.runDir, { recursive: true, mode: 0o700 });
   await writeFile(rt.maskFile, '', { mode: 0o000 });
@@ -100,6 +103,14 @@ async function recoverState(rt: PodRuntime): Promise<void> {
   // 5b. Unpacked checkpoint archives of containers that no longer exist (a crash in a restoring CreateContainer).
   for (const id of await readdir(rt.restoreDir('')).catch(() => [])) {
     if (!containerIds.has(id)) await rm(rt.restoreDir(id), { recursive: true, force: true });
+  }
+
+  // 5c. Cgroups of sandboxes that no longer exist (a crash mid-removal, or runsc's own at the hierarchy roots).
+  try {
+    const swept = await rt.cgroups.sweep(new Set(rt.sandboxes.list().map((s) => s.id)));
+    if (swept.length > 0) log.info({ cgroups: swept }, 'removed cgroups of sandboxes that no longer exist');
+  } catch (err) {
+    log.error({ err }, 'sweeping stale sandbox cgroups failed');
   }
 
   // 6. Networks of pods that no longer exist.

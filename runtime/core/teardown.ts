@@ -7,13 +7,19 @@ import { rm } from 'node:fs/promises';
 import { podLabel, type ContainerRecord, type SandboxRecord } from '../records/store.js';
 import type { PodRuntime } from './pod-runtime.js';
 
-/** Undoes whatever part of a sandbox exists: runsc state, network, files, record. */
+/** Undoes whatever part of a sandbox exists: runsc state, cgroup, network, files, record. */
 export async function rollbackSandbox(rt: PodRuntime, rec: SandboxRecord): Promise<void> {
   const log = rt.logger.child({ pod: podLabel(rec) });
   await rt.driver.removeSandbox(rec.id, []).catch((err: unknown) => log.error({ err }, 'rollback: removing the runsc sandbox failed'));
+  await removeSandboxCgroup(rt, rec).catch((err: unknown) => log.error({ err }, 'rollback: removing the sandbox cgroup failed'));
   if (!rec.hostNetwork) await rt.opts.network.teardown(rec.id).catch((err: unknown) => log.error({ err }, 'rollback: tearing down the pod network failed'));
   await rm(rt.podDir(rec.id), { recursive: true, force: true });
   await rt.sandboxes.delete(rec.id);
+}
+
+/** Removes the sandbox's cgroup and the ancestors the daemon made for it (runsc leaves a cgroup it did not make). */
+export async function removeSandboxCgroup(rt: PodRuntime, rec: SandboxRecord): Promise<void> {
+  if (rec.cgroup) await rt.cgroups.remove(rec.cgroup.path, rec.cgroup.made);
 }
 
 /** Undoes a half-made container: runsc state, stdio, files, image hold, record (in that order). */

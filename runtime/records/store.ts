@@ -46,11 +46,17 @@ export interface SandboxRecord {
   pid?: number;
   /**
    * Pod-level resources (the sum of its containers') and overhead, as
-   * RunPodSandbox and UpdatePodSandboxResources announced them: recorded and
-   * shown in verbose status; the sandbox runs in the daemon's cgroup, so
-   * they are not enforced.
+   * RunPodSandbox and UpdatePodSandboxResources announced them: shown in
+   * verbose status; a non-zero overhead replaces the daemon's configured
+   * sandbox overhead in the sandbox cgroup's limits.
    */
   podResources?: { resources: ResourcesRecord; overhead: ResourcesRecord };
+  /**
+   * The sandbox's host cgroup (relative to each hierarchy's root) and the
+   * ancestors the daemon made for it, nearest first: removal takes all of
+   * them away. Absent in records of daemons before cgroup placement.
+   */
+  cgroup?: { path: string; made: string[] };
 }
 
 /** Bind mount as CRI reports it back in ContainerStatus. */

@@ -42,6 +42,8 @@ export interface ProbeOptions {
   /** Scratch and cache directory (under the run dir). */
   workDir: string;
   infra: InfraRootfs;
+  /** A cgroup the caller made for the probe sandbox; without one runsc makes one at each hierarchy's root. */
+  cgroupsPath?: string;
   logger: Logger;
 }
 
@@ -89,7 +91,7 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
   await ipNetns(['del', netns]).catch(() => undefined);
   await ipNetns(['add', netns]);
   try {
-    const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: `/run/netns/${netns}`, daemonOomScoreAdj: 1000 });
+    const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: `/run/netns/${netns}`, daemonOomScoreAdj: 1000, cgroupsPath: opts.cgroupsPath });
     await writeBundle(bundle, spec);
     let netnsWorkaround = false;
     // The sandbox inherits create's stdio: a pipe would keep runsc's caller waiting for EOF until the sandbox dies.

@@ -16,6 +16,7 @@ import { isCheckpointArchiveRef } from '../checkpoint/archive.js';
 import { bpfHex, compileSeccomp } from '../seccomp/bpf.js';
 import { loadedAppArmorProfiles } from '../spec/apparmor.js';
 import { resolveCapabilities } from '../spec/capabilities.js';
+import { applyPodLimits } from './update-pod-sandbox-resources.js';
 import { appArmorProfileName, imageVolumeRequests, mapContainerConfig, mountRecords, seccompChoice, specResources } from '../spec/container-config.js';
 import { buildContainerSpec, type OciSeccomp } from '../spec/oci-spec.js';
 import { pathMounts, readImageFile, resolveInImage, submountsOf } from '../spec/path-mounts.js';
@@ -144,8 +145,11 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       await rt.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
       rec.phase = 'created';
       await rt.containers.put(rec);
+      // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).
+      await applyPodLimits(rt, pod);
     } catch (err) {
       await rollbackContainer(rt, rec);
+      await applyPodLimits(rt, pod).catch((e: unknown) => rt.logger.error({ err: e, pod: podLabel(pod) }, 'rollback: restoring the sandbox cgroup limits failed'));
       throw wrapError(err, ctx);
     }
     rt.logger.info({ container: id, name, pod: podLabel(pod), image: imageName }, 'container created');

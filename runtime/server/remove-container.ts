@@ -6,8 +6,9 @@ import { wrapError } from '../../cri-api/errors.js';
 import { requireId } from '../../cri-api/validate.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { releaseImages } from '../core/teardown.js';
-import type { ContainerRecord } from '../records/store.js';
+import { podLabel, type ContainerRecord } from '../records/store.js';
 import { stopContainerLocked } from './stop-container.js';
+import { applyPodLimits } from './update-pod-sandbox-resources.js';
 
 /** Idempotent: an unknown container succeeds; a running one is killed first. */
 export async function RemoveContainer(rt: PodRuntime, req: RemoveContainerRequest__Output, _ctx: CallContext): Promise<RemoveContainerResponse> {
@@ -32,6 +33,9 @@ export async function removeContainerLocked(rt: PodRuntime, c: ContainerRecord):
   // Released before the record goes: a crash in between leaves a record whose removal repeats the release.
   await releaseImages(rt, c.id);
   await rt.containers.delete(c.id);
+  const pod = rt.sandboxes.get(c.sandboxId);
+  // The sandbox cgroup shrinks by its limits; a failure leaves a looser limit, not a broken pod.
+  if (pod) await applyPodLimits(rt, pod).catch((err: unknown) => rt.logger.warn({ err, pod: podLabel(pod) }, 'lowering the sandbox cgroup limits after a container removal failed'));
   rt.logger.info({ container: c.id, name: c.name }, 'container removed');
   rt.emit('CONTAINER_DELETED_EVENT', c.id, c.sandboxId);
 }

@@ -5,6 +5,7 @@ import type { RemovePodSandboxResponse } from '../../cri-api/generated/runtime/v
 import { wrapError } from '../../cri-api/errors.js';
 import { requireId } from '../../cri-api/validate.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
+import { removeSandboxCgroup } from '../core/teardown.js';
 import { podLabel } from '../records/store.js';
 import { removeContainerLocked } from './remove-container.js';
 import { stopPodLocked } from './stop-pod-sandbox.js';
@@ -23,6 +24,11 @@ export async function RemovePodSandbox(rt: PodRuntime, req: RemovePodSandboxRequ
       await rt.driver.removeSandbox(rec.id, []);
     } catch (err) {
       throw wrapError(err, `remove pod sandbox ${podLabel(rec)}`);
+    }
+    try {
+      await removeSandboxCgroup(rt, rec);
+    } catch (err) {
+      throw wrapError(err, `remove pod sandbox ${podLabel(rec)}: removing its cgroup`);
     }
     await rm(rt.podDir(rec.id), { recursive: true, force: true });
     await rt.sandboxes.delete(rec.id);

@@ -1,7 +1,7 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { RunPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/RunPodSandboxRequest.js';
 import type { RunPodSandboxResponse } from '../../cri-api/generated/runtime/v1/RunPodSandboxResponse.js';
-import { alreadyExists, failedPrecondition, notFound, wrapError } from '../../cri-api/errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrapError } from '../../cri-api/errors.js';
 import { requireMessage, requireString, requireStringMap } from '../../cri-api/validate.js';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,12 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   const key = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
   // Checked before anything exists: a refused flag leaves nothing behind.
   podRunscFlags(config.annotations, rt.opts.gvisorFlagAllowlist ?? []);
+  const cgroupParent = config.linux?.cgroup_parent || undefined;
+  try {
+    rt.cgroups.pathFor(cgroupParent, '0'.repeat(64));
+  } catch (err) {
+    throw invalidArgument(`config.linux.cgroup_parent: ${(err as Error).message} (cgroup driver ${rt.cgroups.driver})`);
+  }
   const features = rt.requireFeatures();
   const nsOpts = config.linux?.security_context?.namespace_options;
   const rec = await rt.locks.run(`pod-name:${key}`, async () => {
@@ -84,6 +90,14 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
 }
 
 async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures): Promise<void> {
+  // The sandbox's cgroup path (and the parents it needs) first, recorded
+  // before anything is made: a crash after this point is rolled back at
+  // restart and takes the cgroup with it.
+  const cgroupPath = rt.cgroups.pathFor(config.linux?.cgroup_parent || undefined, rec.id);
+  rec.cgroup = { path: cgroupPath, made: [] };
+  await rt.sandboxes.put(rec);
+  rec.cgroup.made = await rt.cgroups.create(cgroupPath);
+  await rt.sandboxes.put(rec);
   const dns = config.dns_config ? { servers: [...config.dns_config.servers], searches: [...config.dns_config.searches], options: [...config.dns_config.options] } : undefined;
   if (!rec.hostNetwork) {
     const ports: PortMapping[] = config.port_mappings.map((p) => ({
@@ -109,7 +123,7 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
       'io.kubernetes.cri.sandbox-namespace': rec.namespace,
       'io.kubernetes.cri.sandbox-uid': rec.uid,
     },
-    cgroupParent: config.linux?.cgroup_parent || undefined,
+    cgroupsPath: cgroupPath,
     sysctls: config.linux?.sysctls,
     etcFiles: rec.etcFiles,
     daemonOomScoreAdj: rt.daemonOomScoreAdj,

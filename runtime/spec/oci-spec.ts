@@ -95,7 +95,6 @@ export interface OciSpec {
 
 export const ANNOTATION_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
 export const ANNOTATION_SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
-export const ANNOTATION_CGROUP_PARENT = 'dev.gvisor.spec.cgroup-parent';
 
 // --- Defaults, as containerd's CRI plugin sets them --------------------------
 
@@ -165,8 +164,14 @@ export interface SandboxSpecInput {
   /** Path of the pod's network namespace; undefined for host network. */
   netnsPath?: string;
   annotations?: Record<string, string>;
-  /** Host cgroup the sandbox is charged to. */
-  cgroupParent?: string;
+  /**
+   * The sandbox's own host cgroup (sentry and gofers), made beforehand by
+   * the daemon. Not the dev.gvisor.spec.cgroup-parent annotation: runsc
+   * 20240729 takes that as the sandbox's cgroup itself, writes the spec's
+   * limits to it and removes it on delete, i.e. it would use and then
+   * delete kubelet's pod cgroup.
+   */
+  cgroupsPath?: string;
   sysctls?: Record<string, string>;
   etcFiles?: PodEtcFiles;
   /** Requested oom_score_adj; raised to the daemon's own when lower. */
@@ -180,10 +185,10 @@ export function buildSandboxSpec(input: SandboxSpecInput): OciSpec {
   const namespaces: OciNamespace[] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }];
   if (input.netnsPath !== undefined) namespaces.push({ type: 'network', path: input.netnsPath });
   const annotations: Record<string, string> = { ...input.annotations, [ANNOTATION_CONTAINER_TYPE]: 'sandbox', [ANNOTATION_SANDBOX_ID]: input.id };
-  if (input.cgroupParent) annotations[ANNOTATION_CGROUP_PARENT] = input.cgroupParent;
   const linux: OciLinux = { namespaces, maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] };
   if (input.sysctls && Object.keys(input.sysctls).length > 0) linux.sysctl = { ...input.sysctls };
   if (input.resources) linux.resources = input.resources;
+  if (input.cgroupsPath) linux.cgroupsPath = input.cgroupsPath;
   return {
     ociVersion: '1.0.2',
     process: {

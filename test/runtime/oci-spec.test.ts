@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ALL_LINUX_CAPABILITIES, DEFAULT_CAPABILITIES, resolveCapabilities } from '../../runtime/spec/capabilities.js';
-import { ANNOTATION_CGROUP_PARENT, ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildContainerSpec, buildSandboxSpec, DEFAULT_MASKED_PATHS, type ContainerSpecInput } from '../../runtime/spec/oci-spec.js';
+import { ANNOTATION_CONTAINER_TYPE, ANNOTATION_SANDBOX_ID, buildContainerSpec, buildSandboxSpec, DEFAULT_MASKED_PATHS, type ContainerSpecInput } from '../../runtime/spec/oci-spec.js';
 import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp/exec-helper.js';
 
 const base: ContainerSpecInput = {
@@ -10,11 +10,11 @@ const base: ContainerSpecInput = {
   noNewPrivileges: true, mounts: [], daemonOomScoreAdj: 100, etcFiles: { hosts: '/p/hosts', resolvConf: '/p/resolv.conf', hostname: '/p/hostname' },
 };
 
-test('sandbox spec: netns, grouping and cgroup annotations, oom floor, etc mounts', () => {
-  const s = buildSandboxSpec({ id: 'sb', hostname: 'pod', rootfsDir: '/infra', args: ['/pause'], netnsPath: '/run/netns/x', cgroupParent: '/kubepods/pod1', sysctls: { 'net.ipv4.ip_forward': '1' }, oomScoreAdj: -998, daemonOomScoreAdj: -500, etcFiles: { resolvConf: '/p/resolv.conf' } });
+test('sandbox spec: netns, grouping annotations, cgroups path, oom floor, etc mounts', () => {
+  const s = buildSandboxSpec({ id: 'sb', hostname: 'pod', rootfsDir: '/infra', args: ['/pause'], netnsPath: '/run/netns/x', cgroupsPath: '/kubepods/pod1/sb', sysctls: { 'net.ipv4.ip_forward': '1' }, oomScoreAdj: -998, daemonOomScoreAdj: -500, etcFiles: { resolvConf: '/p/resolv.conf' } });
   assert.deepEqual(s.linux.namespaces.find((n) => n.type === 'network'), { type: 'network', path: '/run/netns/x' });
   assert.equal(s.annotations[ANNOTATION_CONTAINER_TYPE], 'sandbox');
-  assert.equal(s.annotations[ANNOTATION_CGROUP_PARENT], '/kubepods/pod1');
+  assert.equal(s.linux.cgroupsPath, '/kubepods/pod1/sb');
   assert.equal(s.process.oomScoreAdj, -500);
   assert.equal(s.root.readonly, true);
   assert.equal(s.linux.sysctl?.['net.ipv4.ip_forward'], '1');
