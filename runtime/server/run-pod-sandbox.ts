@@ -12,6 +12,7 @@ import { rollbackSandbox } from '../core/teardown.js';
 import { newRecordId, nowNs, podLabel, type SandboxRecord } from '../records/store.js';
 import type { RunscFeatures } from '../runsc/features.js';
 import { podRunscFlags, recordedRunscFlags } from '../runsc/gvisor-flags.js';
+import { refuseUserNamespace } from '../spec/user-namespace.js';
 import { resourcesRecord } from '../spec/container-config.js';
 import { buildExecProcess, buildSandboxSpec } from '../spec/oci-spec.js';
 
@@ -38,6 +39,8 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   const key = `${meta.name}_${meta.namespace}_${meta.uid}_${meta.attempt}`;
   // Checked before anything exists: a refused flag leaves nothing behind.
   podRunscFlags(config.annotations, rt.opts.gvisorFlagAllowlist ?? []);
+  const nsOpts = config.linux?.security_context?.namespace_options;
+  refuseUserNamespace(nsOpts?.userns_options, 'config.linux.security_context.namespace_options.userns_options');
   const cgroupParent = config.linux?.cgroup_parent || undefined;
   try {
     rt.cgroups.pathFor(cgroupParent, '0'.repeat(64));
@@ -45,7 +48,6 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
     throw invalidArgument(`config.linux.cgroup_parent: ${(err as Error).message} (cgroup driver ${rt.cgroups.driver})`);
   }
   const features = rt.requireFeatures();
-  const nsOpts = config.linux?.security_context?.namespace_options;
   const rec = await rt.locks.run(`pod-name:${key}`, async () => {
     const dup = rt.sandboxes.list().find((s) => s.name === meta.name && s.namespace === meta.namespace && s.uid === meta.uid && s.attempt === meta.attempt);
     if (dup) throw alreadyExists(`pod sandbox ${meta.namespace}/${meta.name} (uid ${meta.uid}, attempt ${meta.attempt}) already exists as ${dup.id}; remove it first`);

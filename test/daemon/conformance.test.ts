@@ -156,6 +156,14 @@ test('refused with INVALID_ARGUMENT naming the field, leaving no container: recu
   const mapping = [{ host_id: 65536, container_id: 0, length: 65536 }];
   await expectRefused(userns({ mode: 'POD', uids: mapping, gids: mapping }), /userns_options: user namespaces \(hostUsers: false\) are not supported/);
   assert.equal((await d.call<{ containers: unknown[] }>('runtime', 'ListContainers', {})).containers.length, before);
+  // A pod asking for one is refused at RunPodSandbox, before anything of it exists.
+  const podsBefore = (await d.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', {})).items.length;
+  await assert.rejects(d.call('runtime', 'RunPodSandbox', { config: podConfig('userns-pod', userns({ mode: 'POD', uids: mapping, gids: mapping })) }), (err: grpc.ServiceError) => {
+    assert.equal(err.code, 3, err.details);
+    assert.match(err.details, /config\.linux\.security_context\.namespace_options\.userns_options: user namespaces/);
+    return true;
+  });
+  assert.equal((await d.call<{ items: unknown[] }>('runtime', 'ListPodSandbox', {})).items.length, podsBefore);
   // The node's user namespace, and POD without mappings (older kubelets' "unset"), run as before.
   const node = await run('userns-node', userns({ mode: 'NODE' }));
   assert.equal(await out(node, 'id -u'), '0\n');
