@@ -174,8 +174,8 @@ export async function startRegistry(opts: { tls?: boolean; tokenAuth?: TokenAuth
 export interface TestProxy {
   url: string;
   host: string;
-  /** Every request that reached the proxy: method and path. */
-  requests: { method: string; path: string }[];
+  /** Every request that reached the proxy: method, path and the Authorization header it carried. */
+  requests: { method: string; path: string; authorization: string | undefined }[];
   stop(): Promise<void>;
 }
 
@@ -188,7 +188,7 @@ export async function startProxy(target: string, opts: { basicAuth?: Record<stri
   const requests: TestProxy['requests'] = [];
   const targetUrl = new URL(target);
   const server = http.createServer((req, res) => {
-    requests.push({ method: req.method ?? 'GET', path: req.url ?? '/' });
+    requests.push({ method: req.method ?? 'GET', path: req.url ?? '/', authorization: req.headers.authorization });
     if (opts.basicAuth) {
       const authz = req.headers.authorization ?? '';
       const [u, ...p] = authz.startsWith('Basic ') ? Buffer.from(authz.slice(6), 'base64').toString().split(':') : [''];

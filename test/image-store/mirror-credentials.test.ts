@@ -2,8 +2,6 @@
 // the credentials configured for that mirror's host, never the pull's own.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +9,7 @@ import { silentLogger } from '../../cri-api/logger.js';
 import type { RegistryConfig } from '../../daemon/config.js';
 import { ImageStore, type AuthCredentials } from '../../image-store/index.js';
 import { pushTestImage, type PushedImage } from '../helpers/image-builder.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
+import { startProxy, startRegistry, type TestProxy, type TestRegistry } from '../helpers/registry-server.js';
 
 const USER = 'alice';
 const PASSWORD = 'upstream-Pa55';
@@ -20,51 +18,10 @@ const MIRROR_USER = 'mirror-bot';
 const MIRROR_PASSWORD = 'mirror-Pa55';
 const basic = (u: string, p: string): string => `Basic ${Buffer.from(`${u}:${p}`).toString('base64')}`;
 
-/** A loopback mirror in front of a plain registry that records every Authorization header it is sent. */
-interface RecordingMirror {
-  url: string;
-  host: string;
-  /** One entry per request: its Authorization header, or undefined. */
-  authorizations: (string | undefined)[];
-  stop(): Promise<void>;
-}
-
-async function startRecordingMirror(target: string, accept: { user: string; password: string }): Promise<RecordingMirror> {
-  const authorizations: (string | undefined)[] = [];
-  const targetUrl = new URL(target);
-  const server = http.createServer((req, res) => {
-    authorizations.push(req.headers.authorization);
-    if (req.headers.authorization !== basic(accept.user, accept.password)) {
-      req.resume();
-      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="mirror"', 'Content-Type': 'application/json' }).end('{"errors":[{"code":"UNAUTHORIZED"}]}');
-      return;
-    }
-    const headers = { ...req.headers };
-    delete headers.authorization;
-    const upstream = http.request({ host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers }, (up) => {
-      res.writeHead(up.statusCode ?? 502, up.headers);
-      up.pipe(res);
-    });
-    upstream.on('error', () => res.writeHead(502).end());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
-    authorizations,
-    stop: () =>
-      new Promise((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
 let upstream: TestRegistry;
 let mirrorBackend: TestRegistry;
-let mirror: RecordingMirror;
+/** A loopback mirror in front of a plain registry; it records the Authorization header of every request. */
+let mirror: TestProxy;
 let upstreamImage: PushedImage;
 let mirrorImage: PushedImage;
 const dirs: string[] = [];
@@ -77,7 +34,7 @@ before(async () => {
   upstreamImage = await pushTestImage(upstream.url, 'private/app', { layers: [{ entries: [{ path: 'from', content: 'upstream' }] }], auth: { username: USER, password: PASSWORD }, caFile: upstream.caFile });
   // The mirror's copy differs, so which endpoint served a pull shows in the image id.
   mirrorImage = await pushTestImage(mirrorBackend.url, 'private/app', { layers: [{ entries: [{ path: 'from', content: 'mirror' }] }] });
-  mirror = await startRecordingMirror(mirrorBackend.url, { user: MIRROR_USER, password: MIRROR_PASSWORD });
+  mirror = await startProxy(mirrorBackend.url, { basicAuth: { [MIRROR_USER]: MIRROR_PASSWORD } });
 });
 
 after(async () => {
@@ -110,19 +67,20 @@ test('a mirror with no configured credentials sees none of the pull\'s: every Au
     { registryToken: token },
   ];
   for (const auth of forms) {
-    mirror.authorizations.length = 0;
+    mirror.requests.length = 0;
     const store = await openStore({ [upstream.host]: { mirrors: [mirror.url], insecure: false, ca_file: upstream.caFile } });
     const image = await store.pull(upstreamImage.ref, auth);
     assert.equal(image.id, upstreamImage.configDigest, `${Object.keys(auth).join()}: the registry served the pull, the mirror refused`);
-    assert.ok(mirror.authorizations.length > 0, 'the mirror was asked first');
-    assert.deepEqual(mirror.authorizations, mirror.authorizations.map(() => undefined), `${Object.keys(auth).join()}: the mirror was sent an Authorization header`);
+    const authorizations = mirror.requests.map((r) => r.authorization);
+    assert.ok(authorizations.length > 0, 'the mirror was asked first');
+    assert.deepEqual(authorizations, authorizations.map(() => undefined), `${Object.keys(auth).join()}: the mirror was sent an Authorization header`);
   }
 });
 
 test('a mirror with configured credentials gets exactly those, and the registry\'s stay home', async () => {
   const token = await upstreamToken();
   for (const auth of [{ username: USER, password: PASSWORD }, { registryToken: token }, { identityToken: REFRESH }] as AuthCredentials[]) {
-    mirror.authorizations.length = 0;
+    mirror.requests.length = 0;
     const tokenRequests = upstream.tokenRequests.length;
     const store = await openStore({
       [upstream.host]: { mirrors: [mirror.url], insecure: false, ca_file: upstream.caFile },
@@ -130,10 +88,11 @@ test('a mirror with configured credentials gets exactly those, and the registry\
     });
     const image = await store.pull(upstreamImage.ref, auth);
     assert.equal(image.id, mirrorImage.configDigest, 'the mirror served the pull');
-    const sent = mirror.authorizations.filter((a): a is string => a !== undefined);
+    const authorizations = mirror.requests.map((r) => r.authorization);
+    const sent = authorizations.filter((a): a is string => a !== undefined);
     assert.ok(sent.length > 0);
     assert.deepEqual(new Set(sent), new Set([basic(MIRROR_USER, MIRROR_PASSWORD)]));
-    for (const secret of upstreamSecrets(token)) assert.ok(!mirror.authorizations.some((a) => a?.includes(secret)), 'an upstream secret reached the mirror');
+    for (const secret of upstreamSecrets(token)) assert.ok(!authorizations.some((a) => a?.includes(secret)), 'an upstream secret reached the mirror');
     assert.equal(upstream.tokenRequests.length, tokenRequests, 'the registry was not contacted');
   }
 });
@@ -149,13 +108,14 @@ test('a plain-HTTP mirror that is neither loopback nor insecure gets no credenti
   // 0.0.0.0 reaches this host (the mirror listens on 127.0.0.1) but is not a loopback address.
   const port = new URL(mirror.url).port;
   const plainMirror = `http://0.0.0.0:${port}`;
-  mirror.authorizations.length = 0;
+  mirror.requests.length = 0;
   const store = await openStore({
     [upstream.host]: { mirrors: [plainMirror], insecure: false, ca_file: upstream.caFile },
     [`0.0.0.0:${port}`]: { mirrors: [], insecure: false, username: MIRROR_USER, password: MIRROR_PASSWORD },
   });
   const image = await store.pull(upstreamImage.ref, { username: USER, password: PASSWORD });
   assert.equal(image.id, upstreamImage.configDigest, 'the mirror was skipped');
-  assert.ok(mirror.authorizations.length > 0);
-  assert.deepEqual(mirror.authorizations, mirror.authorizations.map(() => undefined));
+  const authorizations = mirror.requests.map((r) => r.authorization);
+  assert.ok(authorizations.length > 0);
+  assert.deepEqual(authorizations, authorizations.map(() => undefined));
 });
