@@ -34,7 +34,15 @@ export interface PodRuntimeOptions {
   features: () => RunscFeatures | undefined;
   /** runsc flags pods may set with dev.gvisor.flag.<name> annotations (runsc/gvisor-flags.ts). */
   gvisorFlagAllowlist?: readonly string[];
+  /** Told of each record recovery moved aside and each recovery step that failed (the daemon counts them). */
+  onRecoveryProblem?: (problem: RecoveryProblem) => void;
   logger: Logger;
+}
+
+/** What recovery went on past: a record it could not use, or a step of rebuilding or cleaning up that failed. */
+export interface RecoveryProblem {
+  kind: 'pod' | 'container' | 'runsc' | 'image' | 'network';
+  problem: 'unreadable_record' | 'failed_step';
 }
 
 export class PodRuntime {
