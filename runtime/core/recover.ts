@@ -5,12 +5,16 @@
  * and exit waiters, and lets the network module drop what no pod owns any more.
  */
 import { chmod, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { readDaemonOomScoreAdj } from '../spec/oci-spec.js';
 import type { RunscListEntry } from '../runsc/runsc.js';
 import { UNKNOWN_EXIT_CODE } from './exit-monitor.js';
 import { checkContainerRecord, checkSandboxRecord } from '../records/store.js';
 import { PodRuntime, type PodRuntimeOptions, type RecoveryProblem } from './pod-runtime.js';
 import { rollbackContainer, rollbackSandbox } from './teardown.js';
+
+/** Where runsc/sandbox-driver.ts (ExecSync) and streaming/stream-backend.ts write exec process files, beside the runsc root. */
+const EXEC_FILE_DIRS = ['exec', 'stream'] as const;
 
 /** Ids this runtime gives sandboxes and containers; other runsc state under the root is not ours to judge. */
 const OUR_ID = /^[0-9a-f]{64}$/;
@@ -22,6 +26,10 @@ export async function openPodRuntime(opts: PodRuntimeOptions): Promise<PodRuntim
   await mkdir(opts.runDir, { recursive: true, mode: 0o700 });
   await writeFile(rt.maskFile, '', { mode: 0o000 });
   await chmod(rt.maskFile, 0o000);
+  // Exec process files hold containers' environments; a crash mid-exec leaves
+  // them (ExecSync's and the streaming server's), and no exec outlives the
+  // daemon that wrote its file, so both dirs are emptied.
+  for (const dir of EXEC_FILE_DIRS) await rm(join(dirname(opts.runsc.options.root), dir), { recursive: true, force: true });
   const report = opts.onRecoveryProblem ?? (() => undefined);
   await rt.sandboxes.load(opts.logger, checkSandboxRecord, () => report({ kind: 'pod', problem: 'unreadable_record' }));
   await rt.containers.load(opts.logger, checkContainerRecord, () => report({ kind: 'container', problem: 'unreadable_record' }));
