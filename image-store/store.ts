@@ -55,6 +55,9 @@ export class ImageStore {
   /** One key: every change of records (and GC) runs alone. */
   private readonly lock = new KeyedLock();
   private readonly pulls = new Map<string, SharedPull>();
+  /** Bumped after every change to the store's files: the cached usage of an older generation is stale. */
+  private generation = 0;
+  private usage: { generation: number; walk: Promise<{ usedBytes: number; inodesUsed: number }> } | undefined;
 
   private constructor(opts: ImageStoreOptions) {
     this.dir = join(opts.stateDir, 'images');
@@ -113,6 +116,8 @@ export class ImageStore {
           throw wrapError(err, `pull image "${name}"`);
         })
         .finally(() => {
+          // Done or failed, the pull has written blobs and snapshots.
+          this.generation++;
           if (this.pulls.get(key) === fresh) this.pulls.delete(key);
         });
       const fresh: SharedPull = { promise, controller, waiters: 0 };
@@ -181,6 +186,7 @@ export class ImageStore {
         }
         await this.puller.unpack(image.layers.map((diffId, i) => ({ diffId, digest: image.layerDigests[i] })), image.id);
       } finally {
+        this.generation++;
         this.inUse.unprotect(ids);
       }
     }
@@ -217,14 +223,33 @@ export class ImageStore {
     return (await this.blobs.read(image.configDigest)).toString('utf8');
   }
 
-  /** Usage of the image file system; hard-linked files count once. */
+  /**
+   * Usage of the image file system; hard-linked files count once. kubelet
+   * asks every few seconds and a walk of a big store is slow, so the tree is
+   * walked again only after the store changed (a pull ended, or a change
+   * under the records lock: commit, remove, hold, release, GC); concurrent
+   * callers share one walk. A pull in progress shows once it ends.
+   */
   async fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestampNs: bigint }> {
     const timestampNs = BigInt(Date.now()) * 1_000_000n;
-    return { mountpoint: this.dir, ...(await diskUsage(this.dir)), timestampNs };
+    if (this.usage?.generation !== this.generation) {
+      const entry = { generation: this.generation, walk: diskUsage(this.dir) };
+      this.usage = entry;
+      entry.walk.catch(() => {
+        if (this.usage === entry) this.usage = undefined;
+      });
+    }
+    return { mountpoint: this.dir, ...(await this.usage.walk), timestampNs };
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    return this.lock.run('records', fn);
+    return this.lock.run('records', async () => {
+      try {
+        return await fn();
+      } finally {
+        this.generation++;
+      }
+    });
   }
 
   /** Under the lock. */
