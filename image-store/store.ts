@@ -112,7 +112,10 @@ export class ImageStore {
     if (!shared || shared.controller.signal.aborted) {
       const controller = new AbortController();
       const promise = this.puller.pull(parsed, name, auth, controller.signal)
-        .catch((err: unknown) => {
+        .catch(async (err: unknown) => {
+          // A refused or failed pull leaves no blob or snapshot of its own behind (a refused layer's blob
+          // included); what other pulls are using is protected from the collection.
+          await this.locked(() => this.collectGarbage()).catch((gcErr: unknown) => this.logger.error({ err: gcErr, image: name }, 'collecting what a failed pull left failed'));
           throw wrapError(err, `pull image "${name}"`);
         })
         .finally(() => {
