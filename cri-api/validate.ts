@@ -39,6 +39,8 @@ export function requireNonNegative(value: number | string, field: string): numbe
 
 export function requireAbsolutePath(value: string | undefined | null, field: string): string {
   const p = requireString(value, field);
+  // A NUL would cut the path short where the kernel reads it.
+  if (p.includes('\0')) throw invalidArgument(`${field} must not contain a NUL byte`);
   if (!p.startsWith('/')) throw invalidArgument(`${field} "${p}" must be an absolute path`);
   if (p.split('/').includes('..')) throw invalidArgument(`${field} "${p}" must not contain ".."`);
   return p;
@@ -52,5 +54,29 @@ export function optionalAbsolutePath(value: string | undefined | null, field: st
 export function requireStringMap(value: Record<string, string> | undefined | null, field: string): Record<string, string> {
   const map = value ?? {};
   for (const key of Object.keys(map)) if (key === '') throw invalidArgument(`${field} has an empty key`);
+  return map;
+}
+
+/** A container's log_path: relative to its pod's log_directory and staying inside it. Empty means no log. */
+export function optionalRelativePath(value: string | undefined | null, field: string): string | undefined {
+  if (!value) return undefined;
+  if (value.includes('\0')) throw invalidArgument(`${field} must not contain a NUL byte`);
+  if (value.startsWith('/')) throw invalidArgument(`${field} "${value}" must be relative (to the pod's log_directory)`);
+  if (value.split('/').includes('..')) throw invalidArgument(`${field} "${value}" must not contain ".."`);
+  return value;
+}
+
+/**
+ * Sysctl names as Kubernetes accepts them (dot- or slash-separated segments of
+ * lowercase letters, digits, '-' and '_'), checked before a name is used anywhere.
+ */
+const SYSCTL_NAME = /^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$/;
+
+export function requireSysctls(value: Record<string, string> | undefined | null, field: string): Record<string, string> {
+  const map = value ?? {};
+  for (const [name, v] of Object.entries(map)) {
+    if (name.length > 253 || !SYSCTL_NAME.test(name)) throw invalidArgument(`${field}: ${JSON.stringify(name)} is not a sysctl name (dot-separated lowercase letters, digits, '-' and '_')`);
+    if (/[\0\n]/.test(v)) throw invalidArgument(`${field}: the value of ${name} must not contain a NUL byte or a newline`);
+  }
   return map;
 }

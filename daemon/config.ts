@@ -114,7 +114,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'max-concurrent-downloads', field: 'maxConcurrentDownloads', kind: 'int', min: 1, max: 64, default: 3, doc: 'layers of one pull downloaded at once' },
   { name: 'pull-progress-timeout', field: 'pullProgressTimeout', kind: 'int', min: 1, max: 3600, default: 60, doc: 'seconds a pull may go without receiving a byte before it is aborted' },
   { name: 'image-max-layers', field: 'imageMaxLayers', kind: 'int', min: 1, max: 4096, default: 128, doc: 'layers one image may have; a pull of an image with more fails with RESOURCE_EXHAUSTED before any layer is downloaded' },
-  { name: 'image-max-unpacked-mib', field: 'imageMaxUnpackedMib', kind: 'int', min: 1, max: 1048576, default: 16384, doc: 'MiB of uncompressed tar one image layer may unpack to; a layer over it (a decompression bomb) fails the pull with RESOURCE_EXHAUSTED and leaves no snapshot behind' },
+  { name: 'image-max-unpacked-mib', field: 'imageMaxUnpackedMib', kind: 'int', min: 1, max: 1048576, default: 16384, doc: 'MiB of uncompressed tar the layers of one image may unpack to in all; an image over it (a decompression bomb) fails the pull with RESOURCE_EXHAUSTED and leaves no snapshot or blob behind' },
   { name: 'max-stream-sessions', field: 'maxStreamSessions', kind: 'int', min: 1, max: 65536, default: 128, doc: 'exec/attach/port-forward sessions open at once on the streaming server; one more is refused with HTTP 429' },
   { name: 'metrics-address', field: 'metricsAddress', kind: 'address', default: '127.0.0.1', doc: 'address the Prometheus metrics endpoint (/metrics) binds' },
   { name: 'metrics-port', field: 'metricsPort', kind: 'int', min: 0, max: 65535, default: 0, doc: 'port of the Prometheus metrics endpoint (0: no endpoint)' },

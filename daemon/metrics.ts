@@ -2,14 +2,15 @@
  * The daemon's Prometheus metrics (prom-client) and their HTTP endpoint:
  * CRI calls by method and gRPC code, pods and containers by state (read
  * from PodRuntime at scrape time), image pulls, runsc calls by
- * subcommand and outcome, and audit records lost to failed writes.
+ * subcommand and outcome, audit records lost to failed writes, and what
+ * start-up recovery went on past.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
-import type { PodRuntime } from '../runtime/index.js';
+import type { PodRuntime, RecoveryProblem } from '../runtime/index.js';
 
 /** `NOT_FOUND` for 5: the code names Prometheus users know from grpc-go. */
 export function grpcCodeName(err: unknown): string {
@@ -25,6 +26,7 @@ export class DaemonMetrics {
   private readonly pullSeconds: Histogram<'outcome'>;
   private readonly runscSeconds: Histogram<'subcommand' | 'outcome'>;
   private readonly auditWriteFailures: Counter;
+  private readonly recoveryProblems: Counter<'kind' | 'problem'>;
   private runtime: PodRuntime | undefined;
 
   constructor() {
@@ -55,6 +57,12 @@ export class DaemonMetrics {
     this.auditWriteFailures = new Counter({
       name: 'gvisor_cri_audit_write_failures_total',
       help: 'Audit records lost because writing or syncing the audit log failed (disk full, file system error); alert on any increase.',
+      registers,
+    });
+    this.recoveryProblems = new Counter({
+      name: 'gvisor_cri_recovery_problems_total',
+      help: 'What start-up recovery went on past, by kind of object (pod, container, runsc, image, network) and problem: unreadable_record (the record file was moved aside as <file>.corrupt-<time>) or failed_step (a rebuild or cleanup step failed; see the log).',
+      labelNames: ['kind', 'problem'],
       registers,
     });
     const self = this;
@@ -105,6 +113,11 @@ export class DaemonMetrics {
   /** Fits AuditLogOptions.onWriteFailure. */
   readonly countAuditWriteFailure = (records: number): void => {
     this.auditWriteFailures.inc(records);
+  };
+
+  /** Fits PodRuntimeOptions.onRecoveryProblem. */
+  readonly countRecoveryProblem = (p: RecoveryProblem): void => {
+    this.recoveryProblems.inc({ kind: p.kind, problem: p.problem });
   };
 
   /** The Prometheus text exposition. */

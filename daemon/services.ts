@@ -124,7 +124,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   let rt: PodRuntime;
   try {
-    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, cgroups, logger: logger.child({ module: 'runtime' }) });
+    rt = await openPodRuntime({ stateDir: config.stateDir, runDir: config.runDir, runsc, images, network, infra, features: () => probe.features, gvisorFlagAllowlist: config.gvisorFlagAllowlist, cgroups, onRecoveryProblem: metrics.countRecoveryProblem, logger: logger.child({ module: 'runtime' }) });
   } catch (err) {
     network.close();
     throw err;

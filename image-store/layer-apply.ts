@@ -91,14 +91,15 @@ async function feedGunzip(path: string, gunzip: Gunzip): Promise<void> {
  * nothing existing is ever written in place: a replaced entry is unlinked and
  * created anew. Nothing is written outside `root`: entries with absolute
  * paths or "..", entries under a symlink and hard links to outside make the
- * layer fail with UnsafeLayerError. A layer whose tar is larger than the
- * node's image-max-unpacked-mib fails with RESOURCE_EXHAUSTED as soon as the
- * limit is crossed: a small gzip bomb never fills the disk.
+ * layer fail with UnsafeLayerError. `budget` is what is left of the image's
+ * image-max-unpacked-mib after its lower layers: a tar larger fails with
+ * RESOURCE_EXHAUSTED as soon as it is crossed, so a small gzip bomb never
+ * fills the disk. Returns the bytes of tar unpacked.
  */
-export async function applyLayer(root: string, blobPath: string, diffId: string, logger: Logger): Promise<void> {
+export async function applyLayer(root: string, blobPath: string, diffId: string, logger: Logger, budget: number): Promise<number> {
   const applier = new LayerApplier(root, logger);
   const hash = createHash('sha256');
-  const maxBytes = imageLimits().maxUnpackedBytes;
+  const limit = imageLimits().maxUnpackedBytes;
   let unpacked = 0;
   // Large chunks: fewer round trips through the parser and the threadpool per layer.
   let stream: Readable;
@@ -139,8 +140,8 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
     for await (const chunk of stream) {
       if (failure !== undefined) break;
       unpacked += (chunk as Buffer).length;
-      if (unpacked > maxBytes) {
-        fail(resourceExhausted(`layer unpacks to more than ${maxBytes} bytes, the limit per layer (image-max-unpacked-mib ${Math.floor(maxBytes / (1024 * 1024))})`));
+      if (unpacked > budget) {
+        fail(resourceExhausted(`image unpacks to more than ${limit} bytes with this layer, the limit per image (image-max-unpacked-mib ${Math.floor(limit / (1024 * 1024))})`));
         break;
       }
       hash.update(chunk as Buffer);
@@ -170,6 +171,7 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
   const actual = `sha256:${hash.digest('hex')}`;
   if (actual !== diffId) throw new CriError(GrpcStatus.DATA_LOSS, `uncompressed layer has digest ${actual}, the image config says ${diffId}`);
   await applier.finish();
+  return unpacked;
 }
 
 class LayerApplier {

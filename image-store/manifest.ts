@@ -32,7 +32,7 @@ export const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 export interface ImageLimits {
   /** Layers of one image (option image-max-layers). */
   maxLayers: number;
-  /** Uncompressed bytes one layer may unpack to (option image-max-unpacked-mib). */
+  /** Uncompressed bytes the layers of one image may unpack to in all (option image-max-unpacked-mib). */
   maxUnpackedBytes: number;
 }
 

@@ -13,7 +13,7 @@ import type { BlobStore } from './blobs.js';
 import type { InUse } from './gc.js';
 import type { ImageRecord } from './image-records.js';
 import { UnsafeLayerError } from './layer-apply.js';
-import { chainIds, choosePlatform, parseImageConfig, parseManifest, type Descriptor, type ImageConfigFile, type ImageManifest, type Platform } from './manifest.js';
+import { chainIds, choosePlatform, imageLimits, parseImageConfig, parseManifest, type Descriptor, type ImageConfigFile, type ImageManifest, type Platform } from './manifest.js';
 import type { ImageReference } from './reference.js';
 import { RegistrySession, type AuthCredentials } from './registry-client.js';
 import type { SnapshotStore } from './snapshots.js';
@@ -68,7 +68,7 @@ export function raceAbort<T>(work: Promise<T>, signal: AbortSignal | undefined):
 
 export class Puller {
   private readonly blobDownloads = new Map<string, { promise: Promise<void>; signal: AbortSignal }>();
-  private readonly snapshotBuilds = new Map<string, Promise<void>>();
+  private readonly snapshotBuilds = new Map<string, Promise<number>>();
 
   constructor(private readonly deps: PullerDeps) {}
 
@@ -174,9 +174,16 @@ export class Puller {
     log.info({ blob: desc.digest, size: desc.size, ms: Date.now() - started }, 'blob downloaded');
   }
 
-  /** Builds every missing snapshot of a layer chain, bottom up; concurrent builds of one chain id are shared. */
+  /**
+   * Builds every missing snapshot of a layer chain, bottom up; concurrent
+   * builds of one chain id are shared. The layers built here share one
+   * image-max-unpacked-mib budget; a snapshot on the node already (a base
+   * shared with another image) was bounded when it was built and is not
+   * counted again.
+   */
   async unpack(layers: { diffId: string; digest: string }[], what: string): Promise<void> {
     const chains = chainIds(layers.map((l) => l.diffId), sha256hex);
+    let budget = imageLimits().maxUnpackedBytes;
     for (let i = 0; i < layers.length; i++) {
       const chain = chains[i];
       if (await this.deps.snapshots.has(chain)) continue;
@@ -184,8 +191,11 @@ export class Puller {
       if (!build) {
         const started = Date.now();
         build = this.deps.snapshots
-          .build(chain, i > 0 ? chains[i - 1] : undefined, this.deps.blobs.path(layers[i].digest), layers[i].diffId)
-          .then(() => this.deps.logger.debug({ image: what, layer: layers[i].digest, ms: Date.now() - started }, 'layer unpacked'))
+          .build(chain, i > 0 ? chains[i - 1] : undefined, this.deps.blobs.path(layers[i].digest), layers[i].diffId, budget)
+          .then((bytes) => {
+            this.deps.logger.debug({ image: what, layer: layers[i].digest, bytes, ms: Date.now() - started }, 'layer unpacked');
+            return bytes;
+          })
           .catch((err: unknown) => {
             if (err instanceof UnsafeLayerError) throw failedPrecondition(`layer ${layers[i].digest} refused: ${err.message}`);
             throw wrapError(err, `unpack layer ${layers[i].digest}`);
@@ -193,7 +203,7 @@ export class Puller {
           .finally(() => this.snapshotBuilds.delete(chain));
         this.snapshotBuilds.set(chain, build);
       }
-      await build;
+      budget -= await build;
     }
   }
 }

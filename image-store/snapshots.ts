@@ -53,14 +53,16 @@ export class SnapshotStore {
   /**
    * Builds the snapshot `chainId` = `parent` + the layer in `blobPath`, in a
    * temp dir renamed into place only when the whole layer applied cleanly.
+   * `budget`: see applyLayer. Returns the bytes of tar unpacked.
    */
-  async build(chainId: string, parent: string | undefined, blobPath: string, diffId: string): Promise<void> {
+  async build(chainId: string, parent: string | undefined, blobPath: string, diffId: string, budget: number): Promise<number> {
     const tmp = join(this.tmpDir, `snap-${randomBytes(8).toString('hex')}`);
     try {
       if (parent) await linkTree(this.path(parent), tmp);
       else await mkdir(tmp, { mode: 0o755 });
-      await applyLayer(tmp, blobPath, diffId, this.logger);
+      const bytes = await applyLayer(tmp, blobPath, diffId, this.logger, budget);
       await rename(tmp, this.path(chainId));
+      return bytes;
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }

@@ -55,6 +55,9 @@ export class ImageStore {
   /** One key: every change of records (and GC) runs alone. */
   private readonly lock = new KeyedLock();
   private readonly pulls = new Map<string, SharedPull>();
+  /** Bumped after every change to the store's files: the cached usage of an older generation is stale. */
+  private generation = 0;
+  private usage: { generation: number; walk: Promise<{ usedBytes: number; inodesUsed: number }> } | undefined;
 
   private constructor(opts: ImageStoreOptions) {
     this.dir = join(opts.stateDir, 'images');
@@ -109,10 +112,15 @@ export class ImageStore {
     if (!shared || shared.controller.signal.aborted) {
       const controller = new AbortController();
       const promise = this.puller.pull(parsed, name, auth, controller.signal)
-        .catch((err: unknown) => {
+        .catch(async (err: unknown) => {
+          // A refused or failed pull leaves no blob or snapshot of its own behind (a refused layer's blob
+          // included); what other pulls are using is protected from the collection.
+          await this.locked(() => this.collectGarbage()).catch((gcErr: unknown) => this.logger.error({ err: gcErr, image: name }, 'collecting what a failed pull left failed'));
           throw wrapError(err, `pull image "${name}"`);
         })
         .finally(() => {
+          // Done or failed, the pull has written blobs and snapshots.
+          this.generation++;
           if (this.pulls.get(key) === fresh) this.pulls.delete(key);
         });
       const fresh: SharedPull = { promise, controller, waiters: 0 };
@@ -181,6 +189,7 @@ export class ImageStore {
         }
         await this.puller.unpack(image.layers.map((diffId, i) => ({ diffId, digest: image.layerDigests[i] })), image.id);
       } finally {
+        this.generation++;
         this.inUse.unprotect(ids);
       }
     }
@@ -217,14 +226,33 @@ export class ImageStore {
     return (await this.blobs.read(image.configDigest)).toString('utf8');
   }
 
-  /** Usage of the image file system; hard-linked files count once. */
+  /**
+   * Usage of the image file system; hard-linked files count once. kubelet
+   * asks every few seconds and a walk of a big store is slow, so the tree is
+   * walked again only after the store changed (a pull ended, or a change
+   * under the records lock: commit, remove, hold, release, GC); concurrent
+   * callers share one walk. A pull in progress shows once it ends.
+   */
   async fsInfo(): Promise<{ mountpoint: string; usedBytes: number; inodesUsed: number; timestampNs: bigint }> {
     const timestampNs = BigInt(Date.now()) * 1_000_000n;
-    return { mountpoint: this.dir, ...(await diskUsage(this.dir)), timestampNs };
+    if (this.usage?.generation !== this.generation) {
+      const entry = { generation: this.generation, walk: diskUsage(this.dir) };
+      this.usage = entry;
+      entry.walk.catch(() => {
+        if (this.usage === entry) this.usage = undefined;
+      });
+    }
+    return { mountpoint: this.dir, ...(await this.usage.walk), timestampNs };
   }
 
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    return this.lock.run('records', fn);
+    return this.lock.run('records', async () => {
+      try {
+        return await fn();
+      } finally {
+        this.generation++;
+      }
+    });
   }
 
   /** Under the lock. */

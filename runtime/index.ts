@@ -1,5 +1,5 @@
 /** The runtime module's public surface: the pod/container lifecycle, its RPC handlers, and the runsc layer the daemon wires up. */
-export { PodRuntime, type PodRuntimeOptions } from './core/pod-runtime.js';
+export { PodRuntime, type PodRuntimeOptions, type RecoveryProblem } from './core/pod-runtime.js';
 export { openPodRuntime } from './core/recover.js';
 export { CgroupManager, type CgroupDriver } from './cgroups/index.js';
 export { UNKNOWN_EXIT_CODE } from './core/exit-monitor.js';

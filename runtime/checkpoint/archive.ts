@@ -3,22 +3,23 @@
  * CreateContainer reads: an uncompressed tar holding `manifest.json` (what a
  * restore needs besides runsc's image) and `checkpoint/` (the directory
  * `runsc checkpoint --image-path` filled; runsc compresses its pages itself).
- * Also the rewrite of the checkpointed container's OCI spec for its new pod.
  */
-import { chmod, mkdir, open, readFile, stat } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { chmod, mkdir, open, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { c as tarCreate, x as tarExtract } from 'tar';
 import { replaceFileAtomic } from '../../common/index.js';
 import { failedPrecondition, invalidArgument, notFound } from '../../cri-api/errors.js';
-import type { OciMount, OciSpec, PodEtcFiles } from '../spec/oci-spec.js';
-import { ANNOTATION_SANDBOX_ID } from '../spec/oci-spec.js';
-import { SECCOMP_HELPER_PATH } from '../seccomp/exec-helper.js';
+import type { OciSpec, PodEtcFiles } from '../spec/oci-spec.js';
 import type { ContainerRecord } from '../records/store.js';
 
 export const MANIFEST_NAME = 'manifest.json';
 export const IMAGE_DIR_NAME = 'checkpoint';
 export const CHECKPOINT_FORMAT = 'gvisor-cri-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+/** 2: the manifest holds the digests of the runsc image's files. */
+export const CHECKPOINT_VERSION = 2;
 
 /** The container's process and identity as the record holds them: what a restored record copies. */
 export type CheckpointedContainer = Pick<
@@ -43,14 +44,21 @@ export interface CheckpointManifest {
    * sandbox only once each of them is restored.
    */
   sandboxContainers: { id: string; name: string }[];
+  /**
+   * sha256 of each file of the runsc image (`checkpoint/<name>`), taken
+   * when it was written: a restore refuses an image whose files differ.
+   */
+  imageDigests: Record<string, string>;
 }
 
 /**
- * Writes `manifest` and the runsc image in `workDir/checkpoint` as a tar at
- * `location`, atomically and durably (common/atomic-write.ts): an existing
- * file is replaced whole, never seen half-written.
+ * Writes `manifest`, with the digests of the runsc image in
+ * `workDir/checkpoint`, and that image as a tar at `location`, atomically
+ * and durably (common/atomic-write.ts): an existing file is replaced whole,
+ * never seen half-written. Returns the manifest written.
  */
-export async function writeCheckpointArchive(location: string, workDir: string, manifest: CheckpointManifest): Promise<void> {
+export async function writeCheckpointArchive(location: string, workDir: string, fields: Omit<CheckpointManifest, 'imageDigests'>): Promise<CheckpointManifest> {
+  const manifest: CheckpointManifest = { ...fields, imageDigests: await imageDigests(join(workDir, IMAGE_DIR_NAME)) };
   const manifestPath = join(workDir, MANIFEST_NAME);
   const fh = await open(manifestPath, 'w', 0o600);
   try {
@@ -66,6 +74,20 @@ export async function writeCheckpointArchive(location: string, workDir: string, 
     },
     { durability: 'durable' },
   );
+  return manifest;
+}
+
+/** sha256 of every file in the runsc image directory, by name. */
+async function imageDigests(imageDir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of (await readdir(imageDir)).sort()) out[name] = await sha256File(join(imageDir, name));
+  return out;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(path), hash);
+  return `sha256:${hash.digest('hex')}`;
 }
 
 /** True when a CreateContainer image names a checkpoint archive: image references never start with '/'. */
@@ -109,7 +131,23 @@ export async function readCheckpointArchive(path: string, destDir: string): Prom
   } catch {
     throw invalidArgument(`${path} is not a gvisor-cri checkpoint archive: no readable ${MANIFEST_NAME}${refused.length > 0 ? ` (skipped entries: ${refused.slice(0, 5).join(', ')})` : ''}`);
   }
-  return checkManifest(manifest, path);
+  const checked = checkManifest(manifest, path);
+  await verifyImage(join(destDir, IMAGE_DIR_NAME), checked.imageDigests, path);
+  return checked;
+}
+
+/** Refuses a runsc image whose files are not exactly those the manifest's digests name. */
+async function verifyImage(imageDir: string, digests: Record<string, string>, path: string): Promise<void> {
+  const present = (await readdir(imageDir).catch(() => [] as string[])).sort();
+  const named = Object.keys(digests).sort();
+  const extra = present.filter((n) => !named.includes(n));
+  const absent = named.filter((n) => !present.includes(n));
+  if (extra.length > 0 || absent.length > 0) {
+    throw invalidArgument(`checkpoint archive ${path}: its image files do not match ${MANIFEST_NAME} (${[...extra.map((n) => `unlisted ${n}`), ...absent.map((n) => `missing ${n}`)].join(', ')})`);
+  }
+  for (const name of named) {
+    if ((await sha256File(join(imageDir, name))) !== digests[name]) throw invalidArgument(`checkpoint archive ${path}: image file ${IMAGE_DIR_NAME}/${name} does not match its digest in ${MANIFEST_NAME}; the archive was altered or damaged`);
+  }
 }
 
 function checkManifest(m: unknown, path: string): CheckpointManifest {
@@ -119,55 +157,18 @@ function checkManifest(m: unknown, path: string): CheckpointManifest {
   if (!doc.pod || !doc.container || !doc.spec || !Array.isArray(doc.sandboxContainers) || typeof doc.runscVersion !== 'string') {
     throw invalidArgument(`checkpoint archive ${path}: ${MANIFEST_NAME} lacks pod, container, spec, sandboxContainers or runscVersion`);
   }
-  return doc as CheckpointManifest;
-}
-
-export interface RestoreSpecInput {
-  sandboxId: string;
-  rootfsDir: string;
-  hostname: string;
-  /** The checkpointed pod's and the new pod's resolv.conf/hosts/hostname. */
-  oldEtcFiles?: PodEtcFiles;
-  newEtcFiles?: PodEtcFiles;
-  /** Host paths the new config gives, by container path: they replace the checkpointed ones. */
-  mounts: readonly { containerPath: string; hostPath: string }[];
-  /** This node's seccomp exec helper, replacing the checkpointed node's. */
-  seccompHelper?: string;
-}
-
-/**
- * The checkpointed container's spec, moved into its new pod: new sandbox id,
- * the image's rootfs on this node, the new pod's /etc files, and new host
- * paths for its volumes. The set of mounts stays as checkpointed: runsc
- * matches the restored mounts against the saved ones.
- */
-export function restoreContainerSpec(saved: OciSpec, input: RestoreSpecInput): OciSpec {
-  const etc = new Map<string, { old?: string; next?: string }>([
-    ['/etc/hosts', { old: input.oldEtcFiles?.hosts, next: input.newEtcFiles?.hosts }],
-    ['/etc/resolv.conf', { old: input.oldEtcFiles?.resolvConf, next: input.newEtcFiles?.resolvConf }],
-    ['/etc/hostname', { old: input.oldEtcFiles?.hostname, next: input.newEtcFiles?.hostname }],
-  ]);
-  const byPath = new Map(input.mounts.map((m) => [m.containerPath, m.hostPath]));
-  const unknown = input.mounts.filter((m) => !saved.mounts.some((s) => s.destination === m.containerPath && s.type === 'bind'));
-  if (unknown.length > 0) {
-    throw invalidArgument(`restore cannot add mounts the checkpointed container did not have: ${unknown.map((m) => m.containerPath).join(', ')}`);
+  const spec = doc.spec as Partial<OciSpec>;
+  const caps = spec.process?.capabilities;
+  const lists = caps ? [caps.bounding, caps.effective, caps.permitted, caps.inheritable ?? [], caps.ambient ?? []] : [];
+  if (
+    typeof spec.root?.path !== 'string' || !Array.isArray(spec.process?.args) || !Array.isArray(spec.mounts) || !Array.isArray(spec.linux?.namespaces)
+    || typeof spec.annotations !== 'object' || spec.annotations === null || !lists.every((l) => Array.isArray(l) && l.every((c) => typeof c === 'string'))
+  ) {
+    throw invalidArgument(`checkpoint archive ${path}: the spec in ${MANIFEST_NAME} is not an OCI spec gvisor-cri wrote`);
   }
-  const mounts: OciMount[] = saved.mounts.map((m) => {
-    const given = byPath.get(m.destination);
-    if (given !== undefined) return { ...m, source: given };
-    if (m.destination === SECCOMP_HELPER_PATH && input.seccompHelper) return { ...m, source: input.seccompHelper };
-    const e = etc.get(m.destination);
-    if (e && e.old !== undefined && m.source === e.old) {
-      if (!e.next) throw failedPrecondition(`the new pod has no ${m.destination} to give the restored container`);
-      return { ...m, source: e.next };
-    }
-    return { ...m };
-  });
-  return {
-    ...saved,
-    root: { ...saved.root, path: input.rootfsDir },
-    hostname: input.hostname,
-    mounts,
-    annotations: { ...saved.annotations, [ANNOTATION_SANDBOX_ID]: input.sandboxId },
-  };
+  const digests: unknown = doc.imageDigests;
+  if (!digests || typeof digests !== 'object' || Object.values(digests).some((v) => typeof v !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(v))) {
+    throw invalidArgument(`checkpoint archive ${path}: ${MANIFEST_NAME} has no imageDigests of the form sha256:<hex>`);
+  }
+  return doc as CheckpointManifest;
 }

@@ -37,7 +37,15 @@ export interface PodRuntimeOptions {
   gvisorFlagAllowlist?: readonly string[];
   /** Places and limits sandboxes' cgroups; openPodRuntime makes a default one (cgroupfs driver, parent "gvisor-cri") when absent. */
   cgroups?: CgroupManager;
+  /** Told of each record recovery moved aside and each recovery step that failed (the daemon counts them). */
+  onRecoveryProblem?: (problem: RecoveryProblem) => void;
   logger: Logger;
+}
+
+/** What recovery went on past: a record it could not use, or a step of rebuilding or cleaning up that failed. */
+export interface RecoveryProblem {
+  kind: 'pod' | 'container' | 'runsc' | 'image' | 'network';
+  problem: 'unreadable_record' | 'failed_step';
 }
 
 export class PodRuntime {

@@ -4,7 +4,7 @@
  * object (common/atomic-write.ts) so a restarted daemon can rebuild itself.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAtomicWriteTemp, KeyedLock, writeFileAtomic, type Durability } from '../../common/index.js';
 import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1/ContainerConfig.js';
@@ -141,8 +141,14 @@ export class RecordStore<T extends { id: string }> {
     private readonly durability: Durability,
   ) {}
 
-  /** Reads every record file; unreadable ones are logged and skipped. */
-  async load(logger: Logger): Promise<void> {
+  /**
+   * Reads every record file. One that cannot be used (unreadable, not JSON,
+   * its id not its file name, or lacking a field `check` requires) is moved
+   * aside as `<file>.corrupt-<time>`, so the rest of the node comes back and
+   * the next start does not trip on it again; its reason is logged (never its
+   * content: records hold containers' environments) and given to `onCorrupt`.
+   */
+  async load(logger: Logger, check: RecordCheck = () => undefined, onCorrupt: (reason: string) => void = () => undefined): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     for (const name of await readdir(this.dir)) {
       const path = join(this.dir, name);
@@ -151,13 +157,19 @@ export class RecordStore<T extends { id: string }> {
         continue;
       }
       if (!name.endsWith('.json')) continue;
-      try {
-        const rec = JSON.parse(await readFile(path, 'utf8')) as T;
-        if (typeof rec.id !== 'string' || `${rec.id}.json` !== name) throw new Error('id does not match the file name');
-        this.records.set(rec.id, rec);
-      } catch (err) {
-        logger.error({ err, file: path, kind: this.kind }, 'ignoring unreadable record');
+      const { rec, problem } = await readRecord(path, name, check);
+      if (rec) {
+        this.records.set(rec.id, rec as unknown as T);
+        continue;
       }
+      const aside = `${path}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      try {
+        await rename(path, aside);
+        logger.error({ file: path, movedTo: aside, kind: this.kind, reason: problem }, 'unreadable record moved aside; recovery goes on without it');
+      } catch (err) {
+        logger.error({ err, file: path, kind: this.kind, reason: problem }, 'unreadable record could not be moved aside; recovery goes on without it');
+      }
+      onCorrupt(problem);
     }
   }
 
@@ -205,6 +217,54 @@ export class RecordStore<T extends { id: string }> {
     return join(this.dir, `${id}.json`);
   }
 }
+
+/** Why a parsed record cannot be used, or undefined when it can. */
+export type RecordCheck = (rec: Record<string, unknown>) => string | undefined;
+
+/** The file at `path` as a record, or why it is none. Reasons never quote the file. */
+async function readRecord(path: string, name: string, check: RecordCheck): Promise<{ rec?: Record<string, unknown> & { id: string }; problem: string }> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    return { problem: `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})` };
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // The parser's message would quote the text, which may hold a container's environment.
+    return { problem: 'not JSON' };
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { problem: 'not a JSON object' };
+  const rec = doc as Record<string, unknown>;
+  if (typeof rec.id !== 'string' || `${rec.id}.json` !== name) return { problem: 'its id does not match the file name' };
+  const problem = check(rec);
+  return problem ? { problem } : { rec: rec as Record<string, unknown> & { id: string }, problem: '' };
+}
+
+type FieldKind = 'string' | 'number' | 'boolean' | 'object' | 'array' | readonly string[];
+
+/** The first field of `rec` not of its kind in `fields`. */
+function fieldProblem(rec: Record<string, unknown>, fields: Readonly<Record<string, FieldKind>>): string | undefined {
+  for (const [field, kind] of Object.entries(fields)) {
+    const v = rec[field];
+    const ok = Array.isArray(kind) ? kind.includes(v as string)
+      : kind === 'array' ? Array.isArray(v)
+      : kind === 'object' ? typeof v === 'object' && v !== null && !Array.isArray(v)
+      : typeof v === kind;
+    if (!ok) return `field ${field} is not ${Array.isArray(kind) ? `one of ${kind.join(', ')}` : `a${kind === 'object' || kind === 'array' ? 'n' : ''} ${kind}`}`;
+  }
+  return undefined;
+}
+
+/** The fields of a pod record that recovery and the CRI views read without checking. */
+export const checkSandboxRecord: RecordCheck = (rec) =>
+  fieldProblem(rec, { phase: ['creating', 'ready', 'notready'], name: 'string', namespace: 'string', uid: 'string', attempt: 'number', labels: 'object', annotations: 'object', hostNetwork: 'boolean' });
+
+/** The fields of a container record that recovery and the CRI views read without checking. */
+export const checkContainerRecord: RecordCheck = (rec) =>
+  fieldProblem(rec, { phase: ['creating', 'created', 'running', 'exited'], sandboxId: 'string', name: 'string', attempt: 'number', labels: 'object', annotations: 'object', mounts: 'array', env: 'array' });
 
 /** Wall-clock now in nanoseconds, as CRI's int64 string. */
 export function nowNs(): string {

@@ -69,6 +69,8 @@ export interface ExecSyncResult {
   stdout: Buffer;
   stderr: Buffer;
   timedOut: boolean;
+  /** Killed because the call's signal aborted. */
+  cancelled?: boolean;
 }
 
 /** Cap on each stream ExecSync returns (kubelet's own limit is 16 MiB). */
@@ -335,10 +337,11 @@ export class SandboxDriver {
 
   /**
    * Runs a process in the container and collects its output. runsc does not
-   * enforce a deadline, so at `timeoutMs` the process is SIGKILLed here.
-   * `runscFlags` are the pod's (gvisor-flags.ts).
+   * enforce a deadline, so at `timeoutMs` the process is SIGKILLed here, and
+   * so it is when `signal` aborts (the caller went away or its deadline
+   * passed). `runscFlags` are the pod's (gvisor-flags.ts).
    */
-  async execSync(id: string, process: OciProcess, timeoutMs: number, runscFlags?: Record<string, string>): Promise<ExecSyncResult> {
+  async execSync(id: string, process: OciProcess, timeoutMs: number, runscFlags?: Record<string, string>, signal?: AbortSignal): Promise<ExecSyncResult> {
     const dir = join(dirname(this.runsc.options.root), 'exec');
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const base = join(dir, `${id}-${globalThis.process.pid}-${++this.execSeq}`);
@@ -350,13 +353,23 @@ export class SandboxDriver {
       const stdout = collect(sub.stdout);
       const stderr = collect(sub.stderr);
       let timedOut = false;
+      let cancelled = false;
+      const kill = (): void => void killExec(this.runsc, id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
       const timer = timeoutMs > 0 ? setTimeout(() => {
         timedOut = true;
-        void killExec(this.runsc, id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
+        kill();
       }, timeoutMs) : undefined;
+      const onAbort = (): void => {
+        cancelled = true;
+        kill();
+      };
+      if (signal?.aborted) onAbort();
+      else signal?.addEventListener('abort', onAbort, { once: true });
       const result = await sub;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       const [out, err] = await Promise.all([stdout, stderr]);
+      if (cancelled) return { exitCode: 137, stdout: out, stderr: err, timedOut, cancelled };
       if (!timedOut && result.exitCode === undefined) {
         throw new RunscError('other', 'exec', id, result.shortMessage ?? 'runsc exec ended without a status');
       }

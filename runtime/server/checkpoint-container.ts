@@ -41,7 +41,7 @@ export async function CheckpointContainer(rt: PodRuntime, req: CheckpointContain
       const spec = await readBundleSpec(join(rt.containerDir(c.id), 'bundle'));
       const members = await rt.driver.appContainersOf(pod.id);
       await rt.driver.checkpointSandbox(pod.id, join(work, IMAGE_DIR_NAME), timeoutMs);
-      const manifest: CheckpointManifest = {
+      const manifest: Omit<CheckpointManifest, 'imageDigests'> = {
         format: CHECKPOINT_FORMAT,
         version: CHECKPOINT_VERSION,
         createdAt: new Date().toISOString(),

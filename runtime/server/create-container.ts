@@ -5,7 +5,7 @@ import type { ContainerConfig__Output } from '../../cri-api/generated/runtime/v1
 import type { CreateContainerRequest__Output } from '../../cri-api/generated/runtime/v1/CreateContainerRequest.js';
 import type { CreateContainerResponse } from '../../cri-api/generated/runtime/v1/CreateContainerResponse.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrapError } from '../../cri-api/errors.js';
-import { requireId, requireMessage, requireName, requireString, requireStringMap } from '../../cri-api/validate.js';
+import { optionalRelativePath, requireId, requireMessage, requireName, requireString, requireStringMap } from '../../cri-api/validate.js';
 import { createRestoredLocked } from '../checkpoint/restore.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { rollbackContainer } from '../core/teardown.js';
@@ -36,6 +36,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
   requireString(image.image, 'config.image.image');
   requireStringMap(config.labels, 'config.labels');
   requireStringMap(config.annotations, 'config.annotations');
+  optionalRelativePath(config.log_path, 'config.log_path');
   const pod = rt.getSandbox(podId);
   if (!pod) throw notFound(`pod sandbox "${podId}" not found`);
   const name = config.metadata!.name;

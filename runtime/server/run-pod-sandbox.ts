@@ -2,7 +2,7 @@ import type { CallContext } from '../../cri-api/server.js';
 import type { RunPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/RunPodSandboxRequest.js';
 import type { RunPodSandboxResponse } from '../../cri-api/generated/runtime/v1/RunPodSandboxResponse.js';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrapError } from '../../cri-api/errors.js';
-import { requireMessage, requireString, requireStringMap } from '../../cri-api/validate.js';
+import { optionalAbsolutePath, requireMessage, requireString, requireStringMap, requireSysctls } from '../../cri-api/validate.js';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-api/generated/runtime/v1/PodSandboxConfig.js';
@@ -33,6 +33,8 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   requireString(meta.namespace, 'config.metadata.namespace');
   requireStringMap(config.labels, 'config.labels');
   requireStringMap(config.annotations, 'config.annotations');
+  optionalAbsolutePath(config.log_directory, 'config.log_directory');
+  requireSysctls(config.linux?.sysctls, 'config.linux.sysctls');
   if (!POD_RUNTIME_HANDLERS.includes(req.runtime_handler)) {
     throw notFound(`runtime handler "${req.runtime_handler}" not found; this runtime serves ${POD_RUNTIME_HANDLERS.map((h) => `"${h}"`).join(' and ')}`);
   }
@@ -154,8 +156,9 @@ async function checkSysctls(rt: PodRuntime, rec: SandboxRecord, sysctls: Record<
   const wanted = Object.entries(sysctls);
   const busybox = rt.opts.infra.busybox;
   if (wanted.length === 0 || !busybox) return;
-  const shell = wanted.map(([k]) => `cat /proc/sys/${k.replaceAll('.', '/')} 2>/dev/null || echo '<absent>'`).join('; ');
-  const proc = buildExecProcess({ args: [busybox, 'sh', '-c', shell], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
+  // The names are the script's arguments, never its text: the shell does not parse them.
+  const script = 'for p in "$@"; do cat "/proc/sys/$p" 2>/dev/null || echo "<absent>"; done';
+  const proc = buildExecProcess({ args: [busybox, 'sh', '-c', script, 'sh', ...wanted.map(([k]) => k.replaceAll('.', '/'))], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
   const r = await rt.driver.execSync(rec.id, proc, 10_000);
   const got = r.stdout.toString().split('\n');
   const wrong = wanted.filter(([, v], i) => (got[i] ?? '').trim().replace(/\s+/g, ' ') !== v.trim().replace(/\s+/g, ' '));

@@ -198,7 +198,9 @@ export function parseSeccompProfile(text: string, path: string): OciSeccomp {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`seccomp profile ${path} is not JSON: ${(err as Error).message}`);
+    // The parser's message quotes the text: only the position is given, the profile's content never is.
+    const at = /position (\d+)/.exec((err as Error).message)?.[1];
+    throw invalidArgument(`seccomp profile ${path} is not JSON${at ? ` (syntax error at position ${at})` : ''}`);
   }
   const p = doc as Partial<OciSeccomp> & { archMap?: { architecture: string; subArchitectures?: string[] }[] };
   if (typeof p !== 'object' || p === null || typeof p.defaultAction !== 'string') throw invalidArgument(`seccomp profile ${path} has no defaultAction`);

@@ -32,3 +32,17 @@ test('wrapError keeps the status and prefixes the step', () => {
   assert.equal(plain.code, status.INTERNAL);
   assert.equal(plain.message, 'CNI ADD: boom');
 });
+
+test('log paths and sysctl names are checked before any use', async () => {
+  const { optionalRelativePath, requireSysctls, requireAbsolutePath: abs } = await import('../../cri-api/validate.js');
+  invalid(() => abs('/a\0b', 'config.log_directory'), 'config.log_directory');
+  invalid(() => optionalRelativePath('../x.log', 'config.log_path'), 'config.log_path');
+  invalid(() => optionalRelativePath('a/../../x.log', 'config.log_path'), 'config.log_path');
+  invalid(() => optionalRelativePath('/x.log', 'config.log_path'), 'config.log_path');
+  invalid(() => optionalRelativePath('x\0.log', 'config.log_path'), 'config.log_path');
+  assert.equal(optionalRelativePath('', 'config.log_path'), undefined);
+  assert.equal(optionalRelativePath('c/0.log', 'config.log_path'), 'c/0.log');
+  for (const bad of ['a b', 'net.ipv4.$(x)', 'kernel..x', '.kernel', 'Kernel.x', 'x;y', 'a'.repeat(254), '']) invalid(() => requireSysctls({ [bad]: '1' }, 'config.linux.sysctls'), 'config.linux.sysctls');
+  invalid(() => requireSysctls({ 'net.ipv4.ip_forward': '1\n' }, 'config.linux.sysctls'), 'config.linux.sysctls');
+  assert.deepEqual(requireSysctls({ 'net.ipv4.ip_forward': '1', 'net/ipv4/conf/all/rp_filter': '0', 'kernel.shm_rmid_forced': '1' }, 's'), { 'net.ipv4.ip_forward': '1', 'net/ipv4/conf/all/rp_filter': '0', 'kernel.shm_rmid_forced': '1' });
+});

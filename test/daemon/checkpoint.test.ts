@@ -4,6 +4,7 @@
 import { test, after, afterEach, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { c as tarCreate, t as tarList, x as tarExtract } from 'tar';
@@ -185,6 +186,11 @@ test('bad checkpoint and restore requests get clear statuses and leave nothing b
   await tarExtract({ file: location, cwd: unpacked });
   const img = join(unpacked, 'checkpoint', 'checkpoint.img');
   await truncate(img, Math.floor((await stat(img)).size / 2));
+  // Digests that match the damage: the archive passes verification, and runsc is what fails it.
+  const manifestPath = join(unpacked, 'manifest.json');
+  const m = JSON.parse(await readFile(manifestPath, 'utf8')) as { imageDigests: Record<string, string> };
+  m.imageDigests['checkpoint.img'] = `sha256:${createHash('sha256').update(await readFile(img)).digest('hex')}`;
+  await writeFile(manifestPath, JSON.stringify(m));
   const damaged = join(ckptDir, 'damaged.tar');
   await tarCreate({ file: damaged, cwd: unpacked }, ['manifest.json', 'checkpoint']);
   const broken = await createContainer(empty, 'restore-bad', 'broken', damaged);

@@ -143,3 +143,16 @@ test('a layer that unpacks past image-max-unpacked-mib (a gzip bomb) fails and l
   assert.ok((await readdir(join(dir, 'images/snapshots'))).length <= 1, 'only the harmless lower layer may be unpacked');
   assert.ok(gzipSync(Buffer.alloc(MiB)).length < 8 * 1024, 'sanity: zeros compress well');
 });
+
+test('image-max-unpacked-mib bounds the whole image: layers each under it but over it together are refused, leaving no snapshot or blob', async () => {
+  const layers = [1, 2, 3].map((i) => ({ entries: [{ path: `part${i}`, content: Buffer.alloc(3 * MiB, i) }] }));
+  const img = await pushTestImage(registry.url, 'limits/sum', { layers });
+  setImageLimits({ ...DEFAULT_IMAGE_LIMITS, maxUnpackedBytes: 8 * MiB });
+  const { store, dir } = await openStore();
+  await assert.rejects(store.pull(img.ref), isExhausted('image unpacks to more than', `${8 * MiB} bytes`, 'the limit per image', 'image-max-unpacked-mib 8'));
+  await assertNothingStored(store, dir);
+  const blobs = await readdir(join(dir, 'images/blobs'), { recursive: true, withFileTypes: true });
+  assert.deepEqual(blobs.filter((e) => e.isFile()).map((e) => e.name), [], 'no blob of the refused image');
+  setImageLimits({ ...DEFAULT_IMAGE_LIMITS, maxUnpackedBytes: 10 * MiB });
+  assert.equal((await store.pull(img.ref)).id, img.configDigest, 'under the limit in all it pulls');
+});

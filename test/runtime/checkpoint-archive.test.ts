@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { c as tarCreate, t as tarList } from 'tar';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
-import { isCheckpointArchiveRef, readCheckpointArchive, restoreContainerSpec, writeCheckpointArchive, type CheckpointManifest } from '../../runtime/checkpoint/archive.js';
-import { buildContainerSpec } from '../../runtime/spec/oci-spec.js';
+import { isCheckpointArchiveRef, readCheckpointArchive, writeCheckpointArchive, type CheckpointManifest } from '../../runtime/checkpoint/archive.js';
+import { restoreContainerSpec, type RestoreSpecInput } from '../../runtime/checkpoint/restore-spec.js';
+import { buildContainerSpec, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../../runtime/spec/oci-spec.js';
+import { DEFAULT_CAPABILITIES } from '../../runtime/spec/capabilities.js';
 import { emptyResources } from '../../runtime/records/store.js';
 import { podRoutes } from '../../network/cni-result.js';
 import { SECCOMP_HELPER_PATH } from '../../runtime/seccomp/exec-helper.js';
@@ -39,10 +41,10 @@ const savedSpec = buildContainerSpec({
   annotations: { 'io.kubernetes.cri.container-name': 'counter' },
 });
 
-function manifest(): CheckpointManifest {
+function manifest(): Omit<CheckpointManifest, 'imageDigests'> {
   return {
     format: 'gvisor-cri-checkpoint',
-    version: 1,
+    version: 2,
     createdAt: new Date(0).toISOString(),
     runscVersion: 'runsc version test',
     pod: { id: 'a'.repeat(64), name: 'p', namespace: 'n', uid: 'u', hostNetwork: false, etcFiles: oldEtc },
@@ -73,7 +75,8 @@ test('an archive written by writeCheckpointArchive reads back with its runsc ima
 
   const out = join(dir, 'out1');
   const m = await readCheckpointArchive(location, out);
-  assert.deepEqual(m, manifest());
+  // sha256 of "state".
+  assert.deepEqual(m, { ...manifest(), imageDigests: { 'checkpoint.img': 'sha256:4ba69735ca53765ed6a709edb56c6ea236b7193a3b29a6b390c346f0f4340e4e' } });
   assert.equal((await stat(join(out, 'checkpoint', 'checkpoint.img'))).size, 5);
 });
 
@@ -87,28 +90,45 @@ test('reading refuses what is not a checkpoint archive, and unpacks nothing but 
   // A tar with extra entries and a symlink: only manifest.json and checkpoint/* regular files land.
   const src = join(dir, 'src5');
   await mkdir(join(src, 'checkpoint'), { recursive: true });
-  await writeFile(join(src, 'manifest.json'), JSON.stringify({ ...manifest(), version: 2 }));
+  await writeFile(join(src, 'manifest.json'), JSON.stringify({ ...manifest(), version: 99 }));
   await writeFile(join(src, 'checkpoint', 'checkpoint.img'), 'x');
   await symlink('/etc/passwd', join(src, 'checkpoint', 'pages.img'));
   await writeFile(join(src, 'evil.sh'), 'echo');
   const odd = join(dir, 'odd.tar');
   await tarCreate({ file: odd, cwd: src }, ['manifest.json', 'checkpoint', 'evil.sh']);
   const out = join(dir, 'o5');
-  // Version 2 is refused as a precondition, after unpacking safely.
+  // Version 99 is refused as a precondition, after unpacking safely.
   await assert.rejects(readCheckpointArchive(odd, out), codeOf(GrpcStatus.FAILED_PRECONDITION));
   assert.deepEqual((await readdir(out)).sort(), ['checkpoint', 'manifest.json']);
   assert.deepEqual(await readdir(join(out, 'checkpoint')), ['checkpoint.img']);
 });
 
+/** What a new config without security settings allows, on a node at /new. */
+const restoreInput = (over: Partial<RestoreSpecInput> = {}): RestoreSpecInput => ({
+  sandboxId: 'd'.repeat(64),
+  rootfsDir: '/new/rootfs',
+  hostname: 'new',
+  oldEtcFiles: oldEtc,
+  newEtcFiles: newEtc,
+  mounts: [{ containerPath: '/data', hostPath: '/var/new/data', readonly: false }],
+  maskFile: '/run/new/masked-file',
+  capabilities: DEFAULT_CAPABILITIES,
+  privileged: false,
+  noNewPrivileges: false,
+  maskedPaths: DEFAULT_MASKED_PATHS,
+  readonlyPaths: DEFAULT_READONLY_PATHS,
+  runscFlags: {},
+  minOomScoreAdj: 0,
+  ...over,
+});
+
+/** Asserts restoreContainerSpec refuses `spec` with INVALID_ARGUMENT matching `re`. */
+const refuses = (spec: typeof savedSpec, re: RegExp, over: Partial<RestoreSpecInput> = {}): void => {
+  assert.throws(() => restoreContainerSpec(spec, restoreInput(over)), (err: unknown) => err instanceof CriError && err.code === GrpcStatus.INVALID_ARGUMENT && re.test(err.message));
+};
+
 test('the checkpointed spec moves into the new pod: sandbox id, rootfs, /etc files, volume paths', () => {
-  const spec = restoreContainerSpec(savedSpec, {
-    sandboxId: 'd'.repeat(64),
-    rootfsDir: '/new/rootfs',
-    hostname: 'new',
-    oldEtcFiles: oldEtc,
-    newEtcFiles: newEtc,
-    mounts: [{ containerPath: '/data', hostPath: '/var/new/data' }],
-  });
+  const spec = restoreContainerSpec(savedSpec, restoreInput());
   assert.equal(spec.annotations['io.kubernetes.cri.sandbox-id'], 'd'.repeat(64));
   assert.equal(spec.annotations['io.kubernetes.cri.container-name'], 'counter');
   assert.equal(spec.root.path, '/new/rootfs');
@@ -120,16 +140,70 @@ test('the checkpointed spec moves into the new pod: sandbox id, rootfs, /etc fil
   assert.deepEqual(spec.process, savedSpec.process);
   // The saved spec is not modified.
   assert.equal(savedSpec.mounts.find((m) => m.destination === '/data')?.source, '/var/old/data');
+  // A volume the new config makes read-only is read-only.
+  const ro = restoreContainerSpec(savedSpec, restoreInput({ mounts: [{ containerPath: '/data', hostPath: '/var/new/data', readonly: true }] }));
+  assert.ok(ro.mounts.find((m) => m.destination === '/data')?.options?.includes('ro'));
 
-  // A filtered container's exec helper comes from this node's infra rootfs.
-  const filtered = { ...savedSpec, mounts: [...savedSpec.mounts, { destination: SECCOMP_HELPER_PATH, type: 'bind', source: '/old/infra/seccomp-exec', options: ['rbind', 'rprivate', 'ro'] }] };
-  const moved = restoreContainerSpec(filtered, { sandboxId: 'd', rootfsDir: '/r', hostname: 'h', mounts: [], seccompHelper: '/new/infra/seccomp-exec' });
+  // A filtered container's exec helper comes from this node's infra rootfs, its seccomp from the new config.
+  const filtered = { ...savedSpec, linux: { ...savedSpec.linux, seccomp: { defaultAction: 'SCMP_ACT_ALLOW' } }, mounts: [...savedSpec.mounts, { destination: SECCOMP_HELPER_PATH, type: 'bind', source: '/old/infra/seccomp-exec', options: ['rbind', 'rprivate', 'ro'] }] };
+  const moved = restoreContainerSpec(filtered, restoreInput({ seccompHelper: '/new/infra/seccomp-exec', seccomp: { defaultAction: 'SCMP_ACT_ERRNO' } }));
   assert.equal(moved.mounts.find((m) => m.destination === SECCOMP_HELPER_PATH)?.source, '/new/infra/seccomp-exec');
+  assert.equal(moved.linux.seccomp?.defaultAction, 'SCMP_ACT_ERRNO');
+  assert.equal(restoreContainerSpec(filtered, restoreInput({ seccompHelper: '/h' })).linux.seccomp, undefined);
 
-  assert.throws(
-    () => restoreContainerSpec(savedSpec, { sandboxId: 'd', rootfsDir: '/r', hostname: 'h', mounts: [{ containerPath: '/extra', hostPath: '/x' }] }),
-    (err: unknown) => err instanceof CriError && err.code === GrpcStatus.INVALID_ARGUMENT && /\/extra/.test(err.message),
-  );
+  refuses(savedSpec, /\/extra/, { mounts: [...restoreInput().mounts, { containerPath: '/extra', hostPath: '/x', readonly: false }] });
+});
+
+test('a hand-edited checkpointed spec is refused for each thing the new config does not give it', () => {
+  // A host mount of /etc the new config does not have.
+  const withEtc = { ...savedSpec, mounts: [...savedSpec.mounts, { destination: '/host-etc', type: 'bind', source: '/etc', options: ['rbind', 'rw'] }] };
+  refuses(withEtc, /mount \/host-etc of host path \/etc/);
+  // A volume the new config leaves out.
+  refuses(savedSpec, /mount \/data of host path \/var\/old\/data/, { mounts: [] });
+  // A block device mount.
+  refuses({ ...savedSpec, mounts: [...savedSpec.mounts, { destination: '/disk', type: 'ext4', source: '/dev/sda1' }] }, /mount \/disk of type ext4/);
+  // A capability beyond the new config's.
+  const sysAdmin = { ...savedSpec, process: { ...savedSpec.process, capabilities: { bounding: ['CAP_CHOWN', 'CAP_SYS_ADMIN'], effective: ['CAP_CHOWN'], permitted: ['CAP_CHOWN'] } } };
+  refuses(sysAdmin, /capabilities CAP_SYS_ADMIN/);
+  assert.ok(restoreContainerSpec(sysAdmin, restoreInput({ capabilities: [...DEFAULT_CAPABILITIES, 'CAP_SYS_ADMIN'] })));
+  refuses(savedSpec, /no_new_privs/, { noNewPrivileges: true });
+  refuses({ ...savedSpec, linux: { ...savedSpec.linux, maskedPaths: [] } }, /unmasked paths \/proc\/acpi/);
+  // A runsc flag: refused unless the new pod has it allowed with the same value.
+  const flagged = { ...savedSpec, annotations: { ...savedSpec.annotations, 'dev.gvisor.flag.host-uds': 'all' } };
+  refuses(flagged, /annotation dev\.gvisor\.flag\.host-uds/);
+  refuses(flagged, /annotation dev\.gvisor\.flag\.host-uds/, { runscFlags: { 'host-uds': 'open' } });
+  assert.equal(restoreContainerSpec(flagged, restoreInput({ runscFlags: { 'host-uds': 'all' } })).annotations['dev.gvisor.flag.host-uds'], 'all');
+  refuses({ ...savedSpec, annotations: { ...savedSpec.annotations, 'dev.gvisor.spec.mount.x.source': '/etc' } }, /dev\.gvisor\.spec\.mount\.x\.source/);
+  // Hooks (run on the host) and host namespaces.
+  refuses({ ...savedSpec, hooks: { prestart: [{ path: '/bin/sh' }] } } as typeof savedSpec, /spec fields hooks/);
+  refuses({ ...savedSpec, linux: { ...savedSpec.linux, namespaces: [{ type: 'network', path: '/proc/1/ns/net' }] } }, /namespace network at \/proc\/1\/ns\/net/);
+  // A lower oom_score_adj than the daemon's is raised to it.
+  const oom = { ...savedSpec, process: { ...savedSpec.process, oomScoreAdj: -1000 } };
+  assert.equal(restoreContainerSpec(oom, restoreInput({ minOomScoreAdj: -500 })).process.oomScoreAdj, -500);
+});
+
+test('an archive whose image bytes differ from the manifest digests is refused, whatever was changed', async () => {
+  const work = join(dir, 'work-digest');
+  await mkdir(join(work, 'checkpoint'), { recursive: true });
+  await writeFile(join(work, 'checkpoint', 'checkpoint.img'), 'state');
+  const location = join(dir, 'digest.tar');
+  const written = await writeCheckpointArchive(location, work, manifest());
+  const repack = async (name: string, edit: (src: string) => Promise<void>): Promise<string> => {
+    const src = join(dir, `${name}-src`);
+    await mkdir(join(src, 'checkpoint'), { recursive: true });
+    await writeFile(join(src, 'manifest.json'), JSON.stringify(written));
+    await writeFile(join(src, 'checkpoint', 'checkpoint.img'), 'state');
+    await edit(src);
+    const out = join(dir, `${name}.tar`);
+    await tarCreate({ file: out, cwd: src }, ['manifest.json', 'checkpoint']);
+    return out;
+  };
+  const altered = await repack('altered', (src) => writeFile(join(src, 'checkpoint', 'checkpoint.img'), 'stAte'));
+  await assert.rejects(readCheckpointArchive(altered, join(dir, 'o-altered')), (err: unknown) => err instanceof CriError && err.code === GrpcStatus.INVALID_ARGUMENT && /checkpoint\/checkpoint\.img does not match its digest/.test(err.message));
+  const added = await repack('added', (src) => writeFile(join(src, 'checkpoint', 'pages.img'), 'more'));
+  await assert.rejects(readCheckpointArchive(added, join(dir, 'o-added')), (err: unknown) => err instanceof CriError && err.code === GrpcStatus.INVALID_ARGUMENT && /unlisted pages\.img/.test(err.message));
+  const undigested = await repack('undigested', (src) => writeFile(join(src, 'manifest.json'), JSON.stringify({ ...written, imageDigests: undefined })));
+  await assert.rejects(readCheckpointArchive(undigested, join(dir, 'o-undigested')), (err: unknown) => err instanceof CriError && err.code === GrpcStatus.INVALID_ARGUMENT && /imageDigests/.test(err.message));
 });
 
 test('archive references are absolute paths; image references never are', () => {
