@@ -54,6 +54,17 @@ const OFFSET_ARCH = 4;
 const argLow = (i: number): number => 16 + 8 * i;
 const argHigh = (i: number): number => 20 + 8 * i;
 
+/**
+ * A profile value as an error may quote it: names and numbers as they are,
+ * anything else only by its size, so that a file that is not a profile
+ * (a Localhost path may name any host file) never reaches the client.
+ */
+function shown(v: unknown): string {
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'string' && /^[A-Za-z0-9_]{1,40}$/.test(v)) return v;
+  return typeof v === 'string' ? `(a value of ${v.length} characters, not shown)` : `(a ${typeof v}, not shown)`;
+}
+
 function actionValue(action: string, errnoRet: number | undefined, where: string): number {
   switch (action) {
     case 'SCMP_ACT_ALLOW':
@@ -62,7 +73,7 @@ function actionValue(action: string, errnoRet: number | undefined, where: string
       return SECCOMP_RET.ALLOW;
     case 'SCMP_ACT_ERRNO': {
       const errno = errnoRet ?? EPERM;
-      if (!Number.isInteger(errno) || errno < 0 || errno > 0xffff) throw invalidArgument(`${where}: errnoRet ${errno} is not an errno number`);
+      if (!Number.isInteger(errno) || errno < 0 || errno > 0xffff) throw invalidArgument(`${where}: errnoRet ${shown(errno)} is not an errno number`);
       return SECCOMP_RET.ERRNO | errno;
     }
     case 'SCMP_ACT_KILL':
@@ -73,12 +84,12 @@ function actionValue(action: string, errnoRet: number | undefined, where: string
     case 'SCMP_ACT_TRAP':
       return SECCOMP_RET.TRAP;
     default:
-      throw invalidArgument(`${where}: action ${action} is not supported (ALLOW, ERRNO, KILL, KILL_THREAD, KILL_PROCESS, TRAP and LOG are)`);
+      throw invalidArgument(`${where}: action ${shown(action)} is not supported (ALLOW, ERRNO, KILL, KILL_THREAD, KILL_PROCESS, TRAP and LOG are)`);
   }
 }
 
 function split64(v: number, where: string): { hi: number; lo: number } {
-  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgument(`${where}: argument value ${v} is not an integer in [0, 2^53)`);
+  if (!Number.isSafeInteger(v) || v < 0) throw invalidArgument(`${where}: argument value ${shown(v)} is not an integer in [0, 2^53)`);
   const big = BigInt(v);
   return { hi: Number(big >> 32n), lo: Number(big & 0xffffffffn) };
 }
@@ -99,7 +110,7 @@ const ld = (offset: number): Pending => ({ code: BPF.LD_W_ABS, jt: 0, jf: 0, k: 
  * holds and jumps to 'fail' when not. Numeric targets are relative, as in BPF.
  */
 function argCheck(arg: { index: number; value: number; valueTwo?: number; op: string }, where: string): Pending[] {
-  if (!Number.isInteger(arg.index) || arg.index < 0 || arg.index > 5) throw invalidArgument(`${where}: argument index ${arg.index} is not 0..5`);
+  if (!Number.isInteger(arg.index) || arg.index < 0 || arg.index > 5) throw invalidArgument(`${where}: argument index ${shown(arg.index)} is not 0..5`);
   const v = split64(arg.value, where);
   const hi = argHigh(arg.index);
   const lo = argLow(arg.index);
@@ -131,7 +142,7 @@ function argCheck(arg: { index: number; value: number; valueTwo?: number; op: st
         ld(lo), { code: arg.op === 'SCMP_CMP_LT' ? BPF.JGE_K : BPF.JGT_K, jt: 'fail', jf: 0, k: v.lo },
       ];
     default:
-      throw invalidArgument(`${where}: comparison ${arg.op} is not supported`);
+      throw invalidArgument(`${where}: comparison ${shown(arg.op)} is not supported`);
   }
 }
 
@@ -149,7 +160,7 @@ function resolve(block: Pending[], where: string): BpfInstruction[] {
 /** Compiles `profile` (context names it in errors) into a BPF program for x86-64. */
 export function compileSeccomp(profile: OciSeccomp, context: string): BpfInstruction[] {
   if (profile.architectures && profile.architectures.length > 0 && !profile.architectures.includes('SCMP_ARCH_X86_64')) {
-    throw invalidArgument(`${context}: the seccomp profile does not cover SCMP_ARCH_X86_64 (it names ${profile.architectures.join(', ')})`);
+    throw invalidArgument(`${context}: the seccomp profile does not cover SCMP_ARCH_X86_64 (it names ${profile.architectures.map(shown).join(', ')})`);
   }
   const fallback = actionValue(profile.defaultAction, profile.defaultErrnoRet, `${context}: defaultAction`);
   const ret = (k: number): BpfInstruction => ({ code: BPF.RET_K, jt: 0, jf: 0, k });

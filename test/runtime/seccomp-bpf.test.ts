@@ -130,6 +130,25 @@ test('what the compiler cannot express is refused as INVALID_ARGUMENT', () => {
   for (const [profile, message] of bad) assert.throws(() => compile(profile), (err: { code?: number; message: string }) => err.code === 3 && message.test(err.message));
 });
 
+test('a refused profile value is quoted only when it is a name or a number, never as free text', () => {
+  const secret = 'root:$y$j9T$secret-hash:19000:0:99999:7:::';
+  const bad: OciSeccomp[] = [
+    { defaultAction: secret },
+    { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: secret }] },
+    { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: secret }] }] },
+    { defaultAction: 'SCMP_ACT_ALLOW', architectures: [secret] },
+    { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: secret as unknown as number, value: 1, op: 'SCMP_CMP_EQ' }] }] },
+  ];
+  for (const profile of bad) {
+    assert.throws(() => compile(profile), (err: { code?: number; message: string }) => {
+      assert.equal(err.code, 3);
+      assert.ok(!err.message.includes('secret'), err.message);
+      assert.match(err.message, /a value of \d+ characters, not shown/);
+      return true;
+    });
+  }
+});
+
 test('hex form: eight bytes per instruction, little endian', () => {
   assert.equal(bpfHex([{ code: BPF.RET_K, jt: 1, jf: 2, k: SECCOMP_RET.ALLOW }]), '060001020000ff7f');
   assert.equal(bpfHex([{ code: BPF.RET_K, jt: 0, jf: 0, k: SECCOMP_RET.KILL_PROCESS }]), '0600000000000080');
