@@ -258,9 +258,11 @@ export class SandboxDriver {
    * Sends `stopSignal`, waits up to `timeoutSec`, then SIGKILLs every process
    * of the container. A container never started cannot be signalled (runsc
    * refuses), so it is deleted instead. A vanished container or sandbox
-   * counts as stopped.
+   * counts as stopped. When `signal` aborts during the grace period the
+   * wait ends with its reason and no SIGKILL follows (as containerd: the
+   * stop signal was sent, a retried StopContainer escalates).
    */
-  async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM'): Promise<void> {
+  async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM', signal?: AbortSignal): Promise<void> {
     let status: string;
     try {
       status = (await this.runsc.state(id)).status;
@@ -276,7 +278,7 @@ export class SandboxDriver {
     try {
       if (timeoutSec > 0) {
         await this.runsc.kill(id, stopSignal);
-        if (await this.waitFor(id, timeoutSec * 1000)) return;
+        if (await this.waitFor(id, timeoutSec * 1000, signal)) return;
         this.logger.info({ container: id, timeoutSec, stopSignal }, 'container outlived its stop timeout; sending SIGKILL');
       }
       await this.runsc.kill(id, 'SIGKILL', { all: true });
@@ -385,13 +387,18 @@ export class SandboxDriver {
     }
   }
 
-  /** Waits for the container's exit up to `ms`; true if it exited. */
-  private async waitFor(id: string, ms: number): Promise<boolean> {
+  /** Waits for the container's exit up to `ms`; true if it exited, the reason of `callSignal` if that aborts first. */
+  private async waitFor(id: string, ms: number, callSignal?: AbortSignal): Promise<boolean> {
+    callSignal?.throwIfAborted();
+    const timeout = AbortSignal.timeout(ms);
     try {
-      await this.runsc.wait(id, { signal: AbortSignal.timeout(ms) });
+      await this.runsc.wait(id, { signal: callSignal ? AbortSignal.any([timeout, callSignal]) : timeout });
       return true;
     } catch (err) {
-      if (err instanceof RunscError && err.kind === 'cancelled') return false;
+      if (err instanceof RunscError && err.kind === 'cancelled') {
+        callSignal?.throwIfAborted();
+        return false;
+      }
       throw err;
     }
   }

@@ -25,9 +25,11 @@ import { pathMounts, readImageFile, resolveInImage, submountsOf } from '../spec/
  * Validates, resolves the image (or, for a checkpoint archive, hands over
  * to checkpoint/restore.ts), maps the CRI config onto the image's, writes
  * the record, then holds the image, opens the container's stdio, builds its
- * OCI spec and creates it in the pod's sandbox; any failure undoes what exists.
+ * OCI spec and creates it in the pod's sandbox; any failure undoes what
+ * exists, and so does the end of the call (deadline passed, client gone),
+ * checked between steps.
  */
-export async function CreateContainer(rt: PodRuntime, req: CreateContainerRequest__Output, _ctx: CallContext): Promise<CreateContainerResponse> {
+export async function CreateContainer(rt: PodRuntime, req: CreateContainerRequest__Output, call: CallContext): Promise<CreateContainerResponse> {
   const podId = requireId(req.pod_sandbox_id, 'pod_sandbox_id');
   const config = requireMessage(req.config, 'config');
   const meta = requireMessage(config.metadata, 'config.metadata');
@@ -43,6 +45,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
   const attempt = config.metadata!.attempt;
   const id = await rt.locks.run(pod.id, async () => {
     const ctx = `create container ${name} in pod ${podLabel(pod)}`;
+    call.signal.throwIfAborted();
     if (pod.phase !== 'ready' || !rt.sandboxes.get(pod.id)) throw failedPrecondition(`${ctx}: the pod sandbox is not ready`);
     const features = rt.requireFeatures();
     const imageName = config.image!.image;
@@ -99,6 +102,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
     };
     await rt.containers.put(rec);
     try {
+      call.signal.throwIfAborted();
       await rt.opts.images.acquire(image.id, id);
       for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
       // containerd makes a missing host path a directory rather than failing.
@@ -108,6 +112,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       const dir = rt.containerDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       const io = await rt.io.open(rec, 'create');
+      call.signal.throwIfAborted();
       const spec = buildContainerSpec({
         sandboxId: pod.id,
         rootfsDir: rootfs,
@@ -143,7 +148,9 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
           taken: new Set(mapped.mounts.map((m) => m.containerPath)),
         }),
       });
+      call.signal.throwIfAborted();
       await rt.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
+      call.signal.throwIfAborted();
       rec.phase = 'created';
       await rt.containers.put(rec);
       // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).

@@ -23,9 +23,10 @@ export const POD_RUNTIME_HANDLERS: readonly string[] = ['', 'runsc'];
  * Validates, reserves the pod's name (its record is written before anything
  * is made, so a crash mid-way is rolled back at restart), then brings up the
  * network, the pod's /etc files and the runsc sandbox; any failure undoes
- * what exists.
+ * what exists, and so does the end of the call (deadline passed, client
+ * gone), checked between steps.
  */
-export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__Output, _ctx: CallContext): Promise<RunPodSandboxResponse> {
+export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__Output, ctx: CallContext): Promise<RunPodSandboxResponse> {
   const config = requireMessage(req.config, 'config');
   const meta = requireMessage(config.metadata, 'config.metadata');
   requireString(meta.name, 'config.metadata.name');
@@ -51,6 +52,7 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   }
   const features = rt.requireFeatures();
   const rec = await rt.locks.run(`pod-name:${key}`, async () => {
+    ctx.signal.throwIfAborted();
     const dup = rt.sandboxes.list().find((s) => s.name === meta.name && s.namespace === meta.namespace && s.uid === meta.uid && s.attempt === meta.attempt);
     if (dup) throw alreadyExists(`pod sandbox ${meta.namespace}/${meta.name} (uid ${meta.uid}, attempt ${meta.attempt}) already exists as ${dup.id}; remove it first`);
     const r: SandboxRecord = {
@@ -79,7 +81,7 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   });
   const id = await rt.locks.run(rec.id, async () => {
     try {
-      await bringUpSandbox(rt, rec, config, features);
+      await bringUpSandbox(rt, rec, config, features, ctx.signal);
     } catch (err) {
       await rollbackSandbox(rt, rec);
       throw wrapError(err, `run pod sandbox ${meta.namespace}/${meta.name}`);
@@ -93,7 +95,8 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
   return { pod_sandbox_id: id };
 }
 
-async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures): Promise<void> {
+async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
   // The sandbox's cgroup path (and the parents it needs) first, recorded
   // before anything is made: a crash after this point is rolled back at
   // restart and takes the cgroup with it.
@@ -102,6 +105,7 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
   await rt.sandboxes.put(rec);
   rec.cgroup.made = await rt.cgroups.create(cgroupPath);
   await rt.sandboxes.put(rec);
+  signal.throwIfAborted();
   const dns = config.dns_config ? { servers: [...config.dns_config.servers], searches: [...config.dns_config.searches], options: [...config.dns_config.options] } : undefined;
   if (!rec.hostNetwork) {
     const ports: PortMapping[] = config.port_mappings.map((p) => ({
@@ -113,6 +117,7 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
     const net = await rt.opts.network.setup({ podId: rec.id, name: rec.name, namespace: rec.namespace, uid: rec.uid, portMappings: ports, dns });
     rec.netnsPath = net.netnsPath;
     rec.ips = net.ips;
+    signal.throwIfAborted();
   }
   const dir = rt.podDir(rec.id);
   rec.etcFiles = await writePodFiles(join(dir, 'etc'), { hostname: rec.hostname, dns, ips: rec.ips });
@@ -142,7 +147,9 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
     logPath: join(dir, 'sandbox.log'),
     runscFlags: recordedRunscFlags(rec.annotations),
   });
+  signal.throwIfAborted();
   await checkSysctls(rt, rec, config.linux?.sysctls ?? {});
+  signal.throwIfAborted();
   rec.phase = 'ready';
   await rt.sandboxes.put(rec);
 }

@@ -12,19 +12,24 @@ import type { ContainerRecord } from '../records/store.js';
  * after `timeout` seconds. Exited and unknown containers succeed, as CRI
  * (and critest's idempotence suite) want.
  */
-export async function StopContainer(rt: PodRuntime, req: StopContainerRequest__Output, _ctx: CallContext): Promise<StopContainerResponse> {
+export async function StopContainer(rt: PodRuntime, req: StopContainerRequest__Output, ctx: CallContext): Promise<StopContainerResponse> {
   const id = requireId(req.container_id, 'container_id');
   const timeout = requireNonNegative(req.timeout || '0', 'timeout');
   const c = rt.getContainer(id);
-  if (c) await rt.locks.run(c.id, () => stopContainerLocked(rt, c, timeout));
+  if (c) await rt.locks.run(c.id, () => stopContainerLocked(rt, c, timeout, ctx.signal));
   return {};
 }
 
-/** Stops a running container and settles its exit; the caller holds its lock (RemoveContainer stops this way too). */
-export async function stopContainerLocked(rt: PodRuntime, c: ContainerRecord, timeoutSec: number): Promise<void> {
+/**
+ * Stops a running container and settles its exit; the caller holds its lock
+ * (RemoveContainer stops this way too). A call that ends (deadline, client
+ * gone) stops waiting out the grace period with DEADLINE_EXCEEDED or CANCELLED.
+ */
+export async function stopContainerLocked(rt: PodRuntime, c: ContainerRecord, timeoutSec: number, signal?: AbortSignal): Promise<void> {
   if (c.phase !== 'running') return;
   try {
-    await rt.driver.stopContainer(c.id, timeoutSec, c.stopSignal);
+    signal?.throwIfAborted();
+    await rt.driver.stopContainer(c.id, timeoutSec, c.stopSignal, signal);
   } catch (err) {
     throw wrapError(err, `stop container ${c.name} (${c.id.slice(0, 12)})`);
   }

@@ -8,18 +8,20 @@ import type { PodRuntime } from '../core/pod-runtime.js';
 import { podLabel, type SandboxRecord } from '../records/store.js';
 
 /** Idempotent: an unknown or already stopped pod succeeds, as in containerd. */
-export async function StopPodSandbox(rt: PodRuntime, req: StopPodSandboxRequest__Output, _ctx: CallContext): Promise<StopPodSandboxResponse> {
+export async function StopPodSandbox(rt: PodRuntime, req: StopPodSandboxRequest__Output, ctx: CallContext): Promise<StopPodSandboxResponse> {
   const rec = rt.getSandbox(requireId(req.pod_sandbox_id, 'pod_sandbox_id'));
-  if (rec) await rt.locks.run(rec.id, () => stopPodLocked(rt, rec));
+  if (rec) await rt.locks.run(rec.id, () => stopPodLocked(rt, rec, ctx.signal));
   return {};
 }
 
 /**
  * Kills the sandbox with every container in it, settles their exits, tears
  * down the pod network and marks the pod NOTREADY. The caller holds the
- * pod's lock (RemovePodSandbox stops a pod this way too).
+ * pod's lock (RemovePodSandbox stops a pod this way too). A call that ends
+ * stops between steps; what is done stays done and a retry finishes it.
  */
-export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord): Promise<void> {
+export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord, signal?: AbortSignal): Promise<void> {
+  signal?.throwIfAborted();
   const ctrs = rt.containers.list().filter((c) => c.sandboxId === rec.id);
   await rt.exits.duringPodStop(rec.id, async () => {
     try {
@@ -30,6 +32,7 @@ export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord): Promise
       throw wrapError(err, `stop pod sandbox ${podLabel(rec)}`);
     }
   });
+  signal?.throwIfAborted();
   if (!rec.hostNetwork) {
     try {
       await rt.opts.network.teardown(rec.id);
