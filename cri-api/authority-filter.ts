@@ -13,9 +13,12 @@
  * state, percent-encodes the octets of `:authority` (and `host`) that nghttp2
  * refuses (a request with no authority, or an empty one, gets `localhost`:
  * nghttp2 refuses those too), and re-encodes the block with literals
- * only, so the server's HPACK table is never used and cannot drift from the
- * client's. Every other frame, and everything the server sends, passes
- * through untouched. A malformed frame or header block ends that connection
+ * only, so the server's HPACK table is never used again and cannot drift
+ * from the client's. Until a block needs such a change, blocks go through
+ * as they came (the server's HPACK table is then the client's): a client
+ * sending an acceptable authority costs a decode per request and no more.
+ * Every other frame, and everything the server sends, passes through
+ * untouched. A malformed frame or header block ends that connection
  * with a GOAWAY naming the error (ours, or nghttp2's for what it parses
  * itself), then closes it; other connections are not affected.
  */
@@ -83,16 +86,19 @@ const DEFAULT_AUTHORITY = 'localhost';
  * The header list with `:authority` and `host` made acceptable to nghttp2. A
  * request left with neither (none sent, or empty) gets `localhost`, since
  * nghttp2 refuses a request without one; trailers (no `:method`) get nothing.
+ * A list that needs no change is returned itself.
  */
 export function rewriteAuthority(fields: HeaderField[]): HeaderField[] {
   const out: HeaderField[] = [];
   let hasAuthority = false;
   let isRequest = false;
+  let changed = false;
   let pseudoEnd = 0;
   for (const field of fields) {
     if (field.name === ':method') isRequest = true;
     if (field.name === ':authority' || field.name === 'host') {
       const value = acceptableAuthority(field.value);
+      changed ||= value !== field.value;
       if (value === undefined) continue;
       hasAuthority = true;
       out.push(value === field.value ? field : { ...field, value });
@@ -102,8 +108,11 @@ export function rewriteAuthority(fields: HeaderField[]): HeaderField[] {
     if (field.name.startsWith(':')) pseudoEnd = out.length;
   }
   // Pseudo-headers must come before the others (RFC 9113 §8.3).
-  if (isRequest && !hasAuthority) out.splice(pseudoEnd, 0, { name: ':authority', value: DEFAULT_AUTHORITY, sensitive: false });
-  return out;
+  if (isRequest && !hasAuthority) {
+    out.splice(pseudoEnd, 0, { name: ':authority', value: DEFAULT_AUTHORITY, sensitive: false });
+    changed = true;
+  }
+  return changed ? out : fields;
 }
 
 function frameHeader(length: number, type: number, flags: number, stream: number): Buffer {
@@ -129,9 +138,11 @@ interface OpenBlock {
   priority: Buffer | undefined;
   fragments: Buffer[];
   size: number;
+  /** The block's frames as the client sent them. */
+  frames: Buffer[];
 }
 
-/** Client-to-server bytes in, the same bytes out with every header block re-encoded. */
+/** Client-to-server bytes in, the same bytes out with header blocks made acceptable to nghttp2. */
 export class InboundRewriter {
   readonly decoder = new HpackDecoder();
   /** The highest stream a request was passed on for (a GOAWAY names it). */
@@ -141,8 +152,11 @@ export class InboundRewriter {
   private passThrough = false;
   private readonly header = Buffer.alloc(FRAME_HEADER_LENGTH);
   private headerFill = 0;
-  private frame: { type: number; flags: number; stream: number; remaining: number; payload: Buffer[] | undefined } | undefined;
+  /** The frame being read; a header block's frame is collected whole (its header and payload), other frames pass. */
+  private frame: { type: number; flags: number; stream: number; remaining: number; collected: { head: Buffer; payload: Buffer[] } | undefined } | undefined;
   private block: OpenBlock | undefined;
+  /** No block was changed yet: the server's HPACK table is the client's, so unchanged blocks can go as they are. */
+  private mirroring = true;
 
   /** Returns what to hand the server for this chunk; throws ConnectionError on a malformed frame or block. */
   process(chunk: Buffer): Buffer[] {
@@ -185,23 +199,23 @@ export class InboundRewriter {
           // This frame's header began in the last chunk, which held those bytes back.
           out.push(Buffer.from(this.header.subarray(0, carried)));
         }
-        this.frame = { type, flags: this.header[4]!, stream, remaining: length, payload: isHeaderBlock ? [] : undefined };
+        this.frame = { type, flags: this.header[4]!, stream, remaining: length, collected: isHeaderBlock ? { head: Buffer.from(this.header), payload: [] } : undefined };
       }
       const frame = this.frame;
       const take = Math.min(frame.remaining, chunk.length - off);
-      if (frame.payload) frame.payload.push(chunk.subarray(off, off + take));
+      frame.collected?.payload.push(chunk.subarray(off, off + take));
       off += take;
       frame.remaining -= take;
       if (frame.remaining > 0) break;
       this.frame = undefined;
-      if (frame.payload) {
-        out.push(...this.headerFrame(frame.type, frame.flags, frame.stream, Buffer.concat(frame.payload)));
+      if (frame.collected) {
+        out.push(...this.headerFrame(frame.type, frame.flags, frame.stream, frame.collected.head, Buffer.concat(frame.collected.payload)));
         run = off;
       }
     }
     // Held back: a header frame still being collected, and a frame header not yet whole.
     if (this.passThrough) flushRun(chunk.length);
-    else if (!this.frame?.payload) flushRun(chunk.length - this.headerFill);
+    else if (!this.frame?.collected) flushRun(chunk.length - this.headerFill);
     return out;
   }
 
@@ -218,7 +232,7 @@ export class InboundRewriter {
     }
   }
 
-  private headerFrame(type: number, flags: number, stream: number, payload: Buffer): Buffer[] {
+  private headerFrame(type: number, flags: number, stream: number, head: Buffer, payload: Buffer): Buffer[] {
     let fragment = payload;
     if (type === FrameType.HEADERS) {
       let start = 0;
@@ -236,9 +250,10 @@ export class InboundRewriter {
       }
       if (padding > payload.length - start) throw new ConnectionError(H2Error.PROTOCOL_ERROR, 'HEADERS padding longer than the frame');
       fragment = payload.subarray(start, payload.length - padding);
-      this.block = { stream, endStream: (flags & Flag.END_STREAM) !== 0, priority, fragments: [], size: 0 };
+      this.block = { stream, endStream: (flags & Flag.END_STREAM) !== 0, priority, fragments: [], size: 0, frames: [] };
     }
     const block = this.block!;
+    block.frames.push(head, payload);
     block.fragments.push(fragment);
     block.size += fragment.length;
     if (block.size > MAX_HEADER_BLOCK) throw new ConnectionError(H2Error.ENHANCE_YOUR_CALM, `header block larger than ${MAX_HEADER_BLOCK} bytes`);
@@ -252,7 +267,10 @@ export class InboundRewriter {
       throw err;
     }
     if (block.stream > this.lastStream) this.lastStream = block.stream;
-    return this.frames(block, encodeHeaders(rewriteAuthority(fields)));
+    const rewritten = rewriteAuthority(fields);
+    if (this.mirroring && rewritten === fields) return block.frames;
+    this.mirroring = false;
+    return this.frames(block, encodeHeaders(rewritten));
   }
 
   /** The re-encoded block as HEADERS (with the client's priority) and as many CONTINUATION frames as it needs. */

@@ -6,7 +6,7 @@ import { encodeHeaders, HpackDecoder, HpackError, type HeaderField } from '../..
 import { huffmanDecode, HuffmanError } from '../../cri-api/hpack-huffman.js';
 import { ConnectionError, InboundRewriter, acceptableAuthority, rewriteAuthority } from '../../cri-api/authority-filter.js';
 import { REPO_ROOT } from '../helpers/daemon.js';
-import { CONTINUATION, END_HEADERS, HEADERS, PREFACE, SETTINGS, frame, hpack } from '../helpers/raw-h2.js';
+import { CONTINUATION, END_HEADERS, HEADERS, PREFACE, SETTINGS, frame, grpcRequestBlock, hpack } from '../helpers/raw-h2.js';
 
 const pairs = (fields: HeaderField[]): string[][] => fields.map((f) => [f.name, f.value]);
 const request = (authority: string, scheme = 'http', path = '/'): string[][] => [[':method', 'GET'], [':scheme', scheme], [':path', path], [':authority', authority]];
@@ -117,4 +117,29 @@ test('rewriter: a non-HTTP/2 client passes through untouched; frame-order and si
   expectError(frame(HEADERS, END_HEADERS, 0, hpack.indexed(2)), 0x1);
   expectError(frame(HEADERS, END_HEADERS, 1, Buffer.alloc(16385)), 0x6);
   expectError(frame(HEADERS, END_HEADERS, 1, hpack.indexed(99)), 0x9);
+});
+
+test('rewriter: blocks that need no change go as sent until one does; from then on every block is re-encoded, table references included', () => {
+  const path = '/runtime.v1.RuntimeService/Version';
+  const start = Buffer.concat([PREFACE, frame(SETTINGS, 0, 0)]);
+  // localhost becomes dynamic entry 62; then the socket path, which pushes it to 63.
+  const first = frame(HEADERS, END_HEADERS, 1, grpcRequestBlock(path, [hpack.incremental(1, hpack.string('localhost'))]));
+  const again = frame(HEADERS, END_HEADERS, 3, grpcRequestBlock(path, [hpack.indexed(62)]));
+  const changed = frame(HEADERS, END_HEADERS, 5, grpcRequestBlock(path, [hpack.incremental(1, hpack.string('/run/a.sock'))]));
+  const later = frame(HEADERS, END_HEADERS, 7, grpcRequestBlock(path, [hpack.indexed(63)]));
+  const r = new InboundRewriter();
+  const out = (bytes: Buffer): Buffer => Buffer.concat(r.process(bytes));
+  assert.deepEqual(out(Buffer.concat([start, first])), Buffer.concat([start, first]));
+  assert.deepEqual(out(again), again);
+  // What the server decodes, with one HPACK state across the connection as nghttp2 keeps it.
+  const server = new HpackDecoder();
+  server.decode(first.subarray(9));
+  server.decode(again.subarray(9));
+  const authority = (bytes: Buffer): string | undefined => server.decode(bytes.subarray(9)).find((f) => f.name === ':authority')?.value;
+  const rewritten = out(changed);
+  assert.notDeepEqual(rewritten, changed);
+  assert.equal(authority(rewritten), '%2Frun%2Fa.sock');
+  const relayed = out(later);
+  assert.notDeepEqual(relayed, later);
+  assert.equal(authority(relayed), 'localhost');
 });

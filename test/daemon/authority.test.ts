@@ -169,6 +169,21 @@ test('a header block split across HEADERS and CONTINUATION frames, with PADDED a
   }
 });
 
+test('blocks with localhost go to grpc-js as sent, through table references too, until a path authority; later references still resolve', async () => {
+  const c = await RawH2Connection.open(d.socket);
+  try {
+    // localhost becomes dynamic entry 62, then the path pushes it to 63: the last call names it by that index.
+    c.send(frame(HEADERS, END_HEADERS, 1, grpcRequestBlock(VERSION, [hpack.incremental(1, hpack.string('localhost'))])), versionCall(1));
+    c.send(frame(HEADERS, END_HEADERS, 3, grpcRequestBlock(VERSION, [hpack.indexed(62)])), versionCall(3));
+    c.send(frame(HEADERS, END_HEADERS, 5, grpcRequestBlock(VERSION, [hpack.incremental(1, hpack.string(d.socket))])), versionCall(5));
+    c.send(frame(HEADERS, END_HEADERS, 7, grpcRequestBlock(VERSION, [hpack.indexed(63)])), versionCall(7));
+    c.send(frame(HEADERS, END_HEADERS, 9, grpcRequestBlock(VERSION, [hpack.indexed(62)])), versionCall(9));
+    for (const stream of [1, 3, 5, 7, 9]) assert.equal(runtimeName((await c.result(stream)).messages[0]), 'gvisor-cri', `stream ${stream}`);
+  } finally {
+    c.close();
+  }
+});
+
 test('no :authority, an empty one, a percent-encoded path and localhost are all served', async () => {
   const c = await RawH2Connection.open(d.socket);
   try {
