@@ -144,11 +144,11 @@ function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> 
 
 /** The body as a stream that fails with DEADLINE_EXCEEDED when no byte arrives for `ms`. */
 function watchIdle(res: http.IncomingMessage, ms: number, message: () => string): Readable {
-  let timer = setTimeout(fire, ms);
+  const timer = setTimeout(fire, ms);
   const out = new Transform({
     transform(chunk: Buffer, _enc, done) {
-      clearTimeout(timer);
-      timer = setTimeout(fire, ms);
+      // Restarts the countdown in place: a body comes in thousands of chunks.
+      timer.refresh();
       done(null, chunk);
     },
   });
