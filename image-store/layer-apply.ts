@@ -177,6 +177,12 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
 class LayerApplier {
   /** Paths (relative, "/"-joined) this layer created: an opaque marker keeps them. */
   private readonly written = new Set<string>();
+  /**
+   * Parent directories (relative) found or made real directories by this
+   * layer, so the next entry under them skips the check; forgotten whenever
+   * the layer removes something (a directory may be gone, or a symlink now).
+   */
+  private readonly knownDirs = new Set<string>();
   /** Directories whose mtime is set last, since adding children changes it. */
   private readonly dirTimes: { path: string; mtime: Date }[] = [];
 
@@ -203,12 +209,14 @@ class LayerApplier {
     const rel = parts.join('/');
 
     if (name === OPAQUE_MARKER) {
+      this.knownDirs.clear();
       await this.clearLower(parent, parentParts.join('/'));
       return;
     }
     if (name.startsWith(WHITEOUT_PREFIX)) {
       const victim = name.slice(WHITEOUT_PREFIX.length);
       if (victim === '' || victim === '.' || victim === '..') throw new UnsafeLayerError(`whiteout "${entry.path}" names no file`);
+      this.knownDirs.clear();
       await rm(join(parent, victim), { recursive: true, force: true });
       return;
     }
@@ -228,9 +236,11 @@ class LayerApplier {
       await chmod(target, mode);
       this.dirTimes.push({ path: target, mtime });
       this.markWritten(rel);
+      this.knownDirs.add(rel);
       return;
     }
 
+    if (existing?.isDirectory()) this.knownDirs.clear();
     if (existing) await rm(target, { recursive: existing.isDirectory(), force: true });
     switch (entry.type) {
       case 'File':
@@ -273,15 +283,16 @@ class LayerApplier {
   /** Walks (creating as needed) the parent directories, refusing symlinks and non-directories. */
   private async ensureDirs(parts: string[], entryPath: string): Promise<string> {
     let dir = this.root;
+    let rel = '';
     for (const part of parts) {
       dir = join(dir, part);
+      rel = rel === '' ? part : `${rel}/${part}`;
+      if (this.knownDirs.has(rel)) continue;
       const st = await lstatOrNull(dir);
-      if (!st) {
-        await mkdir(dir, { mode: 0o755 });
-        continue;
-      }
-      if (st.isSymbolicLink()) throw new UnsafeLayerError(`entry "${entryPath}" would be written through symlink "${part}"`);
-      if (!st.isDirectory()) throw new UnsafeLayerError(`entry "${entryPath}": parent "${part}" is not a directory`);
+      if (!st) await mkdir(dir, { mode: 0o755 });
+      else if (st.isSymbolicLink()) throw new UnsafeLayerError(`entry "${entryPath}" would be written through symlink "${part}"`);
+      else if (!st.isDirectory()) throw new UnsafeLayerError(`entry "${entryPath}": parent "${part}" is not a directory`);
+      this.knownDirs.add(rel);
     }
     return dir;
   }
