@@ -215,6 +215,8 @@ export class SpdyConnection {
     if (this.socketGone || stream.resetStatus !== undefined) { cb(); return; }
     // spdystream drops DATA on a stream it has no reply for yet.
     if (!stream.replied) stream.reply();
+    // Payloads go out as views of chunk, after cb may have run: writers hand over
+    // fresh buffers (pipes from sockets and processes do) and never reuse them.
     const pieces: Buffer[] = [];
     if (chunk.length === 0) pieces.push(encodeDataHeader(stream.id, fin ? FLAG_FIN : 0, 0));
     for (let off = 0; off < chunk.length; off += MAX_DATA_FRAME) {

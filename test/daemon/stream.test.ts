@@ -147,9 +147,8 @@ test('PortForward to a wildcard listener goes straight to the pod IP; 8 MiB each
   }, 20_000, 'the echo server');
   assert.equal(echoed.length, up.length);
   assert.equal(sha(echoed), sha(up));
-  await waitFor(async () => forwardPaths(pod, 8083).includes('pod-ip'), 5_000, 'the daemon to log the pod-ip path for port 8083');
-  assert.ok(forwardPaths(pod, 8081).includes('pod-ip'));
-  assert.ok(!forwardPaths(pod, 8081).includes('relay'), forwardPaths(pod, 8081).join());
+  // Attempts made while a server was still starting were refused at the pod IP and then by the relay; the last one got through.
+  for (const port of [8081, 8083]) await waitFor(async () => forwardPaths(pod, port).at(-1) === 'pod-ip', 5_000, `the daemon to log the pod-ip path for port ${port}`);
 });
 
 test('PortForward to a loopback-only listener is relayed inside the sandbox', async () => {
