@@ -2,8 +2,9 @@
  * What the streaming server's URLs lead to, over real pods: exec runs
  * `runsc exec` (inside a pseudo-terminal for tty), attach tees a running
  * container's own stdio, port-forward joins each forwarded TCP connection to
- * a relay (busybox nc) exec'd in the pod's infra container, or, without one,
- * to `runsc port-forward --stream`.
+ * the pod IP when the port listens there, else to a relay (busybox nc)
+ * exec'd in the pod's infra container, or, without one, to
+ * `runsc port-forward --stream`.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -30,9 +31,10 @@ export interface RuntimeStreamBackendOptions {
   busybox?: string;
 }
 
-/** How long a killed exec's host-side runsc may take to exit before it is SIGKILLed. */
 /** How long runsc may take to dial the port-forward socket. */
 const PORT_FORWARD_DIAL_MS = 10_000;
+/** How long a connection to the pod IP may take before the node counts it as unreachable; over a bridge it takes well under a millisecond. */
+const POD_IP_DIAL_MS = 1_000;
 /** Terminal size until the client sends one. */
 const DEFAULT_COLS = 80;
 const DEFAULT_ROWS = 24;
@@ -50,6 +52,8 @@ export class RuntimeStreamBackend implements StreamBackend {
   private readonly logger: Logger;
   private readonly workDir: string;
   private readonly busybox: string | undefined;
+  /** Pods whose IP the node could not connect to (see dialPodIp). */
+  private readonly podIpUnreachable = new Set<string>();
   private seq = 0;
 
   constructor(opts: RuntimeStreamBackendOptions) {
@@ -112,9 +116,42 @@ export class RuntimeStreamBackend implements StreamBackend {
   async portForward(podSandboxId: string, port: number, conn: Duplex, signal: AbortSignal): Promise<void> {
     const pod = this.rt.requireReadyPod(podSandboxId, 'port-forward');
     // A host-network pod shares the node's network: its ports are the host's loopback ports.
-    if (!pod.hostNetwork && this.busybox) return this.relayInSandbox(pod, this.busybox, port, conn, signal);
-    const upstream = pod.hostNetwork ? await dialHost(port, signal) : await this.dialSandbox(pod, port, signal);
-    await splice(conn, upstream, signal);
+    if (pod.hostNetwork) {
+      this.logger.debug({ pod: pod.id, port, path: 'host' }, 'port-forward connection');
+      return splice(conn, await dialHost(port, signal), signal);
+    }
+    const direct = await this.dialPodIp(pod, port, signal);
+    if (direct) {
+      this.logger.debug({ pod: pod.id, port, path: 'pod-ip', address: direct.remoteAddress }, 'port-forward connection');
+      return splice(conn, direct, signal);
+    }
+    this.logger.debug({ pod: pod.id, port, path: this.busybox ? 'relay' : 'runsc' }, 'port-forward connection');
+    if (this.busybox) return this.relayInSandbox(pod, this.busybox, port, conn, signal);
+    await splice(conn, await this.dialSandbox(pod, port, signal), signal);
+  }
+
+  /**
+   * The fast path: a port the pod listens on with a wildcard (or its pod IP)
+   * address is the same socket kubelet's "localhost:PORT in the pod" reaches,
+   * and the node reaches it at the pod IP (as kubelet's probes do), with no
+   * process in between. Refused (gVisor answers RST) means nothing listens
+   * there: loopback-only or closed, which the in-sandbox relay then decides.
+   * A pod IP the node cannot reach (a CNI without node-to-pod routes) is
+   * remembered, so only its first connection pays the wait.
+   */
+  private async dialPodIp(pod: SandboxRecord, port: number, signal: AbortSignal): Promise<net.Socket | undefined> {
+    const ip = pod.ips.find((a) => net.isIPv4(a)) ?? pod.ips[0];
+    if (ip === undefined || this.podIpUnreachable.has(pod.id)) return undefined;
+    try {
+      return await dialTcp(ip, port, signal, POD_IP_DIAL_MS);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      if ((err as NodeJS.ErrnoException).code === 'ECONNREFUSED') return undefined;
+      for (const id of this.podIpUnreachable) if (!this.rt.sandboxes.get(id)) this.podIpUnreachable.delete(id);
+      this.podIpUnreachable.add(pod.id);
+      this.logger.info({ pod: pod.id, ip, port, err: (err as Error).message }, 'pod IP not reachable from the node; port-forward to this pod relays inside the sandbox');
+      return undefined;
+    }
   }
 
   /**
@@ -339,10 +376,38 @@ function rejectAfter(ms: number, message: string): Promise<never> {
 }
 
 function dialHost(port: number, signal: AbortSignal): Promise<net.Socket> {
+  return dialTcp('127.0.0.1', port, signal).catch((err: Error) => {
+    throw new Error(`port-forward to port ${port} of a host-network pod: dialing 127.0.0.1:${port}: ${err.message}`);
+  });
+}
+
+/**
+ * A TCP connection, half-open allowed, without Nagle's delay (as Go's
+ * dialer, kubelet's side, does). Rejects with the socket's own error, or
+ * ETIMEDOUT after timeoutMs; signal bounds only the connecting.
+ */
+function dialTcp(host: string, port: number, signal: AbortSignal, timeoutMs = PORT_FORWARD_DIAL_MS): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, signal });
-    sock.once('connect', () => resolve(sock));
-    sock.once('error', (err) => reject(new Error(`port-forward to port ${port} of a host-network pod: dialing 127.0.0.1:${port}: ${err.message}`)));
+    if (signal.aborted) return reject(signal.reason as Error);
+    const sock = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+    const fail = (err: Error): void => {
+      done();
+      sock.destroy();
+      reject(err);
+    };
+    const onAbort = (): void => fail(signal.reason as Error);
+    const timer = setTimeout(() => fail(Object.assign(new Error(`connect ETIMEDOUT ${host}:${port} (no answer in ${timeoutMs} ms)`), { code: 'ETIMEDOUT' })), timeoutMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      sock.off('error', fail);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    sock.once('error', fail);
+    sock.once('connect', () => {
+      done();
+      resolve(sock);
+    });
   });
 }
 

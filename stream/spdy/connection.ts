@@ -5,11 +5,12 @@
 // No SPDY flow control: spdystream never sends WINDOW_UPDATE, so enforcing
 // send windows would stall output; back-pressure is the socket's own.
 
+import { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import {
   FLAG_FIN, FrameParser, GoAwayStatus, RstStatus, SpdyProtocolError,
-  decodeHeaderBlock, encodeFrame, encodeHeaderBlock,
+  decodeHeaderBlock, encodeDataHeader, encodeFrame, encodeHeaderBlock,
   type Frame, type SpdyHeaders,
 } from './frames.js';
 import { HeaderCompressor, HeaderDecompressor } from './header-compression.js';
@@ -96,7 +97,8 @@ export class SpdyConnection {
   private readonly idleTimer: NodeJS.Timeout;
   private inbox: Frame[] = [];
   private processing = false;
-  private out: Array<Buffer | Promise<Buffer>> = [];
+  /** Frames waiting for an earlier header block's compression; an array is one write of several pieces. */
+  private out: Array<Buffer | Buffer[] | Promise<Buffer>> = [];
   private flushing = false;
   private afterFlush: Array<() => void> = [];
   private drainWaiters: Array<() => void> = [];
@@ -213,13 +215,15 @@ export class SpdyConnection {
     if (this.socketGone || stream.resetStatus !== undefined) { cb(); return; }
     // spdystream drops DATA on a stream it has no reply for yet.
     if (!stream.replied) stream.reply();
-    if (chunk.length === 0) {
-      this.send(encodeFrame({ type: 'data', streamId: stream.id, flags: fin ? FLAG_FIN : 0, data: chunk }));
-    }
+    // Payloads go out as views of chunk, after cb may have run: writers hand over
+    // fresh buffers (pipes from sockets and processes do) and never reuse them.
+    const pieces: Buffer[] = [];
+    if (chunk.length === 0) pieces.push(encodeDataHeader(stream.id, fin ? FLAG_FIN : 0, 0));
     for (let off = 0; off < chunk.length; off += MAX_DATA_FRAME) {
       const end = Math.min(off + MAX_DATA_FRAME, chunk.length);
-      this.send(encodeFrame({ type: 'data', streamId: stream.id, flags: fin && end === chunk.length ? FLAG_FIN : 0, data: chunk.subarray(off, end) }));
+      pieces.push(encodeDataHeader(stream.id, fin && end === chunk.length ? FLAG_FIN : 0, end - off), chunk.subarray(off, end));
     }
+    this.send(pieces);
     if (fin) this.maybeRetire(stream);
     if (this.socket.writableNeedDrain) this.drainWaiters.push(() => cb());
     else cb();
@@ -443,9 +447,9 @@ export class SpdyConnection {
 
   // ---- writing ----
 
-  private send(item: Buffer | Promise<Buffer>): void {
+  private send(item: Buffer | Buffer[] | Promise<Buffer>): void {
     if (this.socketGone) return;
-    if (this.out.length === 0 && Buffer.isBuffer(item)) {
+    if (this.out.length === 0 && !(item instanceof Promise)) {
       this.rawWrite(item);
       return;
     }
@@ -474,10 +478,20 @@ export class SpdyConnection {
     }
   }
 
-  private rawWrite(buf: Buffer): void {
+  private rawWrite(buf: Buffer | Buffer[]): void {
     if (this.socketGone || this.socket.writableEnded) return;
     this.idleTimer.refresh();
-    this.socket.write(buf);
+    if (Buffer.isBuffer(buf)) {
+      this.socket.write(buf);
+    } else if (this.socket instanceof Socket) {
+      // One writev of headers and payload views: no copy of the payload.
+      this.socket.cork();
+      for (const b of buf) this.socket.write(b);
+      this.socket.uncork();
+    } else {
+      // A WebSocket tunnel sends each write as a message: keep one per batch.
+      this.socket.write(Buffer.concat(buf));
+    }
   }
 
   private releaseDrainWaiters(): void {

@@ -129,6 +129,27 @@ describe('frames', () => {
     assert.ok(got[0]!.type === 'data' && got[0].data.equals(data));
   });
 
+  it('cuts 32 KiB DATA frames out of 64 KiB socket chunks intact, copying only frames cut by a chunk edge', () => {
+    const payloads = Array.from({ length: 40 }, (_, i) => Buffer.alloc(32 * 1024, i));
+    const bytes = Buffer.concat(payloads.map((data, i) => encodeFrame({ type: 'data', streamId: 1, flags: i === 39 ? 1 : 0, data })));
+    const parser = new FrameParser();
+    const got: Frame[] = [];
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < bytes.length; off += 65536) chunks.push(Buffer.from(bytes.subarray(off, off + 65536)));
+    let views = 0;
+    for (const c of chunks) {
+      for (const f of parser.push(c)) {
+        got.push(f);
+        if (f.type === 'data' && f.data.buffer === c.buffer) views++;
+      }
+    }
+    assert.equal(parser.buffered, 0);
+    assert.deepEqual(got.map((f) => f.type === 'data' && f.flags), payloads.map((_, i) => (i === 39 ? 1 : 0)));
+    got.forEach((f, i) => assert.ok(f.type === 'data' && f.data.equals(payloads[i]!), `frame ${i}`));
+    // Each chunk holds about one whole frame of its own; the other one straddles an edge.
+    assert.ok(views >= 15, `${views} frames were views of their chunk`);
+  });
+
   it('keeps unknown control types and rejects other versions', () => {
     assert.deepEqual(new FrameParser().push(hex('8003000a 00000001 ff')), [{ type: 'unknown', frameType: 10, flags: 0, payload: hex('ff') }]);
     assert.throws(() => new FrameParser().push(hex('80020006 00000004 00000001')), SpdyProtocolError);
