@@ -67,12 +67,12 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
         throw invalidArgument(`${ctx}: seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`);
       }
     }
-    const imageVolumes = await resolveImageVolumes(rt, config, ctx);
+    const [imageVolumes, passwd, group] = await Promise.all([resolveImageVolumes(rt, config, ctx), readImageFile(rootfs, 'etc/passwd'), readImageFile(rootfs, 'etc/group')]);
     const mapped = mapContainerConfig({
       config,
       imageVolumes,
       image: image.config,
-      files: { passwd: await readImageFile(rootfs, 'etc/passwd'), group: await readImageFile(rootfs, 'etc/group') },
+      files: { passwd, group },
       seccompProfileText,
       podPrivileged: pod.privileged,
       appArmorProfiles: appArmorProfileName(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? '') === undefined ? undefined : await loadedAppArmorProfiles(),
@@ -164,9 +164,8 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       await sideBySide([opening, create()]);
       call.signal.throwIfAborted();
       rec.phase = 'created';
-      await rt.containers.put(rec);
       // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).
-      await applyPodLimits(rt, pod);
+      await sideBySide([rt.containers.put(rec), applyPodLimits(rt, pod)]);
     } catch (err) {
       await rollbackContainer(rt, rec);
       await applyPodLimits(rt, pod).catch((e: unknown) => rt.logger.error({ err: e, pod: podLabel(pod) }, 'rollback: restoring the sandbox cgroup limits failed'));
