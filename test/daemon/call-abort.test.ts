@@ -54,7 +54,7 @@ const podConfig = (name: string) => ({ metadata: { name, uid: `uid-${name}`, nam
 const deadlineExceeded = (err: grpc.ServiceError): boolean => err.code === grpc.status.DEADLINE_EXCEEDED;
 const listPods = async (): Promise<{ id: string }[]> => (await d.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {})).items;
 const cniCalls = async (command: string): Promise<number> => (await readFile(cniLog, 'utf8').catch(() => '')).split('\n').filter((l) => l.includes(`"command":"${command}"`)).length;
-const runscStates = async (): Promise<string> => (await execa('runsc', ['--root', join(d.runDir, 'runsc'), 'list', '-q'], { reject: false })).stdout.trim();
+const runscStates = async (): Promise<string> => (await execa('runsc', ['--root', join(d.runDir, 'runsc'), 'list', '-quiet'], { reject: false })).stdout.trim();
 
 test('RunPodSandbox whose deadline passes during CNI ADD rolls back: no pod, no netns, no network, no runsc state', async () => {
   const addsBefore = await cniCalls('ADD');
