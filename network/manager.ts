@@ -95,6 +95,16 @@ export class NetworkManager {
 
   /** Creates the pod's netns and runs CNI ADD; on any failure undoes both and throws. */
   async setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
+    await this.prepare(req);
+    return this.add(req.podId);
+  }
+
+  /**
+   * The first half of setup: writes the pod's cache entry (before anything
+   * is made), then creates its netns, empty but for loopback. A caller may
+   * start a sandbox in it while `add` runs; on failure undoes what it made.
+   */
+  async prepare(req: PodNetworkRequest): Promise<{ netnsPath: string }> {
     checkRequest(req);
     const ctx = `set up network for pod ${req.namespace}/${req.name} (${req.podId})`;
     return this.locks.run(req.podId, async () => {
@@ -119,7 +129,6 @@ export class NetworkManager {
         config: s.list,
         configSource: s.source,
       };
-      const started = Date.now();
       // The entry goes to disk before anything is created, so a crash at any later point leaves enough to undo it.
       let step = 'write CNI cache';
       try {
@@ -127,22 +136,42 @@ export class NetworkManager {
         step = 'create network namespace';
         await removeNetns(entry.netnsPath);
         await createNetns(entry.netnsPath);
-        step = `CNI ADD of network "${s.list.name}" (${s.source})`;
-        const result = await addList(s.list, this.listCall(entry, entry.netnsPath));
+        return { netnsPath: entry.netnsPath };
+      } catch (err) {
+        throw await this.failed(entry, err, `${ctx}: ${step}`);
+      }
+    });
+  }
+
+  /** The second half of setup: CNI ADD in the netns `prepare` made; on failure undoes both. */
+  async add(podId: string): Promise<PodNetworkResult> {
+    return this.locks.run(podId, async () => {
+      const entry = this.cache.get(podId);
+      if (!entry) throw failedPrecondition(`CNI ADD for pod ${podId}: its network namespace was not prepared`);
+      if (entry.result) throw alreadyExists(`CNI ADD for pod ${podLabel(entry)}: already set up; tear it down first`);
+      const started = Date.now();
+      let step = `CNI ADD of network "${entry.config.name}" (${entry.configSource})`;
+      try {
+        const result = await addList(entry.config, this.listCall(entry, entry.netnsPath));
         step = 'read CNI result';
         const ips = podIps(result, IFNAME);
         if (ips.length === 0) throw new Error(`no IP address for ${IFNAME} in the result: ${JSON.stringify(result)}`);
         step = 'write CNI cache';
         await this.cache.put({ ...entry, result, ips });
-        this.opts.logger.info({ pod: `${req.namespace}/${req.name}`, podId: req.podId, ips, netns: entry.netnsPath, ms: Date.now() - started }, 'pod network set up');
+        this.opts.logger.info({ pod: podLabel(entry), ips, netns: entry.netnsPath, ms: Date.now() - started }, 'pod network set up');
         return { netnsPath: entry.netnsPath, ips, interfaceName: IFNAME };
       } catch (err) {
-        const undone = await this.rollback(entry);
-        const e = stepError(err, `${ctx}: ${step}`);
-        if (undone) throw e;
-        throw new CriError(e.code, `${e.message} (undo incomplete: teardown of this pod, or recover after a restart, finishes it)`, { cause: err });
+        throw await this.failed(entry, err, `set up network for pod ${podLabel(entry)}: ${step}`);
       }
     });
+  }
+
+  /** Undoes a failed setup step and says how far the undo got. */
+  private async failed(entry: CacheEntry, err: unknown, context: string): Promise<CriError> {
+    const undone = await this.rollback(entry);
+    const e = stepError(err, context);
+    if (undone) return e;
+    return new CriError(e.code, `${e.message} (undo incomplete: teardown of this pod, or recover after a restart, finishes it)`, { cause: err });
   }
 
   /** Undoes a failed setup; false when CNI DEL failed and the cache entry is kept for a later teardown. */

@@ -1,4 +1,4 @@
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { invalidArgument, wrapError } from '../cri-api/errors.js';
@@ -66,4 +66,19 @@ export async function writePodFiles(
     throw wrapError(err, `write pod files for ${p.hostname} in ${dir}`);
   }
   return out;
+}
+
+/**
+ * Rewrites a pod's hosts file (made by writePodFiles) with its addresses,
+ * in place: a sandbox created before CNI ADD gave them already bind-mounted
+ * that very file (runsc's gofer binds it at create), and a new file renamed
+ * over it would stay unseen there. Nothing reads it before the sandbox starts.
+ */
+export async function writePodHosts(path: string, p: { hostname: string; ips: string[] }): Promise<void> {
+  checkInput(p);
+  try {
+    await writeFile(path, hostsText(p.hostname, p.ips));
+  } catch (err) {
+    throw wrapError(err, `write pod hosts file ${path}`);
+  }
 }

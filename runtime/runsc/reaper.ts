@@ -77,6 +77,25 @@ sub make_fifo {
   return defined $size ? $size + 0 : 0;
 }
 
+# The netns workaround (gvisor.md "Kernel >= 6.x") in the child itself, with
+# no unshare/sh/nsenter/mount processes: a private mount namespace in which
+# /proc/sys/net/core, as seen from the pod's netns, is an empty tmpfs.
+sub mask_net_core {
+  my ($netns) = @_;
+  # syscall() hands strings over as pointers and refuses read-only literals: copies.
+  my ($none, $root, $core, $tmpfs) = ('none', '/', '/proc/sys/net/core', 'tmpfs');
+  # unshare(CLONE_NEWNS), then mount(2) "/" MS_REC|MS_PRIVATE: nothing leaks to the host's mounts.
+  syscall(272, 0x20000) == 0 or return 0;
+  syscall(165, $none, $root, 0, 0x44000, 0) == 0 or return 0;
+  open(my $own, '<', '/proc/self/ns/net') or return 0;
+  open(my $pod, '<', $netns) or return 0;
+  # setns(2) into the pod's netns (sysctl directories are per netns), mount, and back.
+  syscall(308, fileno($pod), 0x40000000) == 0 or return 0;
+  my $ok = syscall(165, $none, $core, $tmpfs, 0, 0) == 0;
+  syscall(308, fileno($own), 0x40000000) == 0 or return 0;
+  return $ok;
+}
+
 sub winsize { my ($t) = @_; ioctl($t->{m}, 0x5414, $t->{ws}) if $t->{m} && $t->{ws}; }
 
 sub readable { my ($v, $fh) = @_; return $fh && vec($v, fileno($fh), 1); }
@@ -154,10 +173,11 @@ while (1) {
     if ($f[0] eq 'M') { my $size = make_fifo(@f[2, 3]); print defined $size ? "M $f[1] $size\n" : "F $f[1] $!\n"; next; }
     # A pipe's buffer dies with its last open fd: held until the FIFO is unlinked.
     if ($f[0] eq 'H') { for my $p (@f[1 .. $#f]) { next if $held{$p}; my $h; $held{$p} = $h if sysopen($h, $p, O_RDONLY | O_NONBLOCK); } next; }
-    my ($id, $in, $out, $err, @argv) = @f;
+    my ($id, $in, $out, $err, $mask, @argv) = @f;
     my $pid = fork();
     if (!defined $pid) { print "D $id 32512\n"; next; }
     if ($pid == 0) {
+      POSIX::_exit(125) if $mask ne '' && !mask_net_core($mask);
       # Read-write, as the daemon's own fds were: a sandbox holding its output FIFO O_RDWR never sees EPIPE.
       my @fds = (POSIX::open($in, O_RDONLY), POSIX::open($out, O_RDWR | O_APPEND), POSIX::open($err, O_RDWR | O_APPEND));
       for my $i (0 .. 2) { defined $fds[$i] && defined POSIX::dup2($fds[$i], $i) or POSIX::_exit(126); }
@@ -174,6 +194,9 @@ export interface LaunchStdio {
   stdout: string;
   stderr: string;
 }
+
+/** Exit status of a launch whose netns workaround failed before the command ran. */
+export const MASK_FAILED_EXIT = 125;
 
 /**
  * Where a terminal's bytes go. The reaper, not the daemon, holds the console
@@ -269,9 +292,12 @@ export class Reaper {
   /**
    * Runs argv as the reaper's child. Stdio are paths the reaper opens itself
    * (a daemon fd is passed as /proc/<daemon pid>/fd/<n>, which reopens the
-   * same file).
+   * same file). With `maskNetCoreIn` (a netns path) the command runs in a
+   * private mount namespace where that netns's /proc/sys/net/core is an
+   * empty tmpfs (gvisor.md "Kernel >= 6.x"); if that cannot be set up it
+   * does not run and exits MASK_FAILED_EXIT.
    */
-  launch(argv: readonly string[], stdio: LaunchStdio, timeoutMs: number): Promise<LaunchResult> {
+  launch(argv: readonly string[], stdio: LaunchStdio, timeoutMs: number, maskNetCoreIn?: string): Promise<LaunchResult> {
     if (!this.alive) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false });
     const id = ++this.seq;
     return new Promise((resolve) => {
@@ -289,7 +315,7 @@ export class Reaper {
         }, timeoutMs);
       }
       this.pending.set(id, p);
-      this.proc.stdin!.write([id, stdio.stdin, stdio.stdout, stdio.stderr, ...argv].join(SEP) + '\n');
+      this.proc.stdin!.write([id, stdio.stdin, stdio.stdout, stdio.stderr, maskNetCoreIn ?? '', ...argv].join(SEP) + '\n');
     });
   }
 

@@ -6,7 +6,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
-import type { Reaper } from './reaper.js';
+import { MASK_FAILED_EXIT, type Reaper } from './reaper.js';
 
 export type RunscNetwork = 'sandbox' | 'host' | 'none';
 
@@ -364,7 +364,7 @@ export class Runsc {
     // would land in the container's log: ask for it in a file (--log holds
     // only the error line when --debug is off) and read it back.
     // create (and restore) leaves the sandbox and gofers behind, and a sub-container's start its gofer: all through the reaper.
-    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'restore') && !opts.netnsWorkaround && this.options.reaper?.running ? this.options.reaper : undefined;
+    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'restore') && this.options.reaper?.running ? this.options.reaper : undefined;
     // The reaper's children get no pipe back, so their error text always comes through --log.
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
@@ -372,7 +372,8 @@ export class Runsc {
     const full = [...this.globalFlags(opts.network, opts.flags), ...(errLog ? [`--log=${errLog}`] : []), ...args];
     let file = this.options.binary;
     let argv = full;
-    if (opts.netnsWorkaround) {
+    if (opts.netnsWorkaround && !reaper) {
+      // The reaper sets the workaround up in its child itself; without it, by hand.
       // One mount namespace for both steps: the tmpfs must cover the pod
       // netns's /proc/sys/net/core only for this runsc call.
       file = 'unshare';
@@ -381,7 +382,7 @@ export class Runsc {
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs ?? 60_000;
     const started = performance.now();
     const r = reaper
-      ? await launchThrough(reaper, [file, ...argv], opts.stdio, timeoutMs)
+      ? await launchThrough(reaper, [file, ...argv], opts.stdio, timeoutMs, opts.netnsWorkaround)
       : await execa(file, argv, {
           reject: false,
           stdin: fdOption(opts.stdio?.stdin ?? 'ignore') as Options['stdin'],
@@ -434,10 +435,14 @@ interface CallOutcome {
 }
 
 /** Runs a call through the reaper; a daemon fd reaches it as a /proc path it reopens. */
-async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio | undefined, timeoutMs: number): Promise<CallOutcome> {
+async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio | undefined, timeoutMs: number, maskNetCoreIn: string | undefined): Promise<CallOutcome> {
   const path = (v: number | 'pipe' | 'ignore' | undefined): string => (typeof v === 'number' ? `/proc/${process.pid}/fd/${v}` : '/dev/null');
-  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, timeoutMs);
-  const shortMessage = r.exitCode === undefined ? (r.signal ? `killed by signal ${r.signal}` : 'the reaper is gone') : undefined;
+  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, timeoutMs, maskNetCoreIn);
+  const shortMessage = r.exitCode === undefined
+    ? (r.signal ? `killed by signal ${r.signal}` : 'the reaper is gone')
+    : maskNetCoreIn !== undefined && r.exitCode === MASK_FAILED_EXIT
+      ? `could not mask /proc/sys/net/core of netns ${maskNetCoreIn} (private mount namespace, setns or tmpfs mount failed)`
+      : undefined;
   return { exitCode: r.exitCode, timedOut: r.timedOut, isCanceled: false, shortMessage };
 }
 

@@ -3,7 +3,7 @@
  * containers join it. Knows runsc's quirks (gvisor.md), nothing of CRI.
  */
 import { close as closeCb, open as openCb } from 'node:fs';
-import { access, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from '../../cri-api/logger.js';
@@ -43,7 +43,11 @@ export interface CreateContainerInput {
   sandboxId: string;
   bundleDir: string;
   spec: OciSpec;
-  io: ContainerIo;
+  /**
+   * A terminal must be given here (runsc sends the console at create); FIFO
+   * stdio may be, or else be handed to startContainer (runsc takes it at start).
+   */
+  io?: ContainerIo;
   /** The pod's allowed runsc flags: every container of the pod carries them (runsc applies them per container). */
   runscFlags?: Record<string, string>;
 }
@@ -93,24 +97,39 @@ export class SandboxDriver {
 
   /** Writes the bundle, then `runsc create` + `start` of the infra container. Returns the sandbox pid. */
   async createSandbox(input: CreateSandboxInput): Promise<number> {
+    await this.prepareSandbox(input);
+    return this.startSandbox(input);
+  }
+
+  /**
+   * Writes the bundle and `runsc create`s the infra container: the sandbox
+   * process boots in the spec's netns but takes its interfaces only at
+   * `startSandbox`, so CNI ADD may run meanwhile (gvisor.md "Network").
+   */
+  async prepareSandbox(input: CreateSandboxInput): Promise<void> {
     const { id } = input;
-    const flags = runscCallFlags(input.runscFlags, 'spec');
     await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
     const out = await openFd(input.logPath ?? '/dev/null', input.logPath ? 'a' : 'r+');
     const devNull = await openFd('/dev/null', 'r');
     try {
       await this.runsc.create(id, {
         bundle: input.bundleDir,
-        pidFile: join(input.bundleDir, 'sandbox.pid'),
+        pidFile: sandboxPidFile(input.bundleDir),
         stdio: { stdin: devNull, stdout: out, stderr: out },
         network: input.networkMode,
         sandbox: true,
-        flags,
+        flags: runscCallFlags(input.runscFlags, 'spec'),
       });
     } finally {
       await closeFd(out);
       await closeFd(devNull);
     }
+  }
+
+  /** `runsc start` of the infra container `prepareSandbox` created (it copies the netns's interfaces now). Returns the sandbox pid. */
+  async startSandbox(input: CreateSandboxInput): Promise<number> {
+    const { id } = input;
+    const flags = runscCallFlags(input.runscFlags, 'spec');
     const workaround = input.needsNetnsWorkaround && input.networkMode === 'sandbox' && input.netnsPath !== undefined ? input.netnsPath : undefined;
     try {
       await this.runsc.start(id, { network: input.networkMode, flags, netnsWorkaround: workaround });
@@ -118,9 +137,11 @@ export class SandboxDriver {
       await this.runsc.delete([id], { force: true }).catch((e: unknown) => this.logger.warn({ err: e, sandbox: id }, 'cleaning up a sandbox that failed to start'));
       throw err;
     }
-    const state = await this.runsc.state(id);
-    this.logger.debug({ sandbox: id, pid: state.pid }, 'sandbox started');
-    return state.pid;
+    // create wrote the sandbox process's pid there: one runsc call (`state`) fewer.
+    const pid = Number.parseInt(await readFile(sandboxPidFile(input.bundleDir), 'utf8'), 10);
+    if (!(pid > 0)) throw new RunscError('other', 'start', id, `no sandbox pid in ${sandboxPidFile(input.bundleDir)}`);
+    this.logger.debug({ sandbox: id, pid }, 'sandbox started');
+    return pid;
   }
 
   /** Writes the bundle and `runsc create`s an app container in the sandbox. */
@@ -131,9 +152,9 @@ export class SandboxDriver {
     await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
     const flags = runscCallFlags(input.runscFlags, 'spec');
     const { io } = input;
-    if (io.kind === 'fifo') {
+    if (io?.kind !== 'tty') {
       await this.runsc.create(input.id, { bundle: input.bundleDir, flags });
-      this.pendingIo.set(input.id, io);
+      if (io) this.pendingIo.set(input.id, io);
       return;
     }
     const reaper = this.runsc.options.reaper;
@@ -414,6 +435,11 @@ export class SandboxDriver {
     }
     return out;
   }
+}
+
+/** Where `runsc create` of the infra container writes the sandbox process's pid. */
+function sandboxPidFile(bundleDir: string): string {
+  return join(bundleDir, 'sandbox.pid');
 }
 
 /** The spec with the pod's runsc flags as dev.gvisor.flag.* annotations. */

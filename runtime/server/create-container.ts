@@ -8,6 +8,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrapError
 import { optionalRelativePath, requireId, requireMessage, requireName, requireString, requireStringMap } from '../../cri-api/validate.js';
 import { createRestoredLocked } from '../checkpoint/restore.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
+import { sideBySide } from '../core/side-by-side.js';
 import { rollbackContainer } from '../core/teardown.js';
 import { containerIo } from '../logs/container-io.js';
 import { newContainerFields, newRecordId, podLabel, type ContainerRecord } from '../records/store.js';
@@ -66,12 +67,12 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
         throw invalidArgument(`${ctx}: seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`);
       }
     }
-    const imageVolumes = await resolveImageVolumes(rt, config, ctx);
+    const [imageVolumes, passwd, group] = await Promise.all([resolveImageVolumes(rt, config, ctx), readImageFile(rootfs, 'etc/passwd'), readImageFile(rootfs, 'etc/group')]);
     const mapped = mapContainerConfig({
       config,
       imageVolumes,
       image: image.config,
-      files: { passwd: await readImageFile(rootfs, 'etc/passwd'), group: await readImageFile(rootfs, 'etc/group') },
+      files: { passwd, group },
       seccompProfileText,
       podPrivileged: pod.privileged,
       appArmorProfiles: appArmorProfileName(config.linux?.security_context?.apparmor, config.linux?.security_context?.apparmor_profile ?? '') === undefined ? undefined : await loadedAppArmorProfiles(),
@@ -103,58 +104,68 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
     await rt.containers.put(rec);
     try {
       call.signal.throwIfAborted();
-      await rt.opts.images.acquire(image.id, id);
-      for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
-      // containerd makes a missing host path a directory rather than failing.
-      for (const m of mapped.mounts) {
-        if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
-      }
       const dir = rt.containerDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      const io = await rt.io.open(rec, 'create');
-      call.signal.throwIfAborted();
-      const spec = buildContainerSpec({
-        sandboxId: pod.id,
-        rootfsDir: rootfs,
-        readonlyRootfs: mapped.readonlyRootfs,
-        args: mapped.args,
-        // As containerd: a terminal without TERM confuses most programs.
-        env: terminal && !mapped.env.some((e) => e.startsWith('TERM=')) ? [...mapped.env, 'TERM=xterm'] : mapped.env,
-        cwd: mapped.cwd,
-        user: mapped.user,
-        terminal,
-        hostname: pod.hostname,
-        capabilities: mapped.capabilities,
-        privileged: mapped.privileged,
-        knownCapabilities: features.capabilities,
-        noNewPrivileges: mapped.noNewPrivileges,
-        mounts: mapped.mounts,
-        etcFiles: pod.etcFiles,
-        maskedPaths: mapped.maskedPaths,
-        readonlyPaths: mapped.readonlyPaths,
-        resources: specResources(mapped.resources),
-        oomScoreAdj: mapped.resources.oomScoreAdj || undefined,
-        daemonOomScoreAdj: rt.daemonOomScoreAdj,
-        seccomp: mapped.seccomp,
-        seccompHelper: seccompFilter ? rt.opts.infra.seccompHelper : undefined,
-        annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
-        sharedPidNamespace: mapped.sharedPidNamespace,
-        submounts: await submountsOf(mapped.mounts.filter((m) => !m.image)),
-        pathMounts: await pathMounts({
+      // A terminal's console goes to runsc at create; other stdio only at
+      // start, so the FIFOs and the log open while the container is created.
+      const opening = rt.io.open(rec, 'create');
+      const create = async (): Promise<void> => {
+        // The image holds (the store's fsync) while the host paths are looked at; both before runsc sees the rootfs.
+        await sideBySide([
+          (async () => {
+            await rt.opts.images.acquire(image.id, id);
+            for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
+          })(),
+          (async () => {
+            // containerd makes a missing host path a directory rather than failing.
+            for (const m of mapped.mounts) {
+              if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
+            }
+          })(),
+        ]);
+        const spec = buildContainerSpec({
+          sandboxId: pod.id,
           rootfsDir: rootfs,
-          masked: mapped.maskedPaths ?? [],
-          readonly: mapped.readonlyPaths ?? [],
-          emptyFile: rt.maskFile,
-          taken: new Set(mapped.mounts.map((m) => m.containerPath)),
-        }),
-      });
-      call.signal.throwIfAborted();
-      await rt.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
+          readonlyRootfs: mapped.readonlyRootfs,
+          args: mapped.args,
+          // As containerd: a terminal without TERM confuses most programs.
+          env: terminal && !mapped.env.some((e) => e.startsWith('TERM=')) ? [...mapped.env, 'TERM=xterm'] : mapped.env,
+          cwd: mapped.cwd,
+          user: mapped.user,
+          terminal,
+          hostname: pod.hostname,
+          capabilities: mapped.capabilities,
+          privileged: mapped.privileged,
+          knownCapabilities: features.capabilities,
+          noNewPrivileges: mapped.noNewPrivileges,
+          mounts: mapped.mounts,
+          etcFiles: pod.etcFiles,
+          maskedPaths: mapped.maskedPaths,
+          readonlyPaths: mapped.readonlyPaths,
+          resources: specResources(mapped.resources),
+          oomScoreAdj: mapped.resources.oomScoreAdj || undefined,
+          daemonOomScoreAdj: rt.daemonOomScoreAdj,
+          seccomp: mapped.seccomp,
+          seccompHelper: seccompFilter ? rt.opts.infra.seccompHelper : undefined,
+          annotations: { 'io.kubernetes.cri.container-name': name, 'io.kubernetes.cri.image-name': imageName },
+          sharedPidNamespace: mapped.sharedPidNamespace,
+          submounts: await submountsOf(mapped.mounts.filter((m) => !m.image)),
+          pathMounts: await pathMounts({
+            rootfsDir: rootfs,
+            masked: mapped.maskedPaths ?? [],
+            readonly: mapped.readonlyPaths ?? [],
+            emptyFile: rt.maskFile,
+            taken: new Set(mapped.mounts.map((m) => m.containerPath)),
+          }),
+        });
+        call.signal.throwIfAborted();
+        await rt.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: terminal ? containerIo(await opening) : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
+      };
+      await sideBySide([opening, create()]);
       call.signal.throwIfAborted();
       rec.phase = 'created';
-      await rt.containers.put(rec);
       // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).
-      await applyPodLimits(rt, pod);
+      await sideBySide([rt.containers.put(rec), applyPodLimits(rt, pod)]);
     } catch (err) {
       await rollbackContainer(rt, rec);
       await applyPodLimits(rt, pod).catch((e: unknown) => rt.logger.error({ err: e, pod: podLabel(pod) }, 'rollback: restoring the sandbox cgroup limits failed'));

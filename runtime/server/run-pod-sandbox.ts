@@ -6,12 +6,14 @@ import { optionalAbsolutePath, requireMessage, requireString, requireStringMap, 
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-api/generated/runtime/v1/PodSandboxConfig.js';
-import { writePodFiles, type PortMapping } from '../../network/index.js';
+import { writePodFiles, writePodHosts, type PortMapping } from '../../network/index.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
+import { sideBySide } from '../core/side-by-side.js';
 import { rollbackSandbox } from '../core/teardown.js';
 import { newRecordId, nowNs, podLabel, type SandboxRecord } from '../records/store.js';
 import type { RunscFeatures } from '../runsc/features.js';
 import { podRunscFlags, recordedRunscFlags } from '../runsc/gvisor-flags.js';
+import type { CreateSandboxInput } from '../runsc/sandbox-driver.js';
 import { refuseUserNamespace } from '../spec/user-namespace.js';
 import { resourcesRecord } from '../spec/container-config.js';
 import { buildExecProcess, buildSandboxSpec } from '../spec/oci-spec.js';
@@ -55,8 +57,9 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
     ctx.signal.throwIfAborted();
     const dup = rt.sandboxes.list().find((s) => s.name === meta.name && s.namespace === meta.namespace && s.uid === meta.uid && s.attempt === meta.attempt);
     if (dup) throw alreadyExists(`pod sandbox ${meta.namespace}/${meta.name} (uid ${meta.uid}, attempt ${meta.attempt}) already exists as ${dup.id}; remove it first`);
+    const id = newRecordId();
     const r: SandboxRecord = {
-      id: newRecordId(),
+      id,
       name: meta.name,
       namespace: meta.namespace,
       uid: meta.uid,
@@ -73,6 +76,8 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
       namespaceModes: { network: nsOpts?.network ?? 'POD', pid: nsOpts?.pid ?? 'POD', ipc: nsOpts?.ipc ?? 'POD' },
       privileged: config.linux?.security_context?.privileged ?? false,
       ips: [],
+      // Known before the cgroup is made: a crash after this point is rolled back at restart and takes the cgroup with it.
+      cgroup: { path: rt.cgroups.pathFor(cgroupParent, id), made: [] },
     };
     if (config.linux?.resources || config.linux?.overhead) r.podResources = { resources: resourcesRecord(config.linux.resources), overhead: resourcesRecord(config.linux.overhead) };
     // Written before anything is made, so a crash mid-way is rolled back at restart.
@@ -97,30 +102,24 @@ export async function RunPodSandbox(rt: PodRuntime, req: RunPodSandboxRequest__O
 
 async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSandboxConfig__Output, features: RunscFeatures, signal: AbortSignal): Promise<void> {
   signal.throwIfAborted();
-  // The sandbox's cgroup path (and the parents it needs) first, recorded
-  // before anything is made: a crash after this point is rolled back at
-  // restart and takes the cgroup with it.
-  const cgroupPath = rt.cgroups.pathFor(config.linux?.cgroup_parent || undefined, rec.id);
-  rec.cgroup = { path: cgroupPath, made: [] };
-  await rt.sandboxes.put(rec);
-  rec.cgroup.made = await rt.cgroups.create(cgroupPath);
-  await rt.sandboxes.put(rec);
-  signal.throwIfAborted();
+  const cgroup = rec.cgroup!;
   const dns = config.dns_config ? { servers: [...config.dns_config.servers], searches: [...config.dns_config.searches], options: [...config.dns_config.options] } : undefined;
-  if (!rec.hostNetwork) {
-    const ports: PortMapping[] = config.port_mappings.map((p) => ({
-      protocol: p.protocol === 'UDP' ? 'udp' : p.protocol === 'SCTP' ? 'sctp' : 'tcp',
-      containerPort: p.container_port,
-      hostPort: p.host_port,
-      hostIp: p.host_ip,
-    }));
-    const net = await rt.opts.network.setup({ podId: rec.id, name: rec.name, namespace: rec.namespace, uid: rec.uid, portMappings: ports, dns });
-    rec.netnsPath = net.netnsPath;
-    rec.ips = net.ips;
-    signal.throwIfAborted();
-  }
   const dir = rt.podDir(rec.id);
-  rec.etcFiles = await writePodFiles(join(dir, 'etc'), { hostname: rec.hostname, dns, ips: rec.ips });
+  // Independent steps side by side: the cgroup, the netns (its CNI cache entry
+  // written first), the /etc files (hosts gets the pod's addresses after ADD).
+  // What the cgroup step made is kept at once: a sibling's failure must not hide it from the rollback.
+  const [, netns, etcFiles] = await sideBySide([
+    rt.cgroups.create(cgroup.path).then((made) => {
+      cgroup.made = made;
+    }),
+    rec.hostNetwork ? undefined : rt.opts.network.prepare({ podId: rec.id, name: rec.name, namespace: rec.namespace, uid: rec.uid, portMappings: portMappings(config), dns }),
+    writePodFiles(join(dir, 'etc'), { hostname: rec.hostname, dns, ips: [] }),
+  ]);
+  rec.netnsPath = netns?.netnsPath;
+  rec.etcFiles = etcFiles;
+  // The leaf goes with the record's path anyway; ancestors made for it must be on disk before anything else can crash.
+  if (cgroup.made.some((d) => d !== cgroup.path)) await rt.sandboxes.put(rec);
+  signal.throwIfAborted();
   const spec = buildSandboxSpec({
     id: rec.id,
     hostname: rec.hostname,
@@ -132,12 +131,12 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
       'io.kubernetes.cri.sandbox-namespace': rec.namespace,
       'io.kubernetes.cri.sandbox-uid': rec.uid,
     },
-    cgroupsPath: cgroupPath,
+    cgroupsPath: cgroup.path,
     sysctls: config.linux?.sysctls,
-    etcFiles: rec.etcFiles,
+    etcFiles,
     daemonOomScoreAdj: rt.daemonOomScoreAdj,
   });
-  rec.pid = await rt.driver.createSandbox({
+  const sandbox: CreateSandboxInput = {
     id: rec.id,
     bundleDir: join(dir, 'bundle'),
     spec,
@@ -146,12 +145,34 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
     needsNetnsWorkaround: features.netnsWorkaround,
     logPath: join(dir, 'sandbox.log'),
     runscFlags: recordedRunscFlags(rec.annotations),
-  });
+  };
+  // runsc copies the netns's interfaces into the sandbox at start, not at
+  // create: CNI ADD runs while the sandbox boots. Both settle before a
+  // failure is thrown, so the rollback finds everything either made.
+  const [net] = await sideBySide([
+    rec.hostNetwork ? undefined : rt.opts.network.add(rec.id).then(async (n) => {
+      await writePodHosts(etcFiles.hosts, { hostname: rec.hostname, ips: n.ips });
+      return n;
+    }),
+    rt.driver.prepareSandbox(sandbox),
+  ]);
+  rec.ips = net?.ips ?? [];
+  signal.throwIfAborted();
+  rec.pid = await rt.driver.startSandbox(sandbox);
   signal.throwIfAborted();
   await checkSysctls(rt, rec, config.linux?.sysctls ?? {});
   signal.throwIfAborted();
   rec.phase = 'ready';
   await rt.sandboxes.put(rec);
+}
+
+function portMappings(config: PodSandboxConfig__Output): PortMapping[] {
+  return config.port_mappings.map((p) => ({
+    protocol: p.protocol === 'UDP' ? 'udp' : p.protocol === 'SCTP' ? 'sctp' : 'tcp',
+    containerPort: p.container_port,
+    hostPort: p.host_port,
+    hostIp: p.host_ip,
+  }));
 }
 
 /**
