@@ -62,11 +62,17 @@ function toServiceError(err: unknown, rpc: string, logger: Logger): Partial<grpc
   return { code: grpc.status.INTERNAL, details: `${rpc}: ${message}` };
 }
 
+const DEADLINE_CANCEL_SLACK_MS = 100;
+
 function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, controller = new AbortController()): { signal: AbortSignal; done: () => void } {
-  const onCancel = (): void => controller.abort(new CriError(grpc.status.CANCELLED, 'call cancelled by the client'));
-  call.on('cancelled', onCancel);
   const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() - Date.now() : Number.isFinite(deadline) ? Number(deadline) - Date.now() : Infinity;
+  const deadlineAt = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Infinity;
+  const ms = deadlineAt - Date.now();
+  // A client cancels the stream at its own deadline, which the server's (counted from the request's arrival) trails by the transit time:
+  // a cancel that close to the deadline is the deadline, for the logs and the reason the work stopped.
+  const onCancel = (): void =>
+    controller.abort(Date.now() >= deadlineAt - DEADLINE_CANCEL_SLACK_MS ? new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded') : new CriError(grpc.status.CANCELLED, 'call cancelled by the client'));
+  call.on('cancelled', onCancel);
   const timer = Number.isFinite(ms) ? setTimeout(() => controller.abort(new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), Math.max(0, ms)) : undefined;
   return {
     signal: controller.signal,
