@@ -11,11 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { execa } from 'execa';
-import { startDaemon, type TestDaemon, removeAllPods, waitFor } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon, removeAllPods, waitFor, testConflist } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
 import { writeFakePlugin } from '../helpers/network-fake-plugin.js';
-import { allocateTestNet } from '../helpers/test-net.js';
 
 const CNI_SLEEP_MS = 4000;
 let registry: TestRegistry;
@@ -30,15 +29,7 @@ before(async () => {
   pluginDir = await mkdtemp(join(tmpdir(), 'gvcri-slow-cni-'));
   cniLog = join(pluginDir, 'calls.log');
   await writeFakePlugin(pluginDir, 'slow');
-  const net = allocateTestNet('e2e-call-abort');
-  const conflist = JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `gvcri-e2e-${net.slot}`,
-    plugins: [
-      { type: 'bridge', bridge: net.bridge, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet: net.subnet }]] } },
-      { type: 'slow', sleepMs: CNI_SLEEP_MS, logFile: cniLog },
-    ],
-  });
+  const conflist = testConflist('call-abort', [{ type: 'slow', sleepMs: CNI_SLEEP_MS, logFile: cniLog }]);
   d = await startDaemon({ conflist, args: ['--cni-bin-dir', `${pluginDir}:/usr/lib/cni:/opt/cni/bin`] });
   await d.call('image', 'PullImage', { image: { image } });
 });

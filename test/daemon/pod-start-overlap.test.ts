@@ -8,9 +8,8 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { startDaemon, type TestDaemon, removeAllPods, waitFor } from '../helpers/daemon.js';
+import { startDaemon, type TestDaemon, removeAllPods, waitFor, testConflist } from '../helpers/daemon.js';
 import { writeFakePlugin } from '../helpers/network-fake-plugin.js';
-import { allocateTestNet } from '../helpers/test-net.js';
 import { allRoots, readLayout } from '../../runtime/cgroups/index.js';
 
 /** Long enough for `runsc create` to be seen while ADD still runs. */
@@ -25,15 +24,7 @@ before(async () => {
   pluginDir = await mkdtemp(join(tmpdir(), 'gvcri-failing-cni-'));
   cniLog = join(pluginDir, 'calls.log');
   await writeFakePlugin(pluginDir, 'failing');
-  const net = allocateTestNet('e2e-pod-start-overlap');
-  const conflist = JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `gvcri-e2e-${net.slot}`,
-    plugins: [
-      { type: 'bridge', bridge: net.bridge, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet: net.subnet }]] } },
-      { type: 'failing', sleepMs: CNI_SLEEP_MS, logFile: cniLog, fail: { code: 11, msg: 'no more addresses (test plugin)' } },
-    ],
-  });
+  const conflist = testConflist('pod-start-overlap', [{ type: 'failing', sleepMs: CNI_SLEEP_MS, logFile: cniLog, fail: { code: 11, msg: 'no more addresses (test plugin)' } }]);
   d = await startDaemon({ conflist, args: ['--cni-bin-dir', `${pluginDir}:/usr/lib/cni:/opt/cni/bin`, '--cgroup-parent', DAEMON_PARENT] });
 });
 

@@ -40,7 +40,7 @@ export interface TestDaemon {
  * allocator (test-net.ts). `key` names the network within this process: a
  * restarted daemon asks with the same key and gets the same network.
  */
-export function testConflist(key: number | string): string {
+export function testConflist(key: number | string, chained: object[] = []): string {
   const net = allocateTestNet(`e2e-${key}`);
   return JSON.stringify({
     cniVersion: '1.0.0',
@@ -48,6 +48,7 @@ export function testConflist(key: number | string): string {
     plugins: [
       { type: 'bridge', bridge: net.bridge, isGateway: true, ipMasq: true, ipam: { type: 'host-local', ranges: [[{ subnet: net.subnet }]] } },
       { type: 'portmap', capabilities: { portMappings: true } },
+      ...chained,
     ],
   });
 }
