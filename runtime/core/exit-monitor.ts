@@ -24,6 +24,7 @@ export const OOM_REASON = 'OOMKilled';
 const EXIT_RECORD_WAIT_MS = 10_000;
 
 interface Waiter {
+  container: ContainerRecord;
   controller: AbortController;
   done: Promise<void>;
 }
@@ -71,7 +72,7 @@ export class ExitMonitor {
       }
       await this.record(c, code, code === UNKNOWN_EXIT_CODE ? 'Unknown' : undefined, message);
     })().catch((err: unknown) => this.opts.logger.error({ err, container: c.id }, 'recording a container exit failed'));
-    this.waiters.set(c.id, { controller, done });
+    this.waiters.set(c.id, { container: c, controller, done });
     void done.finally(() => {
       if (this.waiters.get(c.id)?.done === done) this.waiters.delete(c.id);
     });
@@ -107,6 +108,36 @@ export class ExitMonitor {
   async awaitRecord(id: string, ms: number): Promise<void> {
     const w = this.waiters.get(id);
     if (w) await Promise.race([w.done, sleep(ms)]);
+  }
+
+  /**
+   * Waits up to `ms` for the container's waiter to record its exit, so a stop
+   * needs no `runsc wait` of its own: true once recorded, false at `ms`,
+   * undefined when no waiter runs or it ended without recording (the caller
+   * asks runsc then). Rejects with the reason of `signal` if that aborts.
+   */
+  async waitExit(id: string, ms: number, signal?: AbortSignal): Promise<boolean | undefined> {
+    signal?.throwIfAborted();
+    const w = this.waiters.get(id);
+    if (!w) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      const outcome = await Promise.race([
+        w.done.then(() => 'done' as const),
+        new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), ms))),
+        new Promise<'aborted'>((r) => {
+          onAbort = (): void => r('aborted');
+          signal?.addEventListener('abort', onAbort, { once: true });
+        }),
+      ]);
+      if (outcome === 'aborted') signal?.throwIfAborted();
+      if (outcome === 'timeout') return false;
+      return w.container.phase === 'running' ? undefined : true;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Runs `fn` (which kills the pod's containers) with their lost exits counted as kills. */

@@ -77,6 +77,13 @@ export interface ExecSyncResult {
   cancelled?: boolean;
 }
 
+/**
+ * Waits up to `ms` for a container's exit that the caller learns its own way
+ * (the daemon's exit waiter): true once it exited, false at `ms`, undefined
+ * when it cannot tell; rejects with the reason of `signal` if that aborts.
+ */
+export type ExitWait = (ms: number, signal?: AbortSignal) => Promise<boolean | undefined>;
+
 /** Cap on each stream ExecSync returns (kubelet's own limit is 16 MiB). */
 export const EXEC_SYNC_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -281,39 +288,49 @@ export class SandboxDriver {
    * refuses), so it is deleted instead. A vanished container or sandbox
    * counts as stopped. When `signal` aborts during the grace period the
    * wait ends with its reason and no SIGKILL follows (as containerd: the
-   * stop signal was sent, a retried StopContainer escalates).
+   * stop signal was sent, a retried StopContainer escalates). `exited`, when
+   * given, is how the caller already learns the container's exit; without
+   * it (or when it cannot tell) a `runsc wait` waits here.
    */
-  async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM', signal?: AbortSignal): Promise<void> {
-    let status: string;
+  async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM', signal?: AbortSignal, exited?: ExitWait): Promise<void> {
+    // Signalled straight away: asking `runsc state` first would cost a runsc
+    // start-up on every stop. Only a refused signal is looked into.
     try {
-      status = (await this.runsc.state(id)).status;
+      await (timeoutSec > 0 ? this.runsc.kill(id, stopSignal) : this.runsc.kill(id, 'SIGKILL', { all: true }));
     } catch (err) {
       if (isGone(err)) return;
+      const status = await this.runsc.state(id).then(
+        (st) => st.status,
+        (e: unknown) => {
+          if (isGone(e)) return 'gone';
+          throw e;
+        },
+      );
+      if (status === 'gone' || status === 'stopped') return;
+      if (status === 'created') {
+        await this.removeContainer(id);
+        return;
+      }
       throw err;
-    }
-    if (status === 'stopped') return;
-    if (status === 'created') {
-      await this.removeContainer(id);
-      return;
     }
     try {
       if (timeoutSec > 0) {
-        await this.runsc.kill(id, stopSignal);
-        if (await this.waitFor(id, timeoutSec * 1000, signal)) return;
+        if (await this.waitFor(id, timeoutSec * 1000, signal, exited)) return;
         this.logger.info({ container: id, timeoutSec, stopSignal }, 'container outlived its stop timeout; sending SIGKILL');
+        await this.runsc.kill(id, 'SIGKILL', { all: true });
       }
-      await this.runsc.kill(id, 'SIGKILL', { all: true });
-      await this.waitFor(id, SANDBOX_EXIT_WAIT_MS);
+      await this.waitFor(id, SANDBOX_EXIT_WAIT_MS, undefined, exited);
     } catch (err) {
       if (!isGone(err)) throw err;
     }
   }
 
-  /** Deletes an app container's runsc state (killing it if still running). */
+  /** Deletes an app container's runsc state (killing it if still running); no runsc call when none is left. */
   async removeContainer(id: string): Promise<void> {
     this.pendingIo.delete(id);
     // Normally gone already (its container exited); a never-started one still holds it.
     this.runsc.options.reaper?.closeTerminal(id);
+    if (!(await this.runsc.hasState(id))) return;
     try {
       await this.runsc.delete([id], { force: true });
     } catch (err) {
@@ -327,24 +344,19 @@ export class SandboxDriver {
    * (Deleting each container while its sandbox runs costs one gofer reap
    * per container; this costs one, see the report's timings.)
    * `containerIds` are the pod's app containers; found with `runsc list`
-   * when not given.
+   * when not given. `pid` is the sandbox process as the caller knows it:
+   * when /proc shows it is still this sandbox's, no `runsc state` is asked.
    */
-  async stopSandbox(id: string, containerIds?: readonly string[]): Promise<void> {
+  async stopSandbox(id: string, containerIds?: readonly string[], pid?: number): Promise<void> {
     const apps = containerIds ?? (await this.containersOf(id));
-    let pid: number | undefined;
-    try {
-      const st = await this.runsc.state(id);
-      pid = st.status === 'stopped' ? undefined : st.pid;
-    } catch (err) {
-      if (!isGone(err)) throw err;
-    }
-    if (pid !== undefined && pid > 0) {
+    const live = await this.liveSandboxPid(id, pid);
+    if (live !== undefined) {
       try {
-        process.kill(pid, 'SIGKILL');
+        process.kill(live, 'SIGKILL');
       } catch {
         // Already gone.
       }
-      await waitProcessGone(pid, SANDBOX_EXIT_WAIT_MS);
+      await waitProcessGone(live, SANDBOX_EXIT_WAIT_MS);
     }
     // While the dead sandbox's pid still exists, runsc tries its control
     // socket and fails; once it is gone every delete only removes state.
@@ -356,6 +368,23 @@ export class SandboxDriver {
   /** Deletes the infra container's state if anything is left. */
   async removeSandbox(id: string, containerIds?: readonly string[]): Promise<void> {
     await this.stopSandbox(id, containerIds);
+  }
+
+  /**
+   * The pid of the sandbox's running process, if any: `known` when /proc
+   * shows it is this sandbox's runsc-sandbox (a reused pid is not), else as
+   * `runsc state` reports it; undefined when runsc holds no state for it.
+   */
+  private async liveSandboxPid(id: string, known: number | undefined): Promise<number | undefined> {
+    if (!(await this.runsc.hasState(id))) return undefined;
+    if (known !== undefined && known > 0 && (await isSandboxProcess(known, id, this.runsc.options.root))) return known;
+    try {
+      const st = await this.runsc.state(id);
+      return st.status === 'stopped' || !(st.pid > 0) ? undefined : st.pid;
+    } catch (err) {
+      if (isGone(err)) return undefined;
+      throw err;
+    }
   }
 
   /**
@@ -408,9 +437,15 @@ export class SandboxDriver {
     }
   }
 
-  /** Waits for the container's exit up to `ms`; true if it exited, the reason of `callSignal` if that aborts first. */
-  private async waitFor(id: string, ms: number, callSignal?: AbortSignal): Promise<boolean> {
+  /**
+   * Waits for the container's exit up to `ms`, through `exited` when it can
+   * tell, else with `runsc wait`; true if it exited, the reason of
+   * `callSignal` if that aborts first.
+   */
+  private async waitFor(id: string, ms: number, callSignal?: AbortSignal, exited?: ExitWait): Promise<boolean> {
     callSignal?.throwIfAborted();
+    const seen = await exited?.(ms, callSignal);
+    if (seen !== undefined) return seen;
     const timeout = AbortSignal.timeout(ms);
     try {
       await this.runsc.wait(id, { signal: callSignal ? AbortSignal.any([timeout, callSignal]) : timeout });
@@ -461,6 +496,12 @@ async function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer> {
     size += take.length;
   }
   return Buffer.concat(parts);
+}
+
+/** Whether `pid` is the runsc-sandbox process booting sandbox `id` under `root` (its command line says so). */
+async function isSandboxProcess(pid: number, id: string, root: string): Promise<boolean> {
+  const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  return argv[0] === 'runsc-sandbox' && argv.includes('boot') && argv.includes(`--root=${root}`) && argv.includes(id);
 }
 
 /** Polls /proc until `pid` is gone (reaped), up to `ms`. */

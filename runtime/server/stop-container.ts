@@ -29,7 +29,8 @@ export async function stopContainerLocked(rt: PodRuntime, c: ContainerRecord, ti
   if (c.phase !== 'running') return;
   try {
     signal?.throwIfAborted();
-    await rt.driver.stopContainer(c.id, timeoutSec, c.stopSignal, signal);
+    // The container's exit waiter learns the exit: no second `runsc wait` is started for it.
+    await rt.driver.stopContainer(c.id, timeoutSec, c.stopSignal, signal, (ms, s) => rt.exits.waitExit(c.id, ms, s));
   } catch (err) {
     throw wrapError(err, `stop container ${c.name} (${c.id.slice(0, 12)})`);
   }

@@ -23,23 +23,20 @@ export async function StopPodSandbox(rt: PodRuntime, req: StopPodSandboxRequest_
 export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord, signal?: AbortSignal): Promise<void> {
   signal?.throwIfAborted();
   const ctrs = rt.containers.list().filter((c) => c.sandboxId === rec.id);
-  await rt.exits.duringPodStop(rec.id, async () => {
-    try {
+  // The sandbox's kill and state removal, and the network's CNI DEL, need
+  // nothing of each other: side by side, the slower one sets the pace. Both
+  // are tried even when one fails, and a retry finishes either.
+  const [sandbox, network] = await Promise.allSettled([
+    rt.exits.duringPodStop(rec.id, async () => {
       // One SIGKILL of the sandbox ends every container in it (containerd stops them forcibly too).
-      await rt.driver.stopSandbox(rec.id, ctrs.map((c) => c.id));
+      await rt.driver.stopSandbox(rec.id, ctrs.map((c) => c.id), rec.pid);
       for (const c of ctrs) await rt.exits.settle(c, KILLED_EXIT_CODE);
-    } catch (err) {
-      throw wrapError(err, `stop pod sandbox ${podLabel(rec)}`);
-    }
-  });
+    }),
+    rec.hostNetwork ? Promise.resolve() : rt.opts.network.teardown(rec.id),
+  ]);
+  if (sandbox.status === 'rejected') throw wrapError(sandbox.reason, `stop pod sandbox ${podLabel(rec)}`);
+  if (network.status === 'rejected') throw wrapError(network.reason, `stop pod sandbox ${podLabel(rec)}: tear down network`);
   signal?.throwIfAborted();
-  if (!rec.hostNetwork) {
-    try {
-      await rt.opts.network.teardown(rec.id);
-    } catch (err) {
-      throw wrapError(err, `stop pod sandbox ${podLabel(rec)}: tear down network`);
-    }
-  }
   if (rec.phase !== 'notready') {
     rec.phase = 'notready';
     await rt.sandboxes.put(rec);

@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { access, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { silentLogger } from '../../cri-api/logger.js';
 import { OutputFifo } from '../../runtime/logs/log-pipe.js';
+import { Runsc } from '../../runtime/runsc/runsc.js';
+import { SandboxDriver } from '../../runtime/runsc/sandbox-driver.js';
+import { eventually as waitFor } from '../helpers/wait.js';
 import { containerSpec, makeRuntimeEnv, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 
 let env: RuntimeEnv;
@@ -67,3 +72,40 @@ test('5 sandboxes created and removed leave no runsc state, mount or fd', async 
   assert.equal(await mounts(), mounts0);
   assert.equal(await fds(), fds0);
 });
+
+test('stopSandbox kills by the pid it is given only when /proc shows that pid is this sandbox', async () => {
+  const a = await env.driver.createSandbox({ id: 'hint-a', bundleDir: join(env.dir, 'bundles', 'hint-a'), spec: sandboxSpec(env, 'hint-a'), networkMode: 'none', needsNetnsWorkaround: false });
+  const b = await env.driver.createSandbox({ id: 'hint-b', bundleDir: join(env.dir, 'bundles', 'hint-b'), spec: sandboxSpec(env, 'hint-b'), networkMode: 'none', needsNetnsWorkaround: false });
+  const decoy = spawn('sleep', ['600'], { stdio: 'ignore' });
+  try {
+    assert.ok(await env.runsc.hasState('hint-a'));
+    // Another sandbox's pid, then an unrelated process's: neither is touched, hint-a still goes (through runsc state).
+    await env.driver.stopSandbox('hint-a', [], b);
+    assert.equal((await env.runsc.state('hint-b')).status, 'running');
+    assert.equal(await env.runsc.hasState('hint-a'), false);
+    await env.driver.stopSandbox('hint-b', [], decoy.pid);
+    assert.equal(decoy.exitCode, null);
+    assert.equal(decoy.signalCode, null);
+    assert.equal(await env.runsc.hasState('hint-b'), false);
+    assert.deepEqual(await env.runsc.list(), []);
+    await waitFor(async () => !(await processExists(a)) && !(await processExists(b)), 10_000, 'both sandbox processes gone');
+    // Nothing left: no runsc call is needed to stop it again.
+    await env.driver.stopSandbox('hint-a', [], a);
+  } finally {
+    decoy.kill('SIGKILL');
+  }
+});
+
+test('stopSandbox with the right pid kills the sandbox without asking runsc its state', async () => {
+  const pid = await env.driver.createSandbox({ id: 'hint-c', bundleDir: join(env.dir, 'bundles', 'hint-c'), spec: sandboxSpec(env, 'hint-c'), networkMode: 'none', needsNetnsWorkaround: false });
+  const asked: string[] = [];
+  const counting = new SandboxDriver(new Runsc({ ...env.runsc.options, onCommand: (sub) => asked.push(sub) }), silentLogger);
+  await counting.stopSandbox('hint-c', [], pid);
+  assert.deepEqual(asked, ['delete']);
+  assert.equal(await processExists(pid), false);
+  assert.deepEqual(await env.runsc.list(), []);
+});
+
+async function processExists(pid: number): Promise<boolean> {
+  return access(`/proc/${pid}`).then(() => true, () => false);
+}
