@@ -232,6 +232,8 @@ export class Runsc {
    * asking runsc (each call of it costs a start-up of ~20 ms): runsc keeps a
    * "<id>_sandbox:<sandbox id>.state" file per container from create until
    * delete, and without it state, kill and delete all answer "does not exist".
+   * Any file naming the id counts, so that a runsc with another layout gets
+   * its delete rather than leaving state behind.
    */
   async hasState(id: string): Promise<boolean> {
     let names: string[];
@@ -241,8 +243,7 @@ export class Runsc {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw err;
     }
-    const prefix = `${id}_sandbox:`;
-    return names.some((n) => n.startsWith(prefix) && n.endsWith('.state'));
+    return names.some((n) => n.includes(id));
   }
 
   async list(): Promise<RunscListEntry[]> {
