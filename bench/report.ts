@@ -1,7 +1,7 @@
 /** Turns a Recorder into the printed / Markdown tables and the JSON document. */
 import type { ContenderName, ShownContender } from './contender.js';
 import type { MemoryFigure } from './procs.js';
-import { percentile, targetsFor, type Recorder } from './results.js';
+import { MIN_THROUGHPUT_MBS, percentile, targetsFor, type Recorder } from './results.js';
 
 export interface Machine {
   cores: number;
@@ -85,6 +85,11 @@ export function markdown(rec: Recorder, contenders: readonly ShownContender[], m
     out.push('', '## Throughput p50 (MB/s = 10^6 bytes/s, from the p50 time)', '');
     out.push(`| step | ${names.join(' | ')} |`, `| --- | ${names.map(() => '---').join(' | ')} |`);
     for (const step of transfers) out.push(`| ${step} | ${names.map((n) => fmtMBs(throughput(rec, n, step))).join(' | ')} |`);
+    out.push('');
+    for (const step of transfers) {
+      const mbs = throughput(rec, 'gvisor-cri', step);
+      if (mbs !== undefined) out.push(`- gvisor-cri, ${step}: ${fmtMBs(mbs)} ${mbs >= MIN_THROUGHPUT_MBS ? '✓' : '✗'} (≥ ${MIN_THROUGHPUT_MBS} MB/s)`);
+    }
   }
   out.push('', '## Memory (RSS / PSS)', '');
   out.push('| contender | daemon idle | daemon with pods | sandboxes with pods |', '| --- | --- | --- | --- |');
