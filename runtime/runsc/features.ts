@@ -8,9 +8,8 @@
 import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { createNetns, removeNetns } from '../../network/index.js';
 import { writeFileAtomic } from '../../common/index.js';
-import { internal } from '../../cri-api/errors.js';
 import type { Logger } from '../../cri-api/logger.js';
 import { ALL_LINUX_CAPABILITIES } from '../spec/capabilities.js';
 import type { InfraRootfs } from '../spec/infra-rootfs.js';
@@ -76,22 +75,18 @@ export async function probeRunscFeatures(opts: ProbeOptions): Promise<RunscFeatu
   return { ...base, ...probed };
 }
 
-/** The `ip netns` wrapper for the probe's throwaway namespace. */
-async function ipNetns(args: string[]): Promise<void> {
-  const r = await execa('ip', ['netns', ...args], { reject: false, timeout: 10_000, stdin: 'ignore' });
-  if (r.exitCode !== 0) throw internal(`ip netns ${args.join(' ')}: ${r.stderr.trim() || r.shortMessage}`);
-}
-
 async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'key'>> {
   const { runsc, workDir, infra } = opts;
   const id = `gvcri-probe-${process.pid}`;
-  const netns = `gvcri-probe-${process.pid}`;
+  // The probe's throwaway namespace is made like a pod's, by the network module's own tools.
+  const netns = join(workDir, `${id}.netns`);
   const bundle = join(workDir, id);
   await runsc.delete([id], { force: true }).catch(() => undefined);
-  await ipNetns(['del', netns]).catch(() => undefined);
-  await ipNetns(['add', netns]);
+  await mkdir(workDir, { recursive: true });
+  await removeNetns(netns);
+  await createNetns(netns);
   try {
-    const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: `/run/netns/${netns}`, daemonOomScoreAdj: 1000, cgroupsPath: opts.cgroupsPath });
+    const spec = buildSandboxSpec({ id, hostname: 'probe', rootfsDir: infra.rootfsDir, args: infra.args, netnsPath: netns, daemonOomScoreAdj: 1000, cgroupsPath: opts.cgroupsPath });
     await writeBundle(bundle, spec);
     let netnsWorkaround = false;
     // The sandbox inherits create's stdio: a pipe would keep runsc's caller waiting for EOF until the sandbox dies.
@@ -107,7 +102,7 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
         // A failed start leaves a half-made sandbox: make it again.
         await runsc.delete([id], { force: true });
         await runsc.create(id, { bundle, network: 'sandbox', stdio });
-        await runsc.start(id, { netnsWorkaround: `/run/netns/${netns}` });
+        await runsc.start(id, { netnsWorkaround: netns });
       }
       const capabilities = await probeCapabilities(runsc, id, bundle, stdio);
       return { netnsWorkaround, capabilities };
@@ -116,7 +111,7 @@ async function probeWithSandbox(opts: ProbeOptions): Promise<Omit<CacheEntry, 'k
     }
   } finally {
     await runsc.delete([id], { force: true }).catch((err: unknown) => opts.logger.warn({ err }, 'removing the runsc probe sandbox'));
-    await ipNetns(['del', netns]).catch(() => undefined);
+    await removeNetns(netns).catch((err: unknown) => opts.logger.warn({ err }, 'removing the runsc probe network namespace'));
     await rm(bundle, { recursive: true, force: true });
   }
 }
