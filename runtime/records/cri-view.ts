@@ -77,6 +77,29 @@ export function sandboxStatus(s: SandboxRecord): PodSandboxStatus {
 }
 
 /** CRI's label selector: every key of the selector present with its value. */
-export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+/** What the List* filters of containers share (ContainerFilter, ContainerStatsFilter). */
+export interface ContainerSelector {
+  id?: string;
+  pod_sandbox_id?: string;
+  label_selector?: Record<string, string>;
+}
+
+/** What the List* filters of pods share (PodSandboxFilter, PodSandboxStatsFilter). */
+export interface SandboxSelector {
+  id?: string;
+  label_selector?: Record<string, string>;
+}
+
+/** The containers a filter selects: id and pod id match a prefix, as containerd's do; every selector label must match. */
+export function selectContainers(list: readonly ContainerRecord[], f: ContainerSelector | null | undefined): ContainerRecord[] {
+  return list.filter((c) => (!f?.id || c.id.startsWith(f.id)) && (!f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id)) && matchesLabels(c.labels, f?.label_selector));
+}
+
+/** The pods a filter selects: the id matches a prefix, as containerd's does; every selector label must match. */
+export function selectSandboxes(list: readonly SandboxRecord[], f: SandboxSelector | null | undefined): SandboxRecord[] {
+  return list.filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.label_selector));
 }

@@ -1,21 +1,17 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListContainersRequest__Output } from '../../cri-api/generated/runtime/v1/ListContainersRequest.js';
 import type { ListContainersResponse } from '../../cri-api/generated/runtime/v1/ListContainersResponse.js';
-import { containerState, matchesLabels } from '../records/cri-view.js';
+import { containerState, selectContainers } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamContainersRequest__Output } from '../../cri-api/generated/runtime/v1/StreamContainersRequest.js';
 import type { StreamContainersResponse } from '../../cri-api/generated/runtime/v1/StreamContainersResponse.js';
 
-/** Answered from memory. Id and pod id filters match a prefix, as containerd's do. */
+/** Answered from memory. */
 export async function ListContainers(rt: PodRuntime, req: ListContainersRequest__Output, _ctx: CallContext): Promise<ListContainersResponse> {
   const f = req.filter;
-  const containers = rt
-    .listContainers()
-    .filter((c) => !f?.id || c.id.startsWith(f.id))
-    .filter((c) => !f?.pod_sandbox_id || c.sandboxId.startsWith(f.pod_sandbox_id))
+  const containers = selectContainers(rt.listContainers(), f)
     .filter((c) => !f?.state || containerState(c) === f.state.state)
-    .filter((c) => matchesLabels(c.labels, f?.label_selector))
     .map((c) => ({ c, names: rt.imageNames(c) }))
     .map(({ c, names }) => ({
       id: c.id,

@@ -1,20 +1,17 @@
 import type { CallContext } from '../../cri-api/server.js';
 import type { ListPodSandboxRequest__Output } from '../../cri-api/generated/runtime/v1/ListPodSandboxRequest.js';
 import type { ListPodSandboxResponse } from '../../cri-api/generated/runtime/v1/ListPodSandboxResponse.js';
-import { matchesLabels, sandboxState } from '../records/cri-view.js';
+import { sandboxState, selectSandboxes } from '../records/cri-view.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sendInBatches } from '../../cri-api/batches.js';
 import type { StreamPodSandboxesRequest__Output } from '../../cri-api/generated/runtime/v1/StreamPodSandboxesRequest.js';
 import type { StreamPodSandboxesResponse } from '../../cri-api/generated/runtime/v1/StreamPodSandboxesResponse.js';
 
-/** Answered from memory. The id filter matches a prefix, as containerd's does. */
+/** Answered from memory. */
 export async function ListPodSandbox(rt: PodRuntime, req: ListPodSandboxRequest__Output, _ctx: CallContext): Promise<ListPodSandboxResponse> {
   const f = req.filter;
-  const items = rt
-    .listSandboxes()
-    .filter((s) => !f?.id || s.id.startsWith(f.id))
+  const items = selectSandboxes(rt.listSandboxes(), f)
     .filter((s) => !f?.state || sandboxState(s) === f.state.state)
-    .filter((s) => matchesLabels(s.labels, f?.label_selector))
     .map((s) => ({
       id: s.id,
       metadata: { name: s.name, uid: s.uid, namespace: s.namespace, attempt: s.attempt },
