@@ -1,3 +1,4 @@
-/** Small pieces every module shares: the atomic file write (with the daemon's fsync rule) and the keyed lock. */
+/** Small pieces every module shares: the atomic file write (with the daemon's fsync rule), the keyed lock, and independent steps run side by side. */
 export { isAtomicWriteTemp, replaceFileAtomic, writeFileAtomic, type AtomicWriteOptions, type Durability } from './atomic-write.js';
 export { KeyedLock } from './keyed-lock.js';
+export { sideBySide } from './side-by-side.js';

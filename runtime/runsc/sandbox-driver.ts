@@ -6,6 +6,7 @@ import { close as closeCb, open as openCb } from 'node:fs';
 import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
+import { sideBySide } from '../../common/index.js';
 import type { Logger } from '../../cri-api/logger.js';
 import type { OutputFifo, StdinFifo } from '../logs/log-pipe.js';
 import type { OciProcess, OciSpec } from '../spec/oci-spec.js';
@@ -360,9 +361,7 @@ export class SandboxDriver {
     }
     // While the dead sandbox's pid still exists, runsc tries its control
     // socket and fails; once it is gone every delete only removes state.
-    const results = await Promise.allSettled([...apps, id].map((c) => this.removeContainer(c)));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await sideBySide([...apps, id].map((c) => this.removeContainer(c)));
   }
 
   /** Deletes the infra container's state if anything is left. */

@@ -8,7 +8,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound, wrapError
 import { optionalRelativePath, requireId, requireMessage, requireName, requireString, requireStringMap } from '../../cri-api/validate.js';
 import { createRestoredLocked } from '../checkpoint/restore.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
-import { sideBySide } from '../core/side-by-side.js';
+import { sideBySide } from '../../common/index.js';
 import { rollbackContainer } from '../core/teardown.js';
 import { containerIo } from '../logs/container-io.js';
 import { newContainerFields, newRecordId, podLabel, type ContainerRecord } from '../records/store.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-api/generated/runtime/v1/PodSandboxConfig.js';
 import { writePodFiles, writePodHosts, type PortMapping } from '../../network/index.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
-import { sideBySide } from '../core/side-by-side.js';
+import { sideBySide } from '../../common/index.js';
 import { rollbackSandbox } from '../core/teardown.js';
 import { newRecordId, nowNs, podLabel, type SandboxRecord } from '../records/store.js';
 import type { RunscFeatures } from '../runsc/features.js';

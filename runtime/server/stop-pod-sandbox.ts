@@ -6,6 +6,7 @@ import { requireId } from '../../cri-api/validate.js';
 import { KILLED_EXIT_CODE } from '../core/exit-monitor.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { podLabel, type SandboxRecord } from '../records/store.js';
+import { sideBySide } from '../../common/index.js';
 
 /** Idempotent: an unknown or already stopped pod succeeds, as in containerd. */
 export async function StopPodSandbox(rt: PodRuntime, req: StopPodSandboxRequest__Output, ctx: CallContext): Promise<StopPodSandboxResponse> {
@@ -26,16 +27,22 @@ export async function stopPodLocked(rt: PodRuntime, rec: SandboxRecord, signal?:
   // The sandbox's kill and state removal, and the network's CNI DEL, need
   // nothing of each other: side by side, the slower one sets the pace. Both
   // are tried even when one fails, and a retry finishes either.
-  const [sandbox, network] = await Promise.allSettled([
-    rt.exits.duringPodStop(rec.id, async () => {
-      // One SIGKILL of the sandbox ends every container in it (containerd stops them forcibly too).
-      await rt.driver.stopSandbox(rec.id, ctrs.map((c) => c.id), rec.pid);
-      for (const c of ctrs) await rt.exits.settle(c, KILLED_EXIT_CODE);
-    }),
-    rec.hostNetwork ? Promise.resolve() : rt.opts.network.teardown(rec.id),
+  await sideBySide([
+    rt.exits
+      .duringPodStop(rec.id, async () => {
+        // One SIGKILL of the sandbox ends every container in it (containerd stops them forcibly too).
+        await rt.driver.stopSandbox(rec.id, ctrs.map((c) => c.id), rec.pid);
+        for (const c of ctrs) await rt.exits.settle(c, KILLED_EXIT_CODE);
+      })
+      .catch((err: unknown) => {
+        throw wrapError(err, `stop pod sandbox ${podLabel(rec)}`);
+      }),
+    rec.hostNetwork
+      ? undefined
+      : rt.opts.network.teardown(rec.id).catch((err: unknown) => {
+          throw wrapError(err, `stop pod sandbox ${podLabel(rec)}: tear down network`);
+        }),
   ]);
-  if (sandbox.status === 'rejected') throw wrapError(sandbox.reason, `stop pod sandbox ${podLabel(rec)}`);
-  if (network.status === 'rejected') throw wrapError(network.reason, `stop pod sandbox ${podLabel(rec)}: tear down network`);
   signal?.throwIfAborted();
   if (rec.phase !== 'notready') {
     rec.phase = 'notready';

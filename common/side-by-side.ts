@@ -1,5 +1,5 @@
 /**
- * Runs independent steps of one RPC at once. Every step settles before a
+ * Runs independent steps at once. Every step settles before a
  * failure is thrown, so the rollback that follows never races a step still
  * making something.
  */
