@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { startDaemon, testConflist, removeAllPods, waitFor, type TestDaemon } from '../helpers/daemon.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry-server.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from '../helpers/image-builder.js';
-import { buildGoCriClient, Code, GoCriClient, type GoBuild } from '../helpers/go-cri-client.js';
-import { criRequest } from '../helpers/raw-h2.js';
+import { buildGoCriClient, Code, encodeRequest, GoCriClient, type GoBuild } from '../helpers/go-cri-client.js';
 
 let build: GoBuild;
 let registry: TestRegistry;
@@ -127,7 +126,7 @@ test('error statuses reach grpc-go with their code and our message', async () =>
   assert.equal(noCmd.code, Code.INVALID_ARGUMENT, noCmd.message);
   assert.match(noCmd.message, /cmd must name a program to run/);
 
-  const unknown = await kubelet.raw('/runtime.v1.RuntimeService/NoSuchMethod', criRequest('runtime', 'Version', { version: 'v1' }));
+  const unknown = await kubelet.raw('/runtime.v1.RuntimeService/NoSuchMethod', encodeRequest('runtime', 'Version', { version: 'v1' }));
   assert.equal(unknown.code, Code.UNIMPLEMENTED, unknown.message);
   // The connection outlives the failures.
   assert.equal((await kubelet.ok<{ runtime_name: string }>('runtime', 'Version', {})).runtime_name, 'gvisor-cri');

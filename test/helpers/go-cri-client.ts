@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import * as protoLoader from '@grpc/proto-loader';
 import { REPO_ROOT } from './daemon.js';
-import { criRequest, criResponse } from './raw-h2.js';
 
 const run = promisify(execFile);
 /** Where Debian's golang-*-dev packages put their source (GOPATH layout). */
@@ -91,7 +91,21 @@ interface WireAnswer {
 export type Service = 'runtime' | 'image';
 export type Authority = 'path' | 'localhost';
 
-const servicePath = (service: Service): string => (service === 'runtime' ? 'runtime.v1.RuntimeService' : 'runtime.v1.ImageService');
+/**
+ * Our proto, read from its file with the options the daemon's generated
+ * types assume, and nothing of cri-api's server code: this client must stay
+ * an outside check of whatever serves the socket.
+ */
+const definition = protoLoader.loadSync(join(REPO_ROOT, 'cri-api/proto/api.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+
+function method(service: Service, rpc: string): protoLoader.MethodDefinition<object, unknown> {
+  const m = (definition[service === 'runtime' ? 'runtime.v1.RuntimeService' : 'runtime.v1.ImageService'] as protoLoader.ServiceDefinition)[rpc];
+  if (!m) throw new Error(`no RPC ${rpc} in the ${service} service of our proto`);
+  return m as protoLoader.MethodDefinition<object, unknown>;
+}
+
+/** The serialized request of a CRI RPC, as our proto encodes it. */
+export const encodeRequest = (service: Service, rpc: string, req: object): Buffer => method(service, rpc).requestSerialize(req);
 
 /** One grpc-go connection to the CRI socket; every call runs at once on it. */
 export class GoCriClient {
@@ -152,9 +166,10 @@ export class GoCriClient {
 
   /** A unary CRI call; its decoded response, or the status grpc-go saw. */
   async call<Res>(service: Service, rpc: string, req: object, timeoutMs?: number): Promise<{ code: number; message: string; res?: Res }> {
-    const a = await this.raw(`/${servicePath(service)}/${rpc}`, criRequest(service, rpc, req), timeoutMs !== undefined ? { timeoutMs } : {});
+    const m = method(service, rpc);
+    const a = await this.raw(m.path, m.requestSerialize(req), timeoutMs !== undefined ? { timeoutMs } : {});
     // An empty response message (StartContainer's) comes back as no bytes at all.
-    return { code: a.code, message: a.message, ...(a.code === Code.OK ? { res: criResponse<Res>(service, rpc, a.response ?? Buffer.alloc(0)) } : {}) };
+    return { code: a.code, message: a.message, ...(a.code === Code.OK ? { res: m.responseDeserialize(a.response ?? Buffer.alloc(0)) as Res } : {}) };
   }
 
   /** Like call, but a status other than OK is an error naming it. */
@@ -166,8 +181,9 @@ export class GoCriClient {
 
   /** A server-streaming call; grpc-go cancels it after `max` messages. */
   async stream<Res>(service: Service, rpc: string, req: object, max: number, timeoutMs?: number): Promise<{ code: number; message: string; responses: Res[] }> {
-    const a = await this.raw(`/${servicePath(service)}/${rpc}`, criRequest(service, rpc, req), { streamMax: max, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
-    return { code: a.code, message: a.message, responses: (a.responses ?? []).map((r) => criResponse<Res>(service, rpc, r)) };
+    const m = method(service, rpc);
+    const a = await this.raw(m.path, m.requestSerialize(req), { streamMax: max, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+    return { code: a.code, message: a.message, responses: (a.responses ?? []).map((r) => m.responseDeserialize(r) as Res) };
   }
 
   /** Ends stdin: the client finishes its calls, closes the connection and exits. */
