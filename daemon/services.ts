@@ -3,7 +3,7 @@ import { access, constants } from 'node:fs/promises';
 import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
-import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
+import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, ReaperLauncher, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { criRuntimeVersion, versionInfo } from './version.js';
@@ -107,6 +107,8 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     stateDir: config.stateDir,
     pluginTimeoutMs: config.cniPluginTimeout * 1000,
     defaultNetwork: config.defaultNetwork ? { bridge: config.defaultNetworkBridge, subnet: config.defaultNetworkSubnet } : undefined,
+    // CNI plugins and the netns tools fork from the reaper, not from the daemon's large address space.
+    launcher: reaper ? await ReaperLauncher.open(reaper, join(config.runDir, 'launch')) : undefined,
     logger: logger.child({ module: 'network' }),
   });
   let images: ImageStore;
