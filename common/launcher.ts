@@ -16,14 +16,18 @@ export interface CaptureRequest {
   env?: Readonly<Record<string, string>>;
   /** The program's stdin; /dev/null when absent. */
   input?: string;
-  /** The program is killed (SIGKILL at the latest) once it runs this long. */
+  /** The program is killed (SIGKILL at the latest) once it runs this long; 0: no limit. */
   timeoutMs: number;
+  /** Kills the program when it aborts. */
+  signal?: AbortSignal;
 }
 
 export interface CaptureResult {
   /** Undefined when it did not exit normally (killed, or never ran). */
   exitCode: number | undefined;
   timedOut: boolean;
+  /** Killed because the request's signal aborted. */
+  cancelled: boolean;
   /** Why it could not be run at all; undefined when it ran. */
   notRun?: string;
   /** Without the final newline, as execa gives it. */
@@ -47,11 +51,12 @@ export async function runCaptured(req: CaptureRequest, launcher?: Launcher): Pro
     reject: false,
     ...(req.input === undefined ? { stdin: 'ignore' as const } : { input: req.input }),
     env: req.env,
-    timeout: req.timeoutMs,
+    timeout: req.timeoutMs > 0 ? req.timeoutMs : undefined,
     forceKillAfterDelay: FORCE_KILL_AFTER_MS,
+    cancelSignal: req.signal,
   });
-  const notRun = r.failed && r.exitCode === undefined && r.signal === undefined && !r.timedOut ? (r.shortMessage ?? 'could not run') : undefined;
-  return { exitCode: r.exitCode, timedOut: r.timedOut, notRun, stdout: r.stdout, stderr: r.stderr };
+  const notRun = r.failed && r.exitCode === undefined && r.signal === undefined && !r.timedOut && !r.isCanceled ? (r.shortMessage ?? 'could not run') : undefined;
+  return { exitCode: r.exitCode, timedOut: r.timedOut, cancelled: r.isCanceled, notRun, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Drops one trailing newline, as execa's stripFinalNewline does. */

@@ -237,6 +237,8 @@ export interface LaunchResult {
   exitCode: number | undefined;
   signal: number | undefined;
   timedOut: boolean;
+  /** Killed because the launch's abort signal fired. */
+  cancelled: boolean;
 }
 
 interface Pending {
@@ -244,6 +246,9 @@ interface Pending {
   resolve(r: LaunchResult): void;
   timer?: NodeJS.Timeout;
   timedOut: boolean;
+  cancelled: boolean;
+  /** Removes the abort listener. */
+  detach?: () => void;
 }
 
 const SEP = '\x1f';
@@ -281,20 +286,25 @@ export class Reaper {
       if (!p) return;
       if (kind === 'S') {
         p.pid = Number(value);
-        // Its timeout passed before the reaper said it started.
-        if (p.timedOut) killPid(p.pid);
+        // Its timeout passed (or its signal aborted) before the reaper said it started.
+        if (p.timedOut || p.cancelled) killPid(p.pid);
         return;
       }
       const status = Number(value);
       clearTimeout(p.timer);
+      p.detach?.();
       this.pending.delete(Number(id));
       const signal = status & 0x7f;
-      p.resolve({ exitCode: signal === 0 ? status >> 8 : undefined, signal: signal === 0 ? undefined : signal, timedOut: p.timedOut });
+      p.resolve({ exitCode: signal === 0 ? status >> 8 : undefined, signal: signal === 0 ? undefined : signal, timedOut: p.timedOut, cancelled: p.cancelled });
     });
     proc.once('exit', (code, signal) => {
       this.alive = false;
-      if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
-      for (const p of this.pending.values()) p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut });
+      if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start and short tools now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.detach?.();
+        p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut, cancelled: p.cancelled });
+      }
       this.pending.clear();
       for (const answer of this.answers.values()) answer('the reaper exited', '');
       this.answers.clear();
@@ -339,21 +349,29 @@ export class Reaper {
    * stderr into files the reaper creates (truncating). No field may hold a
    * newline, \x1e or \x1f, nor an env name "=" (see ReaperLauncher).
    */
-  launchCapture(argv: readonly string[], files: LaunchStdio, env: Readonly<Record<string, string>>, timeoutMs: number): Promise<LaunchResult> {
+  launchCapture(argv: readonly string[], files: LaunchStdio, env: Readonly<Record<string, string>>, timeoutMs: number, signal?: AbortSignal): Promise<LaunchResult> {
     const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(ENV_SEP);
-    return this.start((id) => ['C', id, files.stdin, files.stdout, files.stderr, vars, ...argv], timeoutMs);
+    return this.start((id) => ['C', id, files.stdin, files.stdout, files.stderr, vars, ...argv], timeoutMs, signal);
   }
 
-  private start(fields: (id: number) => Array<string | number>, timeoutMs: number): Promise<LaunchResult> {
-    if (!this.alive) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false });
+  private start(fields: (id: number) => Array<string | number>, timeoutMs: number, signal?: AbortSignal): Promise<LaunchResult> {
+    if (!this.alive || signal?.aborted) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false, cancelled: signal?.aborted === true });
     const id = ++this.seq;
     return new Promise((resolve) => {
-      const p: Pending = { resolve, timedOut: false };
+      const p: Pending = { resolve, timedOut: false, cancelled: false };
       if (timeoutMs > 0) {
         p.timer = setTimeout(() => {
           p.timedOut = true;
           if (p.pid !== undefined) killPid(p.pid);
         }, timeoutMs);
+      }
+      if (signal) {
+        const onAbort = (): void => {
+          p.cancelled = true;
+          if (p.pid !== undefined) killPid(p.pid);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.detach = () => signal.removeEventListener('abort', onAbort);
       }
       this.pending.set(id, p);
       this.proc.stdin!.write(fields(id).join(SEP) + '\n');
@@ -457,10 +475,10 @@ export class ReaperLauncher implements Launcher {
     const files = { stdin: req.input === undefined ? '/dev/null' : `${base}.in`, stdout: `${base}.out`, stderr: `${base}.err` };
     try {
       if (req.input !== undefined) await writeFile(files.stdin, req.input, { mode: 0o600 });
-      const r = await this.reaper.launchCapture([req.file, ...req.args], files, env, req.timeoutMs);
+      const r = await this.reaper.launchCapture([req.file, ...req.args], files, env, req.timeoutMs, req.signal);
       const [stdout, stderr] = await Promise.all([readFile(files.stdout, 'utf8').catch(() => ''), readFile(files.stderr, 'utf8').catch(() => '')]);
-      const notRun = r.exitCode === undefined && r.signal === undefined && !r.timedOut ? 'the runsc reaper exited before it finished' : undefined;
-      return { exitCode: r.exitCode, timedOut: r.timedOut, notRun, stdout: stripFinalNewline(stdout), stderr: stripFinalNewline(stderr) };
+      const notRun = r.exitCode === undefined && r.signal === undefined && !r.timedOut && !r.cancelled ? 'the runsc reaper exited before it finished' : undefined;
+      return { exitCode: r.exitCode, timedOut: r.timedOut, cancelled: r.cancelled, notRun, stdout: stripFinalNewline(stdout), stderr: stripFinalNewline(stderr) };
     } finally {
       await Promise.all([files.stdout, files.stderr, ...(req.input === undefined ? [] : [files.stdin])].map((f) => rm(f, { force: true })));
     }

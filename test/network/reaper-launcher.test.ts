@@ -28,7 +28,7 @@ describe('ReaperLauncher', () => {
 
   it('passes stdin and env, captures stdout and stderr apart and the exit code, and leaves no files', async () => {
     const r = await runCaptured({ file: 'sh', args: ['-c', 'cat; echo "$GVCRI_A/$GVCRI_B" >&2; exit 3'], input: '{"in":1}\n', env: { GVCRI_A: 'x=y', GVCRI_B: '' }, timeoutMs: 10_000 }, launcher);
-    assert.deepEqual(r, { exitCode: 3, timedOut: false, notRun: undefined, stdout: '{"in":1}', stderr: 'x=y/' });
+    assert.deepEqual(r, { exitCode: 3, timedOut: false, cancelled: false, notRun: undefined, stdout: '{"in":1}', stderr: 'x=y/' });
     assert.deepEqual(await readdir(scratch), []);
   });
 
@@ -51,6 +51,18 @@ describe('ReaperLauncher', () => {
     assert.deepEqual(await readdir(scratch), []);
   });
 
+  it('kills a program when its signal aborts, also one aborted before it started', async () => {
+    const controller = new AbortController();
+    const pending = runCaptured({ file: 'sleep', args: ['30'], timeoutMs: 0, signal: controller.signal }, launcher);
+    controller.abort();
+    const r = await pending;
+    assert.equal(r.cancelled, true);
+    assert.equal(r.exitCode, undefined);
+    const early = await runCaptured({ file: 'sleep', args: ['30'], timeoutMs: 0, signal: controller.signal }, launcher);
+    assert.equal(early.cancelled, true);
+    assert.deepEqual(await readdir(scratch), []);
+  });
+
   it('hands a call the line protocol cannot carry to execa', async () => {
     const r = await runCaptured({ file: 'sh', args: ['-c', 'printf "%s" "$1"', 'sh', 'two\nlines'], timeoutMs: 10_000 }, launcher);
     assert.equal(r.exitCode, 0);
@@ -65,7 +77,7 @@ describe('ReaperLauncher', () => {
     r2.close();
     assert.equal(l2.available, false);
     const r = await runCaptured({ file: 'sh', args: ['-c', 'echo ok'], timeoutMs: 10_000 }, l2);
-    assert.deepEqual(r, { exitCode: 0, timedOut: false, notRun: undefined, stdout: 'ok', stderr: '' });
+    assert.deepEqual(r, { exitCode: 0, timedOut: false, cancelled: false, notRun: undefined, stdout: 'ok', stderr: '' });
   });
 
   it('reports a call whose reaper died under it as not run', async () => {
