@@ -1,9 +1,10 @@
 import { join } from 'node:path';
 import { access, constants } from 'node:fs/promises';
+import type { Launcher } from '../common/index.js';
 import type { Logger } from '../cri-api/logger.js';
 import { ImageStore } from '../image-store/index.js';
 import { NetworkManager } from '../network/index.js';
-import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
+import { CgroupManager, ensureInfraRootfs, loadTraceSessionConfig, missingSinkEndpoints, openPodRuntime, PodRuntime, probeRunscFeatures, Reaper, ReaperLauncher, Runsc, RuntimeStreamBackend, type Condition, type InfraRootfs, type RunscFeatures, type RuntimeInfo, type TraceSessionConfig } from '../runtime/index.js';
 import { StreamServer } from '../stream/index.js';
 import { configToToml, type Config } from './config.js';
 import { criRuntimeVersion, versionInfo } from './version.js';
@@ -36,7 +37,7 @@ export interface Services {
   close(): Promise<void>;
 }
 
-export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>, onCommand?: (subcommand: string, ms: number, ok: boolean) => void, reaper?: Reaper): Runsc {
+export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay2' | 'ociSeccomp'>, onCommand?: (subcommand: string, ms: number, ok: boolean) => void, reaper?: Reaper, launcher?: Launcher): Runsc {
   const overlay = config.overlayMedium === 'memory' ? 'root:memory' : `root:dir=${join(config.runDir, 'overlay')}`;
   return new Runsc({
     binary: config.runsc,
@@ -48,6 +49,7 @@ export function runscFor(config: Config, features?: Pick<RunscFeatures, 'overlay
     podInitConfig: config.traceSessionConfig || undefined,
     onCommand,
     reaper,
+    launcher,
   });
 }
 
@@ -99,7 +101,9 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   if (traceSession) await checkTraceSession(traceSession, probe.features, logger);
   const metrics = new DaemonMetrics();
   const reaper = await Reaper.start(logger);
-  const runsc = runscFor(config, probe.features, metrics.observeRunsc, reaper);
+  // Short tools (CNI plugins, netns tools, runsc state/wait/kill/delete...) fork from the reaper, not from the daemon's large address space.
+  const launcher = reaper ? await ReaperLauncher.open(reaper, join(config.runDir, 'launch')) : undefined;
+  const runsc = runscFor(config, probe.features, metrics.observeRunsc, reaper, launcher);
   const network = await NetworkManager.open({
     confDir: config.cniConfDir,
     binDirs: config.cniBinDirs,
@@ -107,6 +111,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     stateDir: config.stateDir,
     pluginTimeoutMs: config.cniPluginTimeout * 1000,
     defaultNetwork: config.defaultNetwork ? { bridge: config.defaultNetworkBridge, subnet: config.defaultNetworkSubnet } : undefined,
+    launcher,
     logger: logger.child({ module: 'network' }),
   });
   let images: ImageStore;

@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { runCaptured, type Launcher } from '../common/index.js';
 import { findPlugin } from './cni-config.js';
 
 /**
@@ -19,6 +19,8 @@ export interface PluginCall {
   args: ReadonlyArray<readonly [string, string]>;
   binDirs: readonly string[];
   timeoutMs: number;
+  /** Runs the plugin; execa when absent or not running. */
+  launcher?: Launcher;
 }
 
 export type CniFailure = 'not-found' | 'timeout' | 'plugin-error' | 'bad-output';
@@ -42,7 +44,7 @@ interface CniErrorBody {
   details?: unknown;
 }
 
-function describePluginError(stdout: string, stderr: string, exitCode: number | undefined): { text: string; code?: number } {
+function describePluginError(stdout: string, stderr: string, exitCode: number | undefined, notRun: string | undefined): { text: string; code?: number } {
   try {
     const body = JSON.parse(stdout) as CniErrorBody;
     if (typeof body.msg === 'string') {
@@ -54,7 +56,7 @@ function describePluginError(stdout: string, stderr: string, exitCode: number | 
     // not a spec error body: fall back to whatever the plugin printed
   }
   const printed = (stderr.trim() || stdout.trim()).split('\n').slice(-5).join('; ');
-  return { text: `${printed || 'no output'} [exit code ${exitCode ?? 'none'}]` };
+  return { text: `${printed || notRun || 'no output'} [exit code ${exitCode ?? 'none'}]` };
 }
 
 /** Runs one plugin; resolves to its parsed stdout for ADD, undefined otherwise. */
@@ -62,24 +64,26 @@ export async function invokePlugin(type: string, conf: object, call: PluginCall)
   const what = `CNI ${call.command} plugin "${type}"`;
   const binary = findPlugin(call.binDirs, type);
   if (binary === undefined) throw new CniPluginError('not-found', type, `${what}: not found in ${call.binDirs.join(', ')}`);
-  const r = await execa(binary, [], {
-    reject: false,
-    input: JSON.stringify(conf),
-    timeout: call.timeoutMs,
-    forceKillAfterDelay: 1000,
-    stripFinalNewline: true,
-    env: {
-      CNI_COMMAND: call.command,
-      CNI_CONTAINERID: call.containerId,
-      CNI_NETNS: call.netns,
-      CNI_IFNAME: call.ifName,
-      CNI_PATH: call.binDirs.join(':'),
-      CNI_ARGS: call.args.map(([k, v]) => `${k}=${v}`).join(';'),
+  const r = await runCaptured(
+    {
+      file: binary,
+      args: [],
+      input: JSON.stringify(conf),
+      timeoutMs: call.timeoutMs,
+      env: {
+        CNI_COMMAND: call.command,
+        CNI_CONTAINERID: call.containerId,
+        CNI_NETNS: call.netns,
+        CNI_IFNAME: call.ifName,
+        CNI_PATH: call.binDirs.join(':'),
+        CNI_ARGS: call.args.map(([k, v]) => `${k}=${v}`).join(';'),
+      },
     },
-  });
+    call.launcher,
+  );
   if (r.timedOut) throw new CniPluginError('timeout', type, `${what}: timed out after ${call.timeoutMs} ms`);
-  if (r.failed) {
-    const { text, code } = describePluginError(r.stdout, r.stderr, r.exitCode);
+  if (r.exitCode !== 0) {
+    const { text, code } = describePluginError(r.stdout, r.stderr, r.exitCode, r.notRun);
     throw new CniPluginError('plugin-error', type, `${what} failed: ${text}`, code);
   }
   if (call.command !== 'ADD') return undefined;

@@ -90,7 +90,7 @@ export class NetworkManager {
   }
 
   private listCall(e: CacheEntry, netns: string): ListCall {
-    return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, runtimeConfig: e.runtimeConfig };
+    return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, runtimeConfig: e.runtimeConfig, launcher: this.opts.launcher };
   }
 
   /** Creates the pod's netns and runs CNI ADD; on any failure undoes both and throws. */
@@ -134,8 +134,8 @@ export class NetworkManager {
       try {
         await this.cache.put(entry);
         step = 'create network namespace';
-        await removeNetns(entry.netnsPath);
-        await createNetns(entry.netnsPath);
+        await removeNetns(entry.netnsPath, this.opts.launcher);
+        await createNetns(entry.netnsPath, this.opts.launcher);
         return { netnsPath: entry.netnsPath };
       } catch (err) {
         throw await this.failed(entry, err, `${ctx}: ${step}`);
@@ -179,7 +179,7 @@ export class NetworkManager {
     try {
       const alive = await netnsExists(entry.netnsPath);
       await this.delWithRetries(entry, alive ? entry.netnsPath : '');
-      await removeNetns(entry.netnsPath);
+      await removeNetns(entry.netnsPath, this.opts.launcher);
       await this.cache.remove(entry.podId);
       return true;
     } catch (err) {
@@ -225,7 +225,7 @@ export class NetworkManager {
         this.opts.logger.info({ pod: podLabel(entry), ms: Date.now() - started }, 'pod network torn down');
       }
       try {
-        await removeNetns(netnsPath);
+        await removeNetns(netnsPath, this.opts.launcher);
         await this.cache.remove(podId);
       } catch (err) {
         throw stepError(err, `${ctx}: remove network namespace ${netnsPath}`);
@@ -244,8 +244,8 @@ export class NetworkManager {
       const entry = this.cache.get(podId);
       if (!entry?.result) throw notFound(`reclaim addresses of pod ${podId}: network not set up`);
       try {
-        await restoreAddresses(entry.netnsPath, entry.ifName, podAddresses(entry.result, entry.ifName));
-        await restoreRoutes(entry.netnsPath, entry.ifName, podRoutes(entry.result));
+        await restoreAddresses(entry.netnsPath, entry.ifName, podAddresses(entry.result, entry.ifName), this.opts.launcher);
+        await restoreRoutes(entry.netnsPath, entry.ifName, podRoutes(entry.result), this.opts.launcher);
       } catch (err) {
         throw stepError(err, `reclaim addresses of pod ${podLabel(entry)} in ${entry.netnsPath}`);
       }
@@ -261,14 +261,14 @@ export class NetworkManager {
   private async netnsForDel(entry: CacheEntry): Promise<string> {
     const cidrs = podAddresses(entry.result, entry.ifName);
     if (await netnsExists(entry.netnsPath)) {
-      await restoreAddresses(entry.netnsPath, entry.ifName, cidrs).catch((err: unknown) =>
+      await restoreAddresses(entry.netnsPath, entry.ifName, cidrs, this.opts.launcher).catch((err: unknown) =>
         this.opts.logger.warn({ podId: entry.podId, err: (err as Error).message }, 'could not put the pod addresses back before CNI DEL'),
       );
       return entry.netnsPath;
     }
     if (cidrs.length === 0) return '';
     try {
-      await createPlaceholderNetns(entry.netnsPath, entry.ifName, cidrs);
+      await createPlaceholderNetns(entry.netnsPath, entry.ifName, cidrs, this.opts.launcher);
       this.opts.logger.info({ podId: entry.podId, addresses: cidrs }, 'pod netns was gone: CNI DEL runs in a placeholder holding its old addresses');
       return entry.netnsPath;
     } catch (err) {

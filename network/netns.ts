@@ -1,4 +1,5 @@
 import { open, readFile, rm } from 'node:fs/promises';
+import type { Launcher } from '../common/index.js';
 import { ToolError, ipInNetns, umount, unshareNetWithLoopback } from './tools.js';
 
 /**
@@ -24,23 +25,23 @@ export async function netnsExists(path: string): Promise<boolean> {
 }
 
 /** Creates a new network namespace on path with its loopback up; leaves nothing behind on failure. */
-export async function createNetns(path: string): Promise<void> {
+export async function createNetns(path: string, launcher?: Launcher): Promise<void> {
   const fh = await open(path, 'wx', 0o444);
   await fh.close();
   try {
-    await unshareNetWithLoopback(path);
+    await unshareNetWithLoopback(path, launcher);
   } catch (err) {
-    await removeNetns(path).catch(() => undefined);
+    await removeNetns(path, launcher).catch(() => undefined);
     throw err;
   }
 }
 
 /** Unmounts and deletes the namespace file; a path already gone is fine. */
-export async function removeNetns(path: string): Promise<void> {
+export async function removeNetns(path: string, launcher?: Launcher): Promise<void> {
   // A path can carry stacked mounts if something bound it twice; peel them all.
   for (let i = 0; i < 8 && (await netnsExists(path)); i++) {
     try {
-      await umount(path);
+      await umount(path, launcher);
     } catch (err) {
       if (!(err instanceof ToolError) || (await netnsExists(path))) throw err;
     }
@@ -53,15 +54,15 @@ export async function removeNetns(path: string): Promise<void> {
  * with the pod's old addresses: some plugins (bridge with ipMasq) learn what
  * to clean up from the addresses they find there, and leak otherwise.
  */
-export async function createPlaceholderNetns(path: string, ifName: string, cidrs: readonly string[]): Promise<void> {
-  await removeNetns(path);
-  await createNetns(path);
+export async function createPlaceholderNetns(path: string, ifName: string, cidrs: readonly string[], launcher?: Launcher): Promise<void> {
+  await removeNetns(path, launcher);
+  await createNetns(path, launcher);
   try {
     // A veth with both ends inside: the dummy driver is not in every kernel, veth is (the bridge plugin needs it).
-    await ipInNetns(path, ['link', 'add', ifName, 'type', 'veth', 'peer', 'name', 'placeholder0']);
-    for (const cidr of cidrs) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName]);
+    await ipInNetns(path, ['link', 'add', ifName, 'type', 'veth', 'peer', 'name', 'placeholder0'], launcher);
+    for (const cidr of cidrs) await ipInNetns(path, ['addr', 'add', cidr, 'dev', ifName], launcher);
   } catch (err) {
-    await removeNetns(path).catch(() => undefined);
+    await removeNetns(path, launcher).catch(() => undefined);
     throw err;
   }
 }
@@ -72,29 +73,29 @@ export async function createPlaceholderNetns(path: string, ifName: string, cidrs
  * bridge plugin's DEL finds its masquerade rules through those addresses.
  * A namespace without ifName is left alone.
  */
-export async function restoreAddresses(path: string, ifName: string, cidrs: readonly string[]): Promise<void> {
+export async function restoreAddresses(path: string, ifName: string, cidrs: readonly string[], launcher?: Launcher): Promise<void> {
   for (const cidr of cidrs) {
     try {
       // replace: adds a lost address, keeps one still there; one process per address.
-      await ipInNetns(path, ['addr', 'replace', cidr, 'dev', ifName]);
+      await ipInNetns(path, ['addr', 'replace', cidr, 'dev', ifName], launcher);
     } catch (err) {
-      if (!(await linkExists(path, ifName))) return;
+      if (!(await linkExists(path, ifName, launcher))) return;
       throw err;
     }
   }
 }
 
-async function linkExists(path: string, ifName: string): Promise<boolean> {
-  return ipInNetns(path, ['link', 'show', 'dev', ifName]).then(
+async function linkExists(path: string, ifName: string, launcher: Launcher | undefined): Promise<boolean> {
+  return ipInNetns(path, ['link', 'show', 'dev', ifName], launcher).then(
     () => true,
     () => false,
   );
 }
 
 /** Adds (or replaces) each route on ifName; routes through a gateway follow the addresses they need. */
-export async function restoreRoutes(path: string, ifName: string, routes: readonly { dst: string; gw?: string }[]): Promise<void> {
+export async function restoreRoutes(path: string, ifName: string, routes: readonly { dst: string; gw?: string }[], launcher?: Launcher): Promise<void> {
   for (const r of routes) {
     const family = r.dst.includes(':') ? '-6' : '-4';
-    await ipInNetns(path, [family, 'route', 'replace', r.dst, ...(r.gw ? ['via', r.gw] : []), 'dev', ifName]);
+    await ipInNetns(path, [family, 'route', 'replace', r.dst, ...(r.gw ? ['via', r.gw] : []), 'dev', ifName], launcher);
   }
 }

@@ -1,4 +1,4 @@
-import { execa } from 'execa';
+import { runCaptured, type Launcher } from '../common/index.js';
 
 /**
  * The external tools this module runs for network namespaces, each through
@@ -20,11 +20,11 @@ export class ToolError extends Error {
   }
 }
 
-async function run(tool: string, args: string[]): Promise<string> {
-  const r = await execa(tool, args, { reject: false, timeout: TOOL_TIMEOUT_MS, forceKillAfterDelay: 1000, stdin: 'ignore' });
+async function run(tool: string, args: string[], launcher: Launcher | undefined): Promise<string> {
+  const r = await runCaptured({ file: tool, args, timeoutMs: TOOL_TIMEOUT_MS }, launcher);
   if (r.timedOut) throw new ToolError(tool, args, r.stderr.trim(), `timed out after ${TOOL_TIMEOUT_MS} ms`);
-  if (r.failed) {
-    const detail = r.exitCode !== undefined ? `exit code ${r.exitCode}` : (r.shortMessage ?? 'could not run');
+  if (r.exitCode !== 0) {
+    const detail = r.exitCode !== undefined ? `exit code ${r.exitCode}` : (r.notRun ?? 'killed');
     throw new ToolError(tool, args, r.stderr.trim(), detail);
   }
   return r.stdout;
@@ -35,16 +35,16 @@ async function run(tool: string, args: string[]): Promise<string> {
  * bind-mounts it on FILE (which must exist) and brings its loopback up, in
  * one process.
  */
-export async function unshareNetWithLoopback(file: string): Promise<void> {
-  await run('unshare', [`--net=${file}`, 'ip', 'link', 'set', 'lo', 'up']);
+export async function unshareNetWithLoopback(file: string, launcher?: Launcher): Promise<void> {
+  await run('unshare', [`--net=${file}`, 'ip', 'link', 'set', 'lo', 'up'], launcher);
 }
 
 /** `umount PATH`. */
-export async function umount(path: string): Promise<void> {
-  await run('umount', [path]);
+export async function umount(path: string, launcher?: Launcher): Promise<void> {
+  await run('umount', [path], launcher);
 }
 
 /** `nsenter --net=NETNS ip ARGS...`: iproute2 inside a namespace given by path (`ip -n` only takes names). */
-export async function ipInNetns(netns: string, args: string[]): Promise<string> {
-  return run('nsenter', [`--net=${netns}`, 'ip', ...args]);
+export async function ipInNetns(netns: string, args: string[], launcher?: Launcher): Promise<string> {
+  return run('nsenter', [`--net=${netns}`, 'ip', ...args], launcher);
 }

@@ -1,3 +1,4 @@
+import type { Launcher } from '../common/index.js';
 import type { Logger } from '../cri-api/logger.js';
 
 export interface NetworkOptions {
@@ -13,6 +14,8 @@ export interface NetworkOptions {
   pluginTimeoutMs: number;
   /** Built-in bridge network, used only when confDir holds no config file at all. */
   defaultNetwork?: { bridge: string; subnet: string };
+  /** Runs CNI plugins and the netns tools; execa when absent or not running. */
+  launcher?: Launcher;
   logger: Logger;
 }
 

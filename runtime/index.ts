@@ -39,7 +39,7 @@ export { Runsc, RunscError, isGone, type RunscOptions, type RunscNetwork } from 
 export { probeRunscFeatures, type RunscFeatures } from './runsc/features.js';
 export { loadTraceSessionConfig, missingSinkEndpoints, type TraceSessionConfig } from './runsc/trace-session.js';
 export { ensureInfraRootfs, pauseElf, type InfraRootfs } from './spec/infra-rootfs.js';
-export { Reaper } from './runsc/reaper.js';
+export { Reaper, ReaperLauncher } from './runsc/reaper.js';
 export { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from './spec/oci-spec.js';
 export { SandboxDriver } from './runsc/sandbox-driver.js';
 export { OutputFifo, StdinFifo } from './logs/log-pipe.js';

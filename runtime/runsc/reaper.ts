@@ -16,7 +16,10 @@
  * outlives the daemon keeps the container's terminal alive across restarts.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { runCaptured, stripFinalNewline, type CaptureRequest, type CaptureResult, type Launcher } from '../../common/index.js';
 import type { Logger } from '../../cri-api/logger.js';
 
 // x86-64 syscall numbers, prctl options and ioctls; the script only runs where that holds (see start()).
@@ -96,6 +99,16 @@ sub mask_net_core {
   return $ok;
 }
 
+# Forks; the child runs $setup, which ends in exec or _exit.
+sub start_child {
+  my ($id, $setup) = @_;
+  my $pid = fork();
+  if (!defined $pid) { print "D $id 32512\n"; return; }
+  if ($pid == 0) { $setup->(); POSIX::_exit(127); }
+  $launched{$pid} = $id;
+  print "S $id $pid\n";
+}
+
 sub winsize { my ($t) = @_; ioctl($t->{m}, 0x5414, $t->{ws}) if $t->{m} && $t->{ws}; }
 
 sub readable { my ($v, $fh) = @_; return $fh && vec($v, fileno($fh), 1); }
@@ -173,18 +186,26 @@ while (1) {
     if ($f[0] eq 'M') { my $size = make_fifo(@f[2, 3]); print defined $size ? "M $f[1] $size\n" : "F $f[1] $!\n"; next; }
     # A pipe's buffer dies with its last open fd: held until the FIFO is unlinked.
     if ($f[0] eq 'H') { for my $p (@f[1 .. $#f]) { next if $held{$p}; my $h; $held{$p} = $h if sysopen($h, $p, O_RDONLY | O_NONBLOCK); } next; }
+    if ($f[0] eq 'C') {
+      # A short tool with its output captured: env on top of ours, stdout and stderr into files made here.
+      my (undef, $id, $in, $out, $err, $env, @argv) = @f;
+      start_child($id, sub {
+        for my $kv (split /\x1e/, $env) { my ($k, $v) = split /=/, $kv, 2; $ENV{$k} = $v; }
+        my @fds = (POSIX::open($in, O_RDONLY), POSIX::open($out, O_WRONLY | O_CREAT | O_TRUNC, 0600), POSIX::open($err, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+        for my $i (0 .. 2) { defined $fds[$i] && defined POSIX::dup2($fds[$i], $i) or POSIX::_exit(126); }
+        POSIX::close($_) for grep { $_ > 2 } @fds;
+        exec { $argv[0] } @argv; print STDERR "exec $argv[0]: $!\n"; POSIX::_exit(127);
+      });
+      next;
+    }
     my ($id, $in, $out, $err, $mask, @argv) = @f;
-    my $pid = fork();
-    if (!defined $pid) { print "D $id 32512\n"; next; }
-    if ($pid == 0) {
+    start_child($id, sub {
       POSIX::_exit(125) if $mask ne '' && !mask_net_core($mask);
       # Read-write, as the daemon's own fds were: a sandbox holding its output FIFO O_RDWR never sees EPIPE.
       my @fds = (POSIX::open($in, O_RDONLY), POSIX::open($out, O_RDWR | O_APPEND), POSIX::open($err, O_RDWR | O_APPEND));
       for my $i (0 .. 2) { defined $fds[$i] && defined POSIX::dup2($fds[$i], $i) or POSIX::_exit(126); }
       exec { $argv[0] } @argv; POSIX::_exit(127);
-    }
-    $launched{$pid} = $id;
-    print "S $id $pid\n";
+    });
   }
 }
 `;
@@ -216,6 +237,8 @@ export interface LaunchResult {
   exitCode: number | undefined;
   signal: number | undefined;
   timedOut: boolean;
+  /** Killed because the launch's abort signal fired. */
+  cancelled: boolean;
 }
 
 interface Pending {
@@ -223,9 +246,21 @@ interface Pending {
   resolve(r: LaunchResult): void;
   timer?: NodeJS.Timeout;
   timedOut: boolean;
+  cancelled: boolean;
+  /** Removes the abort listener. */
+  detach?: () => void;
 }
 
 const SEP = '\x1f';
+const ENV_SEP = '\x1e';
+
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Already gone: its exit report is on its way.
+  }
+}
 
 export class Reaper {
   private readonly proc: ChildProcess;
@@ -251,18 +286,25 @@ export class Reaper {
       if (!p) return;
       if (kind === 'S') {
         p.pid = Number(value);
+        // Its timeout passed (or its signal aborted) before the reaper said it started.
+        if (p.timedOut || p.cancelled) killPid(p.pid);
         return;
       }
       const status = Number(value);
       clearTimeout(p.timer);
+      p.detach?.();
       this.pending.delete(Number(id));
       const signal = status & 0x7f;
-      p.resolve({ exitCode: signal === 0 ? status >> 8 : undefined, signal: signal === 0 ? undefined : signal, timedOut: p.timedOut });
+      p.resolve({ exitCode: signal === 0 ? status >> 8 : undefined, signal: signal === 0 ? undefined : signal, timedOut: p.timedOut, cancelled: p.cancelled });
     });
     proc.once('exit', (code, signal) => {
       this.alive = false;
-      if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
-      for (const p of this.pending.values()) p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut });
+      if (!this.closed) logger.error({ code, signal, inFlight: this.pending.size }, 'the runsc reaper died: runsc create/start and short tools now run directly, teardown waits for pid 1 to reap, and new containers get no terminal');
+      for (const p of this.pending.values()) {
+        clearTimeout(p.timer);
+        p.detach?.();
+        p.resolve({ exitCode: undefined, signal: undefined, timedOut: p.timedOut, cancelled: p.cancelled });
+      }
       this.pending.clear();
       for (const answer of this.answers.values()) answer('the reaper exited', '');
       this.answers.clear();
@@ -298,24 +340,41 @@ export class Reaper {
    * does not run and exits MASK_FAILED_EXIT.
    */
   launch(argv: readonly string[], stdio: LaunchStdio, timeoutMs: number, maskNetCoreIn?: string): Promise<LaunchResult> {
-    if (!this.alive) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false });
+    return this.start((id) => [id, stdio.stdin, stdio.stdout, stdio.stderr, maskNetCoreIn ?? '', ...argv], timeoutMs);
+  }
+
+  /**
+   * Runs a short tool as the reaper's child with `env` set on top of the
+   * reaper's environment (the daemon's): stdin from a file, stdout and
+   * stderr into files the reaper creates (truncating). No field may hold a
+   * newline, \x1e or \x1f, nor an env name "=" (see ReaperLauncher).
+   */
+  launchCapture(argv: readonly string[], files: LaunchStdio, env: Readonly<Record<string, string>>, timeoutMs: number, signal?: AbortSignal): Promise<LaunchResult> {
+    const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(ENV_SEP);
+    return this.start((id) => ['C', id, files.stdin, files.stdout, files.stderr, vars, ...argv], timeoutMs, signal);
+  }
+
+  private start(fields: (id: number) => Array<string | number>, timeoutMs: number, signal?: AbortSignal): Promise<LaunchResult> {
+    if (!this.alive || signal?.aborted) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false, cancelled: signal?.aborted === true });
     const id = ++this.seq;
     return new Promise((resolve) => {
-      const p: Pending = { resolve, timedOut: false };
+      const p: Pending = { resolve, timedOut: false, cancelled: false };
       if (timeoutMs > 0) {
         p.timer = setTimeout(() => {
           p.timedOut = true;
-          if (p.pid !== undefined) {
-            try {
-              process.kill(p.pid, 'SIGKILL');
-            } catch {
-              // Already gone: its exit report is on its way.
-            }
-          }
+          if (p.pid !== undefined) killPid(p.pid);
         }, timeoutMs);
       }
+      if (signal) {
+        const onAbort = (): void => {
+          p.cancelled = true;
+          if (p.pid !== undefined) killPid(p.pid);
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        p.detach = () => signal.removeEventListener('abort', onAbort);
+      }
       this.pending.set(id, p);
-      this.proc.stdin!.write([id, stdio.stdin, stdio.stdout, stdio.stderr, maskNetCoreIn ?? '', ...argv].join(SEP) + '\n');
+      this.proc.stdin!.write(fields(id).join(SEP) + '\n');
     });
   }
 
@@ -377,5 +436,51 @@ export class Reaper {
     this.proc.stdin!.end();
     this.proc.stdout!.destroy();
     this.proc.unref();
+  }
+}
+
+/** What the line protocol cannot carry in a field. */
+const UNSENDABLE = /[\n\x1e\x1f]/;
+
+/**
+ * The reaper as the Launcher of short tools (common/launcher.ts): forking
+ * from the small perl process spares the daemon's event loop the fork of
+ * its own large address space. Stdin and output go through files in `dir`,
+ * removed after each call. A call the protocol cannot carry goes to execa.
+ */
+export class ReaperLauncher implements Launcher {
+  private seq = 0;
+
+  private constructor(
+    private readonly reaper: Reaper,
+    private readonly dir: string,
+  ) {}
+
+  /** Empties `dir` (files of an earlier daemon) and makes it. */
+  static async open(reaper: Reaper, dir: string): Promise<ReaperLauncher> {
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    return new ReaperLauncher(reaper, dir);
+  }
+
+  get available(): boolean {
+    return this.reaper.running;
+  }
+
+  async run(req: CaptureRequest): Promise<CaptureResult> {
+    const env = req.env ?? {};
+    const fields = [req.file, ...req.args, ...Object.keys(env), ...Object.values(env)];
+    if (fields.some((f) => UNSENDABLE.test(f)) || Object.keys(env).some((k) => k.includes('='))) return runCaptured(req);
+    const base = join(this.dir, `${process.pid}.${++this.seq}`);
+    const files = { stdin: req.input === undefined ? '/dev/null' : `${base}.in`, stdout: `${base}.out`, stderr: `${base}.err` };
+    try {
+      if (req.input !== undefined) await writeFile(files.stdin, req.input, { mode: 0o600 });
+      const r = await this.reaper.launchCapture([req.file, ...req.args], files, env, req.timeoutMs, req.signal);
+      const [stdout, stderr] = await Promise.all([readFile(files.stdout, 'utf8').catch(() => ''), readFile(files.stderr, 'utf8').catch(() => '')]);
+      const notRun = r.exitCode === undefined && r.signal === undefined && !r.timedOut && !r.cancelled ? 'the runsc reaper exited before it finished' : undefined;
+      return { exitCode: r.exitCode, timedOut: r.timedOut, cancelled: r.cancelled, notRun, stdout: stripFinalNewline(stdout), stderr: stripFinalNewline(stderr) };
+    } finally {
+      await Promise.all([files.stdout, files.stderr, ...(req.input === undefined ? [] : [files.stdin])].map((f) => rm(f, { force: true })));
+    }
   }
 }

@@ -5,6 +5,7 @@
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
+import type { Launcher } from '../../common/index.js';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
 import { MASK_FAILED_EXIT, type Reaper } from './reaper.js';
 
@@ -33,6 +34,12 @@ export interface RunscOptions {
    * it they go to pid 1.
    */
   reaper?: Reaper;
+  /**
+   * Runs the calls whose output is read back (state, wait, kill, delete,
+   * events...) without forking the daemon (common/launcher.ts); execa when
+   * absent or not running.
+   */
+  launcher?: Launcher;
   /** Timeout of ordinary (non-waiting) calls, in ms. */
   timeoutMs?: number;
   /** Told of every finished runsc call (metrics): subcommand, wall time, success. */
@@ -400,9 +407,12 @@ export class Runsc {
     }
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs ?? 60_000;
     const started = performance.now();
+    const launcher = !reaper && opts.stdio === undefined && file === this.options.binary && this.options.launcher?.available ? this.options.launcher : undefined;
     const r = reaper
       ? await launchThrough(reaper, [file, ...argv], opts.stdio, timeoutMs, opts.netnsWorkaround)
-      : await execa(file, argv, {
+      : launcher
+        ? await captureThrough(launcher, file, argv, timeoutMs, opts.cancelSignal)
+        : await execa(file, argv, {
           reject: false,
           stdin: fdOption(opts.stdio?.stdin ?? 'ignore') as Options['stdin'],
           stdout: fdOption(opts.stdio?.stdout ?? 'pipe'),
@@ -463,6 +473,12 @@ async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio |
       ? `could not mask /proc/sys/net/core of netns ${maskNetCoreIn} (private mount namespace, setns or tmpfs mount failed)`
       : undefined;
   return { exitCode: r.exitCode, timedOut: r.timedOut, isCanceled: false, shortMessage };
+}
+
+/** Runs a call whose output is read back through the launcher (no daemon fork). */
+async function captureThrough(launcher: Launcher, file: string, argv: string[], timeoutMs: number, signal: AbortSignal | undefined): Promise<CallOutcome> {
+  const r = await launcher.run({ file, args: argv, timeoutMs, signal });
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode, timedOut: r.timedOut, isCanceled: r.cancelled, shortMessage: r.notRun ?? (r.exitCode === undefined ? 'killed' : undefined) };
 }
 
 /**

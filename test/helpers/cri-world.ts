@@ -18,7 +18,7 @@ import type { RuntimeServiceDefinition } from '../../cri-api/generated/runtime/v
 import { ImageStore } from '../../image-store/index.js';
 import { NetworkManager } from '../../network/index.js';
 import * as rpc from '../../runtime/index.js';
-import { ensureInfraRootfs, openPodRuntime, probeRunscFeatures, Reaper, Runsc, type InfraRootfs, type PodRuntime, type RunscFeatures } from '../../runtime/index.js';
+import { ensureInfraRootfs, openPodRuntime, probeRunscFeatures, Reaper, ReaperLauncher, Runsc, type InfraRootfs, type PodRuntime, type RunscFeatures } from '../../runtime/index.js';
 import { BUSYBOX_APPLETS, busyboxEntries, pushTestImage } from './image-builder.js';
 import { makeNetTestEnv, type NetTestEnv } from './network-env.js';
 import { startRegistry, type TestRegistry } from './registry-server.js';
@@ -145,8 +145,6 @@ export async function makeCriWorld(): Promise<CriWorld> {
     const images = await ImageStore.open({ stateDir, registries: {}, maxConcurrentDownloads: 2, pullProgressTimeoutMs: 10_000, logger: silentLogger });
     await images.pull(plain.ref);
     await images.pull(app.ref);
-    const network = await NetworkManager.open(net.options({ runDir, stateDir }));
-    cleanups.push(async () => network.close());
     const infra = await ensureInfraRootfs(stateDir);
     const base = { binary: '/usr/bin/runsc', root: join(runDir, 'runsc'), platform: 'systrap' };
     await mkdir(base.root, { recursive: true });
@@ -154,7 +152,11 @@ export async function makeCriWorld(): Promise<CriWorld> {
     // As the daemon: the reaper launches create/start and holds tty containers' terminals.
     const reaper = await Reaper.start(testLogger);
     cleanups.push(async () => reaper?.close());
-    const runsc = new Runsc({ ...base, overlay2: 'root:memory', ociSeccomp: features.ociSeccomp, reaper });
+    // As the daemon: short tools (CNI plugins, netns tools, runsc wait/kill/delete...) fork from the reaper.
+    const launcher = reaper ? await ReaperLauncher.open(reaper, join(runDir, 'launch')) : undefined;
+    const network = await NetworkManager.open(net.options({ runDir, stateDir, launcher }));
+    cleanups.push(async () => network.close());
+    const runsc = new Runsc({ ...base, overlay2: 'root:memory', ociSeccomp: features.ociSeccomp, reaper, launcher });
     const open = (): Promise<PodRuntime> => openPodRuntime({ stateDir, runDir, runsc, images, network, infra, features: () => features, logger: testLogger });
     const world: CriWorld = {
       dir, stateDir, runDir, logDir, net, registry, runsc, network, images, infra, features,

@@ -3,9 +3,12 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
+import type { Launcher } from '../../common/index.js';
 import { NetworkManager, type PodNetworkRequest } from '../../network/index.js';
+import { Reaper, ReaperLauncher } from '../../runtime/index.js';
 import { CNI_BIN_DIRS, makeNetTestEnv, type NetTestEnv } from '../helpers/network-env.js';
 import { writeFakePlugin } from '../helpers/network-fake-plugin.js';
+import { silentLogger } from '../../cri-api/logger.js';
 
 interface Call {
   plugin: string;
@@ -27,13 +30,16 @@ const req: PodNetworkRequest = {
   dns: { servers: ['10.96.0.10'], searches: ['svc.local'], options: ['ndots:2'] },
 };
 
-describe('CNI protocol, driven through recording plugins', () => {
+// The daemon runs plugins through the runsc reaper; execa is the fallback: both must speak the protocol alike.
+for (const via of ['execa', 'the runsc reaper'] as const) describe(`CNI protocol, driven through recording plugins (via ${via})`, () => {
   let env: NetTestEnv;
+  let reaper: Reaper | undefined;
+  let launcher: Launcher | undefined;
   let binDir: string;
   let log: string;
   const managers: NetworkManager[] = [];
   const open = async (timeoutMs = 20_000): Promise<NetworkManager> => {
-    const m = await NetworkManager.open(env.options({ binDirs: [binDir, ...CNI_BIN_DIRS], pluginTimeoutMs: timeoutMs }));
+    const m = await NetworkManager.open(env.options({ binDirs: [binDir, ...CNI_BIN_DIRS], pluginTimeoutMs: timeoutMs, launcher }));
     managers.push(m);
     return m;
   };
@@ -71,12 +77,18 @@ describe('CNI protocol, driven through recording plugins', () => {
     await mkdir(binDir);
     await writeFakePlugin(binDir, 'fake-a');
     await writeFakePlugin(binDir, 'fake-b');
+    if (via === 'the runsc reaper') {
+      reaper = await Reaper.start(silentLogger);
+      assert.ok(reaper, 'the reaper runs here');
+      launcher = await ReaperLauncher.open(reaper, join(env.root, 'launch'));
+    }
   });
   beforeEach(async () => {
     await rm(log, { force: true });
   });
   after(async () => {
     for (const m of managers) m.close();
+    reaper?.close();
     await env?.cleanup();
   });
 
