@@ -364,12 +364,8 @@ export class H2Connection {
     }
     if (id % 2 === 0) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `stream ${id} is even: clients open odd streams`);
     if (id <= this.lastStream) throw new ConnectionError(H2Error.PROTOCOL_ERROR, `HEADERS opening stream ${id}, not above the last stream ${this.lastStream}`);
-    if (this.goingAway) {
-      this.push(u32Frame(Type.RST_STREAM, id, H2Error.REFUSED_STREAM));
-      return;
-    }
     this.lastStream = id;
-    if (this.streams.size >= MAX_CONCURRENT_STREAMS) {
+    if (this.goingAway || this.streams.size >= MAX_CONCURRENT_STREAMS) {
       this.push(u32Frame(Type.RST_STREAM, id, H2Error.REFUSED_STREAM));
       return;
     }
@@ -631,13 +627,12 @@ export class H2Connection {
     for (const fn of w) fn();
   }
 
-  /** A connection error: GOAWAY naming it, then the socket ends; every stream is reset. */
+  /** A connection error: what was answered so far, a GOAWAY naming the error, then the socket ends; every stream is reset. */
   private fail(err: ConnectionError): void {
     this.onError(err);
-    this.out = [];
-    this.outBytes = 0;
-    this.processing = false;
-    this.socket.end(goawayFrame(this.lastStream, err.code, err.message));
+    this.push(goawayFrame(this.lastStream, err.code, err.message));
+    this.writeOut();
+    this.socket.end();
     this.onClose();
   }
 

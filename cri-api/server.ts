@@ -89,6 +89,15 @@ interface ServerState {
   idle: (() => void) | undefined;
 }
 
+/** The handler's promise, also when it throws before returning one. */
+function settled<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return run();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
 /** One gRPC call on one HTTP/2 stream: its request, deadline, signal and answer. */
 class Call implements StreamHandler {
   private readonly reader: RequestReader;
@@ -153,7 +162,7 @@ class Call implements StreamHandler {
     state.running.add(this);
     if (route.streaming) {
       const send = (res: unknown): Promise<void> => this.send(res);
-      void (route.run as StreamRun)(request, send, ctx).then(
+      void settled(() => (route.run as StreamRun)(request, send, ctx)).then(
         () => {
           this.done();
           this.succeed(undefined);
@@ -166,7 +175,7 @@ class Call implements StreamHandler {
       return;
     }
     const started = route.logger.isLevelEnabled('debug') ? performance.now() : 0;
-    void (route.run as UnaryRun)(request, ctx).then(
+    void settled(() => (route.run as UnaryRun)(request, ctx)).then(
       (res) => {
         this.done();
         if (started) route.logger.debug({ ms: performance.now() - started }, 'ok');
@@ -235,7 +244,7 @@ function refuse(stream: H2Stream, status: GrpcStatusError): void {
 }
 
 /** The gRPC checks grpc-go makes of a request's headers, then its call. */
-function onRequest(state: ServerState, stream: H2Stream, headers: HeaderField[]): void {
+function onRequest(state: ServerState, stream: H2Stream, headers: HeaderField[], endStream: boolean): void {
   let method: string | undefined;
   let path: string | undefined;
   let contentType: string | undefined;
@@ -273,7 +282,9 @@ function onRequest(state: ServerState, stream: H2Stream, headers: HeaderField[])
   if (!route) return refuse(stream, unknownPath(state, path ?? ''));
   if (!route.run) return refuse(stream, new GrpcStatusError(grpc.status.UNIMPLEMENTED, `${route.rpc} is not implemented yet`));
   if (!acceptsEncoding(encoding)) return refuse(stream, new GrpcStatusError(grpc.status.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${encoding}"`));
-  new Call(state, route, stream, encoding, timeoutMs);
+  const call = new Call(state, route, stream, encoding, timeoutMs);
+  // HEADERS that end the stream carry no message: the call fails as one with an empty body.
+  if (endStream) call.onData(Buffer.alloc(0), true);
 }
 
 function unknownPath(state: ServerState, path: string): GrpcStatusError {
@@ -310,7 +321,7 @@ export async function startCriServer(socketPath: string, handlers: CriHandlers, 
     socket.on('error', (err) => logger.debug({ err }, 'CRI connection failed'));
     const connection = new H2Connection(
       socket,
-      (stream, headers) => onRequest(state, stream, headers),
+      (stream, headers, endStream) => onRequest(state, stream, headers, endStream),
       (err) => logger.warn({ err: err.message, h2Error: err.code }, 'closing a CRI connection: malformed HTTP/2 from the client'),
     );
     connections.add(connection);

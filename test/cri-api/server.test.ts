@@ -333,6 +333,11 @@ test('requests gRPC refuses get a trailers-only answer with the status and HTTP 
       if (k.message) assert.match(r.message, k.message, k.name);
       if (k.name === 'gzip') assert.equal(criResponse<{ version: string }>('runtime', 'Version', r.messages[0]!).version, 'gz');
     }
+    // HEADERS that end the stream: a call without its message.
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 97, block(GOOD)));
+    const empty = await c.result(97);
+    assert.equal(empty.status, grpc.status.INTERNAL);
+    assert.match(empty.message, /received no request message/);
     // None of that hurt the connection.
     c.send(...version(99));
     await expectVersion(c, 99);
