@@ -7,7 +7,7 @@ import type { ProtoGrpcType } from './generated/api.js';
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService.js';
 import type { ImageServiceHandlers } from './generated/runtime/v1/ImageService.js';
 import { CriError } from './errors.js';
-import { acceptsEncoding, GrpcStatusError, messagePrefix, OK_TRAILERS, parseGrpcTimeout, RequestReader, RESPONSE_HEADERS, statusBlock } from './grpc-wire.js';
+import { acceptsEncoding, GrpcStatusError, MAX_MESSAGE, messagePrefix, OK_TRAILERS, parseGrpcTimeout, RequestReader, RESPONSE_HEADERS, statusBlock } from './grpc-wire.js';
 import type { HeaderField } from './hpack.js';
 import { H2Connection, type H2Stream, type StreamHandler } from './http2-connection.js';
 import type { Logger } from './logger.js';
@@ -65,6 +65,7 @@ function toStatus(err: unknown, rpc: string, logger: Logger): GrpcStatusError {
 }
 
 const DEADLINE_CANCEL_SLACK_MS = 100;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type UnaryRun = (req: unknown, ctx: CallContext) => Promise<unknown>;
 type StreamRun = (req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
@@ -118,7 +119,8 @@ class Call implements StreamHandler {
     this.reader = new RequestReader(encoding);
     if (timeoutMs !== undefined) {
       this.deadlineAt = Date.now() + timeoutMs;
-      this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
+      // setTimeout fires at once for a delay past 2^31-1 ms (24.8 days): a deadline that far off needs no timer.
+      if (timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
     }
     stream.handler = this;
   }
@@ -192,7 +194,7 @@ class Call implements StreamHandler {
 
   private send(res: unknown): Promise<void> {
     if (this.finished) return Promise.resolve();
-    const message = this.route.serialize(res);
+    const message = this.encode(res);
     const headers = this.headersSent ? undefined : RESPONSE_HEADERS;
     this.headersSent = true;
     const connection = this.stream.connection;
@@ -206,9 +208,9 @@ class Call implements StreamHandler {
     if (res !== undefined) {
       let message: Buffer;
       try {
-        message = this.route.serialize(res);
+        message = this.encode(res);
       } catch (err) {
-        return this.fail(toStatus(err, this.route.rpc, this.route.logger));
+        return this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
       }
       data = [messagePrefix(message.length), message];
     }
@@ -224,6 +226,13 @@ class Call implements StreamHandler {
     this.finished = true;
     this.clearTimer();
     this.stream.connection.write(this.stream, undefined, undefined, statusBlock(status.code, status.message, !this.headersSent, status.httpStatus));
+  }
+
+  /** A response message within the size every client takes (grpc-go's check and words). */
+  private encode(res: unknown): Buffer {
+    const message = this.route.serialize(res);
+    if (message.length > MAX_MESSAGE) throw new GrpcStatusError(grpc.status.RESOURCE_EXHAUSTED, `grpc: trying to send message larger than max (${message.length} vs. ${MAX_MESSAGE})`);
+    return message;
   }
 
   /** The handler settled. */

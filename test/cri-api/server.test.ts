@@ -75,7 +75,7 @@ const handlers: CriHandlers = {
     seen.started.add(req.container_id);
     return waitForAbort(ctx.signal, req.container_id);
   },
-  ExecSync: async (req) => ({ stdout: Buffer.from(req.cmd[0] ?? ''), stderr: Buffer.alloc(0), exit_code: 0 }),
+  ExecSync: async (req) => ({ stdout: req.cmd[0] === 'too-large' ? Buffer.alloc(16 * 1024 * 1024 + 1) : Buffer.from(req.cmd[0] ?? ''), stderr: Buffer.alloc(0), exit_code: 0 }),
   RemoveContainer: async () => {
     await new Promise<void>((resolve) => (releaseGate = resolve));
     return {};
@@ -309,6 +309,7 @@ test('requests gRPC refuses get a trailers-only answer with the status and HTTP 
     { name: 'json', fields: withField('content-type', 'application/json'), http: '415', code: grpc.status.INVALID_ARGUMENT, message: /content-type "application\/json"/ },
     { name: 'no content-type', fields: withField('content-type', undefined), http: '415', code: grpc.status.INVALID_ARGUMENT },
     { name: 'grpc+proto', fields: withField('content-type', 'application/grpc+proto'), http: '200', code: grpc.status.OK },
+    { name: 'timeout of 11415 years', fields: withField('grpc-timeout', '99999999H'), http: '200', code: grpc.status.OK },
     { name: 'bad timeout', fields: withField('grpc-timeout', '18f6n'), http: '400', code: grpc.status.INTERNAL, message: /malformed grpc-timeout/ },
     { name: 'unknown service', fields: withField(':path', '/foo.Bar/Baz'), http: '200', code: grpc.status.UNIMPLEMENTED, message: /^unknown service foo\.Bar$/ },
     { name: 'unknown method', fields: withField(':path', '/runtime.v1.RuntimeService/Nope'), http: '200', code: grpc.status.UNIMPLEMENTED, message: /^unknown method Nope for service runtime\.v1\.RuntimeService$/ },
@@ -319,6 +320,7 @@ test('requests gRPC refuses get a trailers-only answer with the status and HTTP 
     { name: 'too large', fields: GOOD, body: tooLarge, http: '200', code: grpc.status.RESOURCE_EXHAUSTED, message: /larger than max/ },
     { name: 'gzip', fields: withField('grpc-encoding', 'gzip'), body: compressed, http: '200', code: grpc.status.OK },
     { name: 'snappy', fields: withField('grpc-encoding', 'snappy'), http: '200', code: grpc.status.UNIMPLEMENTED, message: /grpc-encoding "snappy"/ },
+    { name: 'response too large', fields: withField(':path', EXEC_SYNC), body: grpcMessage(criRequest('runtime', 'ExecSync', { cmd: ['too-large'] })), http: '200', code: grpc.status.RESOURCE_EXHAUSTED, message: /trying to send message larger than max/ },
     { name: 'handler error', fields: withField(':path', '/runtime.v1.RuntimeService/Status'), body: grpcMessage(criRequest('runtime', 'Status', {})), http: '200', code: grpc.status.NOT_FOUND, message: /^pod «ünïcødé» is 100% gone$/ },
   ];
   const c = await RawH2Connection.open(socket);
