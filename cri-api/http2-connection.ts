@@ -49,13 +49,13 @@ export const enum H2Error {
 /** The largest frame we take: the protocol's default, which we do not raise. */
 const MAX_FRAME_SIZE = 16384;
 /** The most encoded header block bytes one request may send across HEADERS and CONTINUATION. */
-export const MAX_HEADER_BLOCK = 256 * 1024;
+const MAX_HEADER_BLOCK = 256 * 1024;
 const MAX_WINDOW = 2 ** 31 - 1;
 const DEFAULT_WINDOW = 65535;
 /** Room for a whole 16 MiB request on the connection, given back as requests are taken. */
 const CONNECTION_WINDOW = 16 * 1024 * 1024;
 const STREAM_WINDOW = 1024 * 1024;
-export const MAX_CONCURRENT_STREAMS = 1024;
+const MAX_CONCURRENT_STREAMS = 1024;
 
 const SETTINGS_MAX_CONCURRENT_STREAMS = 0x3;
 const SETTINGS_INITIAL_WINDOW_SIZE = 0x4;
@@ -106,7 +106,7 @@ function u32Frame(type: number, stream: number, value: number): Buffer {
   return out;
 }
 
-export function goawayFrame(lastStream: number, code: H2Error, debug: string): Buffer {
+function goawayFrame(lastStream: number, code: H2Error, debug: string): Buffer {
   const data = Buffer.from(debug, 'utf8');
   const out = Buffer.allocUnsafe(17 + data.length);
   frameHeader(8 + data.length, Type.GOAWAY, 0, 0).copy(out);
