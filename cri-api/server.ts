@@ -129,7 +129,7 @@ class Call implements StreamHandler {
     if (this.finished) return;
     try {
       this.reader.push(chunk);
-      if (end) this.start(this.route.deserialize(this.reader.message()));
+      if (end) this.start(this.decode(this.reader.message()));
     } catch (err) {
       this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
     }
@@ -226,6 +226,15 @@ class Call implements StreamHandler {
     this.finished = true;
     this.clearTimer();
     this.stream.connection.write(this.stream, undefined, undefined, statusBlock(status.code, status.message, !this.headersSent, status.httpStatus));
+  }
+
+  /** The request, or the status grpc-go answers for bytes that are not one. */
+  private decode(message: Buffer): unknown {
+    try {
+      return this.route.deserialize(message);
+    } catch (err) {
+      throw new GrpcStatusError(grpc.status.INTERNAL, `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   /** A response message within the size every client takes (grpc-go's check and words). */

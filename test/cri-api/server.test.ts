@@ -317,6 +317,7 @@ test('requests gRPC refuses get a trailers-only answer with the status and HTTP 
     { name: 'no handler', fields: withField(':path', '/runtime.v1.RuntimeService/CheckpointContainer'), http: '200', code: grpc.status.UNIMPLEMENTED, message: /^CheckpointContainer is not implemented yet$/ },
     { name: 'no message', fields: GOOD, body: Buffer.alloc(0), http: '200', code: grpc.status.INTERNAL, message: /received no request message/ },
     { name: 'two messages', fields: GOOD, body: Buffer.concat([versionBody, versionBody]), http: '200', code: grpc.status.INTERNAL, message: /multiple request messages/ },
+    { name: 'not protobuf', fields: GOOD, body: grpcMessage(Buffer.from([0xff, 0xff, 0xff])), http: '200', code: grpc.status.INTERNAL, message: /^grpc: error unmarshalling request: / },
     { name: 'too large', fields: GOOD, body: tooLarge, http: '200', code: grpc.status.RESOURCE_EXHAUSTED, message: /larger than max/ },
     { name: 'gzip', fields: withField('grpc-encoding', 'gzip'), body: compressed, http: '200', code: grpc.status.OK },
     { name: 'snappy', fields: withField('grpc-encoding', 'snappy'), http: '200', code: grpc.status.UNIMPLEMENTED, message: /grpc-encoding "snappy"/ },
