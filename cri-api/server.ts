@@ -7,7 +7,9 @@ import type { ProtoGrpcType } from './generated/api.js';
 import type { RuntimeServiceHandlers } from './generated/runtime/v1/RuntimeService.js';
 import type { ImageServiceHandlers } from './generated/runtime/v1/ImageService.js';
 import { CriError } from './errors.js';
-import { filterConnection } from './authority-filter.js';
+import { acceptsEncoding, GrpcStatusError, MAX_MESSAGE, messagePrefix, OK_TRAILERS, parseGrpcTimeout, RequestReader, RESPONSE_HEADERS, statusBlock } from './grpc-wire.js';
+import type { HeaderField } from './hpack.js';
+import { H2Connection, type H2Stream, type StreamHandler } from './http2-connection.js';
 import type { Logger } from './logger.js';
 
 /** Where our CRI definition lives, found from source (cri-api/) and from the build (dist/cri-api/). */
@@ -55,119 +57,294 @@ export interface CriServer {
   shutdown(graceMs: number): Promise<void>;
 }
 
-function toServiceError(err: unknown, rpc: string, logger: Logger): Partial<grpc.StatusObject> {
-  if (err instanceof CriError) return { code: err.code, details: err.message };
+function toStatus(err: unknown, rpc: string, logger: Logger): GrpcStatusError {
+  if (err instanceof CriError) return new GrpcStatusError(err.code, err.message);
   logger.error({ err, rpc }, 'unexpected error in handler');
   const message = err instanceof Error ? err.message : String(err);
-  return { code: grpc.status.INTERNAL, details: `${rpc}: ${message}` };
+  return new GrpcStatusError(grpc.status.INTERNAL, `${rpc}: ${message}`);
 }
 
 const DEADLINE_CANCEL_SLACK_MS = 100;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
-function callSignal(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>, controller = new AbortController()): { signal: AbortSignal; done: () => void } {
-  const deadline = call.getDeadline();
-  const deadlineAt = deadline instanceof Date ? deadline.getTime() : Number.isFinite(deadline) ? Number(deadline) : Infinity;
-  const ms = deadlineAt - Date.now();
-  // A client cancels the stream at its own deadline, which the server's (counted from the request's arrival) trails by the transit time:
-  // a cancel that close to the deadline is the deadline, for the logs and the reason the work stopped.
-  const onCancel = (): void =>
-    controller.abort(Date.now() >= deadlineAt - DEADLINE_CANCEL_SLACK_MS ? new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded') : new CriError(grpc.status.CANCELLED, 'call cancelled by the client'));
-  call.on('cancelled', onCancel);
-  const timer = Number.isFinite(ms) ? setTimeout(() => controller.abort(new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded')), Math.max(0, ms)) : undefined;
-  return {
-    signal: controller.signal,
-    done: () => {
-      if (timer) clearTimeout(timer);
-      call.removeListener('cancelled', onCancel);
-    },
-  };
+type UnaryRun = (req: unknown, ctx: CallContext) => Promise<unknown>;
+type StreamRun = (req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
+
+/** One RPC as the server dispatches it; made once per method at start. */
+interface Route {
+  rpc: string;
+  deserialize: (bytes: Buffer) => unknown;
+  serialize: (value: unknown) => Buffer;
+  streaming: boolean;
+  run: UnaryRun | StreamRun | undefined;
+  logger: Logger;
 }
 
-function implementation(
-  service: grpc.ServiceDefinition,
-  handlers: CriHandlers,
-  logger: Logger,
-  inflight: Set<Promise<unknown>>,
-  streams: Set<AbortController>,
-): grpc.UntypedServiceImplementation {
-  const impl: grpc.UntypedServiceImplementation = {};
-  for (const [rpc, method] of Object.entries(service)) {
-    const handler = (handlers as Record<string, ((...args: never[]) => Promise<unknown>) | undefined>)[rpc];
-    const rpcLogger = logger.child({ rpc });
-    const track = <T>(p: Promise<T>): Promise<T> => {
-      inflight.add(p);
-      void p.finally(() => inflight.delete(p)).catch(() => undefined);
-      return p;
-    };
-    if (method.responseStream) {
-      impl[rpc] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        if (!handler) {
-          call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented yet` });
-          return;
-        }
-        // Aborted at shutdown too: a stream that never ends (GetContainerEvents) must not hold the server open.
-        const controller = new AbortController();
-        streams.add(controller);
-        const { signal, done: callDone } = callSignal(call, controller);
-        const done = (): void => {
-          streams.delete(controller);
-          callDone();
-        };
-        // Honour back-pressure so one slow subscriber cannot grow the daemon's memory without bound.
-        const send = (res: unknown): Promise<void> =>
-          new Promise((resolve) => {
-            if (call.write(res)) resolve();
-            else call.once('drain', () => resolve());
-          });
-        const run = handler as unknown as (req: unknown, send: (res: unknown) => Promise<void>, ctx: CallContext) => Promise<void>;
-        void track(
-          run(call.request, send, { logger: rpcLogger, signal })
-            .then(() => call.end())
-            .catch((err: unknown) => call.emit('error', toServiceError(err, rpc, rpcLogger)))
-            .finally(done),
-        );
-      };
-    } else {
-      impl[rpc] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        if (!handler) {
-          callback({ code: grpc.status.UNIMPLEMENTED, details: `${rpc} is not implemented yet` });
-          return;
-        }
-        const { signal, done } = callSignal(call);
-        const run = handler as unknown as (req: unknown, ctx: CallContext) => Promise<unknown>;
-        const started = process.hrtime.bigint();
-        void track(
-          run(call.request, { logger: rpcLogger, signal })
-            .then(
-              (res) => {
-                rpcLogger.debug({ ms: Number(process.hrtime.bigint() - started) / 1e6 }, 'ok');
-                callback(null, res);
-              },
-              (err: unknown) => {
-                const status = toServiceError(err, rpc, rpcLogger);
-                rpcLogger.debug({ code: status.code, details: status.details }, 'failed');
-                callback(status);
-              },
-            )
-            .finally(done),
-        );
-      };
+/** What the server keeps across its connections. */
+interface ServerState {
+  routes: Map<string, Route>;
+  services: Set<string>;
+  /** Calls whose handler is running (shutdown waits for them). */
+  running: Set<Call>;
+  /** Fired when `running` empties. */
+  idle: (() => void) | undefined;
+}
+
+/** The handler's promise, also when it throws before returning one. */
+function settled<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return run();
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** One gRPC call on one HTTP/2 stream: its request, deadline, signal and answer. */
+class Call implements StreamHandler {
+  private readonly reader: RequestReader;
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | undefined;
+  private deadlineAt = Infinity;
+  private headersSent = false;
+  /** The answer's end went out, or the stream is gone: nothing more is written. */
+  private finished = false;
+
+  constructor(
+    private readonly state: ServerState,
+    private readonly route: Route,
+    private readonly stream: H2Stream,
+    encoding: string | undefined,
+    timeoutMs: number | undefined,
+  ) {
+    this.reader = new RequestReader(encoding);
+    if (timeoutMs !== undefined) {
+      this.deadlineAt = Date.now() + timeoutMs;
+      // setTimeout fires at once for a delay past 2^31-1 ms (24.8 days): a deadline that far off needs no timer.
+      if (timeoutMs <= MAX_TIMER_MS) this.timer = setTimeout(() => this.onDeadline(), timeoutMs);
+    }
+    stream.handler = this;
+  }
+
+  onData(chunk: Buffer, end: boolean): void {
+    if (this.finished) return;
+    try {
+      this.reader.push(chunk);
+      if (end) this.start(this.decode(this.reader.message()));
+    } catch (err) {
+      this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
     }
   }
-  return impl;
+
+  onReset(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimer();
+    // A client cancels the stream at its own deadline, which the server's (counted from the request's arrival) trails by the transit time:
+    // a cancel that close to the deadline is the deadline, for the logs and the reason the work stopped.
+    this.controller.abort(
+      Date.now() >= this.deadlineAt - DEADLINE_CANCEL_SLACK_MS ? new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded') : new CriError(grpc.status.CANCELLED, 'call cancelled by the client'),
+    );
+  }
+
+  /** At shutdown a stream that never ends (GetContainerEvents) must not hold the server open: its handler's end answers the client. */
+  abortStream(): void {
+    if (this.route.streaming) this.controller.abort(new CriError(grpc.status.UNAVAILABLE, 'server shutting down'));
+  }
+
+  private onDeadline(): void {
+    this.timer = undefined;
+    if (this.finished) return;
+    this.controller.abort(new CriError(grpc.status.DEADLINE_EXCEEDED, 'deadline exceeded'));
+    this.fail(new GrpcStatusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
+  }
+
+  private start(request: unknown): void {
+    const { route, state } = this;
+    const ctx: CallContext = { logger: route.logger, signal: this.controller.signal };
+    state.running.add(this);
+    if (route.streaming) {
+      const send = (res: unknown): Promise<void> => this.send(res);
+      void settled(() => (route.run as StreamRun)(request, send, ctx)).then(
+        () => {
+          this.done();
+          this.succeed(undefined);
+        },
+        (err: unknown) => {
+          this.done();
+          this.fail(toStatus(err, route.rpc, route.logger));
+        },
+      );
+      return;
+    }
+    const started = route.logger.isLevelEnabled('debug') ? performance.now() : 0;
+    void settled(() => (route.run as UnaryRun)(request, ctx)).then(
+      (res) => {
+        this.done();
+        if (started) route.logger.debug({ ms: performance.now() - started }, 'ok');
+        this.succeed(res);
+      },
+      (err: unknown) => {
+        this.done();
+        const status = toStatus(err, route.rpc, route.logger);
+        route.logger.debug({ code: status.code, details: status.message }, 'failed');
+        this.fail(status);
+      },
+    );
+  }
+
+  private send(res: unknown): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    const message = this.encode(res);
+    const headers = this.headersSent ? undefined : RESPONSE_HEADERS;
+    this.headersSent = true;
+    const connection = this.stream.connection;
+    return connection.write(this.stream, headers, [messagePrefix(message.length), message], undefined) ? Promise.resolve() : connection.writable(this.stream);
+  }
+
+  /** The unary answer (or a stream's end): headers, message and trailers in one write where the windows allow. */
+  private succeed(res: unknown): void {
+    if (this.finished) return;
+    let data: Buffer[] | undefined;
+    if (res !== undefined) {
+      let message: Buffer;
+      try {
+        message = this.encode(res);
+      } catch (err) {
+        return this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
+      }
+      data = [messagePrefix(message.length), message];
+    }
+    this.finished = true;
+    this.clearTimer();
+    const headers = this.headersSent ? undefined : RESPONSE_HEADERS;
+    this.headersSent = true;
+    this.stream.connection.write(this.stream, headers, data, OK_TRAILERS);
+  }
+
+  private fail(status: GrpcStatusError): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.clearTimer();
+    this.stream.connection.write(this.stream, undefined, undefined, statusBlock(status.code, status.message, !this.headersSent, status.httpStatus));
+  }
+
+  /** The request, or the status grpc-go answers for bytes that are not one. */
+  private decode(message: Buffer): unknown {
+    try {
+      return this.route.deserialize(message);
+    } catch (err) {
+      throw new GrpcStatusError(grpc.status.INTERNAL, `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** A response message within the size every client takes (grpc-go's check and words). */
+  private encode(res: unknown): Buffer {
+    const message = this.route.serialize(res);
+    if (message.length > MAX_MESSAGE) throw new GrpcStatusError(grpc.status.RESOURCE_EXHAUSTED, `grpc: trying to send message larger than max (${message.length} vs. ${MAX_MESSAGE})`);
+    return message;
+  }
+
+  /** The handler settled. */
+  private done(): void {
+    const { state } = this;
+    if (state.running.delete(this) && state.running.size === 0) state.idle?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** Answers a request that gets no call (bad method, path, content-type, timeout or encoding) with a status only. */
+function refuse(stream: H2Stream, status: GrpcStatusError): void {
+  stream.connection.write(stream, undefined, undefined, statusBlock(status.code, status.message, true, status.httpStatus));
+}
+
+/** The gRPC checks grpc-go makes of a request's headers, then its call. */
+function onRequest(state: ServerState, stream: H2Stream, headers: HeaderField[], endStream: boolean): void {
+  let method: string | undefined;
+  let path: string | undefined;
+  let contentType: string | undefined;
+  let timeout: string | undefined;
+  let encoding: string | undefined;
+  for (const h of headers) {
+    switch (h.name) {
+      case ':method':
+        method = h.value;
+        break;
+      case ':path':
+        path = h.value;
+        break;
+      case 'content-type':
+        contentType = h.value;
+        break;
+      case 'grpc-timeout':
+        timeout = h.value;
+        break;
+      case 'grpc-encoding':
+        encoding = h.value;
+        break;
+    }
+  }
+  if (method !== 'POST') return refuse(stream, new GrpcStatusError(grpc.status.INTERNAL, `Received a HEADERS frame with :method "${method ?? ''}" which should be POST`, 405));
+  if (contentType === undefined || !/^application\/grpc($|[+;])/.test(contentType)) {
+    return refuse(stream, new GrpcStatusError(grpc.status.INVALID_ARGUMENT, `invalid gRPC request content-type "${contentType ?? ''}"`, 415));
+  }
+  let timeoutMs: number | undefined;
+  if (timeout !== undefined) {
+    timeoutMs = parseGrpcTimeout(timeout);
+    if (timeoutMs === undefined) return refuse(stream, new GrpcStatusError(grpc.status.INTERNAL, `malformed grpc-timeout: ${timeout}`, 400));
+  }
+  const route = path === undefined ? undefined : state.routes.get(path);
+  if (!route) return refuse(stream, unknownPath(state, path ?? ''));
+  if (!route.run) return refuse(stream, new GrpcStatusError(grpc.status.UNIMPLEMENTED, `${route.rpc} is not implemented yet`));
+  if (!acceptsEncoding(encoding)) return refuse(stream, new GrpcStatusError(grpc.status.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${encoding}"`));
+  const call = new Call(state, route, stream, encoding, timeoutMs);
+  // HEADERS that end the stream carry no message: the call fails as one with an empty body.
+  if (endStream) call.onData(Buffer.alloc(0), true);
+}
+
+function unknownPath(state: ServerState, path: string): GrpcStatusError {
+  const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
+  if (!m) return new GrpcStatusError(grpc.status.UNIMPLEMENTED, `malformed method name: "${path}"`);
+  if (!state.services.has(m[1]!)) return new GrpcStatusError(grpc.status.UNIMPLEMENTED, `unknown service ${m[1]}`);
+  return new GrpcStatusError(grpc.status.UNIMPLEMENTED, `unknown method ${m[2]} for service ${m[1]}`);
+}
+
+function routes(handlers: CriHandlers, logger: Logger): ServerState['routes'] {
+  const definition = protoLoader.loadSync(PROTO_PATH, LOADER_OPTIONS);
+  const out = new Map<string, Route>();
+  for (const service of ['runtime.v1.RuntimeService', 'runtime.v1.ImageService']) {
+    for (const [rpc, method] of Object.entries(definition[service] as protoLoader.ServiceDefinition)) {
+      out.set(method.path, {
+        rpc,
+        deserialize: method.requestDeserialize,
+        serialize: method.responseSerialize as (value: unknown) => Buffer,
+        streaming: method.responseStream,
+        run: (handlers as Record<string, UnaryRun | StreamRun | undefined>)[rpc],
+        // One child logger per RPC, made here and not per call.
+        logger: logger.child({ rpc }),
+      });
+    }
+  }
+  return out;
 }
 
 /** Serves every CRI RPC on a unix socket (the socket file must not exist). */
 export async function startCriServer(socketPath: string, handlers: CriHandlers, logger: Logger): Promise<CriServer> {
-  const proto = loadCriProto();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024, 'grpc.max_send_message_length': 16 * 1024 * 1024 });
-  const inflight = new Set<Promise<unknown>>();
-  const streams = new Set<AbortController>();
-  server.addService(proto.runtime.v1.RuntimeService.service, implementation(proto.runtime.v1.RuntimeService.service, handlers, logger, inflight, streams));
-  server.addService(proto.runtime.v1.ImageService.service, implementation(proto.runtime.v1.ImageService.service, handlers, logger, inflight, streams));
-  // We accept connections ourselves so that each one passes the authority filter on its way to grpc-js.
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const listener = createServer((socket) => injector.injectConnection(filterConnection(socket, logger)));
+  const state: ServerState = { routes: routes(handlers, logger), services: new Set(['runtime.v1.RuntimeService', 'runtime.v1.ImageService']), running: new Set(), idle: undefined };
+  const connections = new Set<H2Connection>();
+  const listener = createServer((socket) => {
+    socket.on('error', (err) => logger.debug({ err }, 'CRI connection failed'));
+    const connection = new H2Connection(
+      socket,
+      (stream, headers, endStream) => onRequest(state, stream, headers, endStream),
+      (err) => logger.warn({ err: err.message, h2Error: err.code }, 'closing a CRI connection: malformed HTTP/2 from the client'),
+    );
+    connections.add(connection);
+    socket.on('close', () => connections.delete(connection));
+  });
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
     listener.listen(socketPath, () => {
@@ -181,19 +358,19 @@ export async function startCriServer(socketPath: string, handlers: CriHandlers, 
     socketPath,
     async shutdown(graceMs: number): Promise<void> {
       listener.close();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
+      for (const c of connections) c.goAway();
+      // Open-ended streams (GetContainerEvents) are told to finish now; unary calls get the grace period.
+      for (const call of state.running) call.abortStream();
+      if (state.running.size > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          state.idle = () => {
+            clearTimeout(timer);
+            resolve();
+          };
         });
-        // No new calls from here on; open-ended streams are told to finish now.
-        for (const c of streams) c.abort(new CriError(grpc.status.UNAVAILABLE, 'server shutting down'));
-      });
-      await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, 100))]);
+      }
+      for (const c of connections) c.destroy();
     },
   };
 }

@@ -1,9 +1,9 @@
 /**
  * The CRI socket serves every client whatever `:authority` it sends: grpc-go
- * clients up to kubelet 1.30 / crictl 1.31 send the socket path, which Node's
- * HTTP/2 layer alone would reset. Checked at the wire with a Node http2
- * client, hand-built frames and HPACK blocks, the bytes crictl 1.26.1 really
- * sent, and an independent gRPC stack (python3-grpcio, C core).
+ * clients up to kubelet 1.30 / crictl 1.31 send the socket path (Node's own
+ * HTTP/2 layer reset those; our server takes any). Checked at the wire with a
+ * Node http2 client, hand-built frames and HPACK blocks, the bytes crictl
+ * 1.26.1 really sent, and an independent gRPC stack (python3-grpcio, C core).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -169,7 +169,7 @@ test('a header block split across HEADERS and CONTINUATION frames, with PADDED a
   }
 });
 
-test('blocks with localhost go to grpc-js as sent, through table references too, until a path authority; later references still resolve', async () => {
+test('localhost and a path authority on one connection, both through dynamic-table references that shift as entries are added', async () => {
   const c = await RawH2Connection.open(d.socket);
   try {
     // localhost becomes dynamic entry 62, then the path pushes it to 63: the last call names it by that index.

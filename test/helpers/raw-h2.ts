@@ -10,10 +10,14 @@ import { loadCriProto } from '../../cri-api/server.js';
 export const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 export const HEADERS = 0x1;
 export const DATA = 0x0;
+export const PRIORITY_FRAME = 0x2;
 export const RST_STREAM = 0x3;
 export const SETTINGS = 0x4;
+export const PING = 0x6;
 export const GOAWAY = 0x7;
+export const WINDOW_UPDATE = 0x8;
 export const CONTINUATION = 0x9;
+export const ACK = 0x1;
 export const END_STREAM = 0x1;
 export const END_HEADERS = 0x4;
 export const PADDED = 0x8;
@@ -26,6 +30,23 @@ export function frame(type: number, flags: number, stream: number, payload: Buff
   h[4] = flags;
   h.writeUInt32BE(stream, 5);
   return Buffer.concat([h, payload]);
+}
+
+/** A SETTINGS payload from [identifier, value] pairs. */
+export function settings(pairs: [number, number][]): Buffer {
+  const out = Buffer.alloc(6 * pairs.length);
+  pairs.forEach(([id, value], i) => {
+    out.writeUInt16BE(id, 6 * i);
+    out.writeUInt32BE(value, 6 * i + 2);
+  });
+  return out;
+}
+
+/** A 32-bit payload: RST_STREAM's error code, WINDOW_UPDATE's increment. */
+export function u32(value: number): Buffer {
+  const out = Buffer.alloc(4);
+  out.writeUInt32BE(value);
+  return out;
 }
 
 /** Builders for HPACK representations (RFC 7541 §6). */
@@ -174,9 +195,10 @@ export class RawH2Connection {
   async result(stream: number, timeoutMs?: number): Promise<GrpcResult> {
     const ended = (): boolean => this.frames.some((f) => f.stream === stream && (f.type === RST_STREAM || (f.type === HEADERS && f.flags & END_STREAM)));
     await this.waitFor(() => ended() || this.closed, `the end of stream ${stream}`, timeoutMs);
-    const reset = this.frames.find((f) => f.stream === stream && f.type === RST_STREAM);
-    if (reset) throw new Error(`stream ${stream} reset with code ${reset.payload.readUInt32BE(0)}`);
     const trailers = this.frames.find((f) => f.stream === stream && f.type === HEADERS && f.flags & END_STREAM);
+    // A server that answered before the request ended then resets the stream (RFC 9113 §8.1): the answer stands.
+    const reset = this.frames.find((f) => f.stream === stream && f.type === RST_STREAM);
+    if (reset && !trailers) throw new Error(`stream ${stream} reset with code ${reset.payload.readUInt32BE(0)}`);
     if (!trailers) throw new Error(`connection closed before stream ${stream} ended: ${this.describe()}`);
     const get = (name: string): string | undefined => trailers.headers!.find((h) => h.name === name)?.value;
     const data = Buffer.concat(this.frames.filter((f) => f.stream === stream && f.type === DATA).map((f) => f.payload));
