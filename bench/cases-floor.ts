@@ -1,7 +1,7 @@
 /**
  * The cases that measure gvisor-cri against a floor the case makes itself,
  * in the same run, interleaved (order rotated per iteration): pull-floor
- * (HTTP fetch + tar.x), network (CNI plugins by hand), stream (runsc exec
+ * (curl | gunzip | tar -x per layer), network (CNI plugins by hand), stream (runsc exec
  * in the same sandbox; HTTP straight to the pod IP). Floors are recorded
  * under `raw`; every failure counts, loops are bounded like the other cases.
  */

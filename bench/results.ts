@@ -40,7 +40,7 @@ export const STEP = {
   relist: (n: number): string => `relist with ${n} pods`,
   pull: (mib: number): string => `PullImage ${mib} MiB, cold`,
   // The cases with their own floor (recorded under raw): each name says what the floor is.
-  pullFloor: (mib: number): string => `pull ${mib} MiB cold (floor: HTTP fetch + tar.x)`,
+  pullFloor: (mib: number): string => `pull ${mib} MiB cold (floor: curl + gunzip + tar -x per layer)`,
   netSetup: 'pod network setup: netns + CNI ADD (floor: by hand)',
   netTeardown: 'pod network teardown: CNI DEL + netns (floor: by hand)',
   execSame: 'ExecSync(true), long-lived pod (floor: runsc exec, same sandbox)',
