@@ -62,8 +62,9 @@ add_backports_source() {
 # binutils' objdump reads the glibc version the .deb must depend on (npm run package);
 # python3-grpcio and python3-grpc-tools: the tests' independent CRI client (gRPC C core);
 # golang-go and golang-google-grpc-dev: their grpc-go client, kubelet's and crictl's stack
-# (built in GOPATH mode from Debian's sources: nothing fetched at test time).
-packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++ binutils python3-grpcio python3-grpc-tools golang-go golang-google-grpc-dev)
+# (built in GOPATH mode from Debian's sources: nothing fetched at test time);
+# curl: the bench's pull floor (curl | gzip -dc | tar -x per layer).
+packages=(runsc containernetworking-plugins iptables iproute2 docker-registry busybox-static openssl util-linux tar perl python3 make g++ binutils python3-grpcio python3-grpc-tools golang-go golang-google-grpc-dev curl)
 # npm only bootstraps the pinned runtime: any npm will do. A machine without
 # one gets Debian's (it brings Debian's nodejs 18 to run it).
 if ! command -v npm >/dev/null; then packages+=(npm); fi
