@@ -84,7 +84,6 @@ export class RequestReader {
 
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
-    if (this.length >= 0 && this.have >= this.length + 5) throw new GrpcStatusError(status.INTERNAL, 'cardinality violation: received multiple request messages for non-client-streaming RPC');
     this.parts.push(chunk);
     this.have += chunk.length;
     if (this.length < 0 && this.have >= 5) {
