@@ -1,7 +1,7 @@
 /**
  * One pull's pipeline: manifest (and the platform's one of an index),
- * config, layers downloaded a few at a time, then unpacked bottom up into
- * shared snapshots. Concurrent pulls share downloads of one blob and builds
+ * config, layers downloaded a few at a time, each unpacked bottom up into
+ * shared snapshots as soon as its blob and the layer below are in. Concurrent pulls share downloads of one blob and builds
  * of one snapshot. Runs outside the store's lock: what it fetched is marked
  * in use until the store commits the record.
  */
@@ -46,13 +46,20 @@ export interface PullerDeps {
   logger: Logger;
 }
 
-/** Runs `fn` over `items` with at most `limit` at once; the first failure fails the whole. */
-async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+/** Starts `fn` over `items` with at most `limit` running at once; one promise per item. */
+function startLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void>[] {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  return items.map(async (item) => {
+    if (running >= limit) await new Promise<void>((resume) => queue.push(resume));
+    running++;
+    try {
+      await fn(item);
+    } finally {
+      running--;
+      queue.shift()?.();
+    }
+  });
 }
 
 /** Waits for `work`, or rejects as soon as `signal` aborts (the work itself goes on for others). */
@@ -104,13 +111,18 @@ export class Puller {
       // Aborts the sibling downloads as soon as one fails.
       const layersDone = new AbortController();
       const layerSignal = AbortSignal.any([signal, layersDone.signal]);
+      const fetched = startLimited(m.layers, this.deps.maxConcurrentDownloads, (l) => this.fetchBlob(session, l, layerSignal, log));
+      // Every rejection is handled here, so a later layer failing while an earlier one unpacks is not unhandled.
+      for (const f of fetched) f.catch((err: unknown) => layersDone.abort(err));
+      // A layer unpacks as soon as its own blob is in, while the layers above it still download.
       try {
-        await mapLimit(m.layers, this.deps.maxConcurrentDownloads, (l) => this.fetchBlob(session, l, layerSignal, log));
+        await this.unpack(diffIds.map((diffId, i) => ({ diffId, digest: m.layers[i].digest })), name, (i) => fetched[i]);
       } catch (err) {
+        // A refused layer stops the downloads still running, and they end before the pull releases its blobs.
         layersDone.abort(err);
+        await Promise.allSettled(fetched);
         throw err;
       }
-      await this.unpack(diffIds.map((diffId, i) => ({ diffId, digest: m.layers[i].digest })), name);
 
       const record = await this.deps.commit({ ref, name, topDigest: top.digest, manifestDigests, manifest: m, configFile, chains });
       log.info({ id: record.id, layers: m.layers.length, size: record.size, ms: Date.now() - started }, 'image pulled');
@@ -181,11 +193,12 @@ export class Puller {
    * shared with another image) was bounded when it was built and is not
    * counted again.
    */
-  async unpack(layers: { diffId: string; digest: string }[], what: string): Promise<void> {
+  async unpack(layers: { diffId: string; digest: string }[], what: string, blobReady: (i: number) => Promise<void> = async () => {}): Promise<void> {
     const chains = chainIds(layers.map((l) => l.diffId), sha256hex);
     let budget = imageLimits().maxUnpackedBytes;
     for (let i = 0; i < layers.length; i++) {
       const chain = chains[i];
+      await blobReady(i);
       if (await this.deps.snapshots.has(chain)) continue;
       let build = this.snapshotBuilds.get(chain);
       if (!build) {

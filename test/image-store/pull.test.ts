@@ -194,6 +194,23 @@ test('a corrupted blob fails the pull and stores nothing', async () => {
   assert.equal((await store.pull(img.ref)).id, img.configDigest);
 });
 
+test('a corrupted upper layer fails the pull after the layer below unpacked early, and leaves no half-made snapshot', async () => {
+  const img = await pushTestImage(registry.url, 'test/corrupt-upper', { layers: [{ entries: [{ path: 'low', content: 'bottom layer' }] }, randomLayer(2, 'up.bin', true)] });
+  const data = registryBlobPath(registry, img.layerDigests[1]);
+  const genuine = await readFile(data);
+  const bad = Buffer.from(genuine);
+  bad[bad.length - 5] ^= 0xff;
+  await writeFile(data, bad);
+  const { store, stateDir } = await openStore();
+  await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[1], 'test/corrupt-upper'));
+  assert.equal(store.list().length, 0);
+  assert.ok(!(await readdir(join(stateDir, 'images/blobs/sha256'))).includes(img.layerDigests[1].slice(7)));
+  assert.ok((await readdir(join(stateDir, 'images/snapshots'))).length <= 1, 'at most the complete bottom snapshot');
+  assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
+  await writeFile(data, genuine);
+  assert.equal((await store.pull(img.ref)).id, img.configDigest);
+});
+
 test('missing image is NOT_FOUND naming it; registry down is UNAVAILABLE', async () => {
   const { store } = await openStore();
   await assert.rejects(store.pull(`${registry.host}/test/nothing:here`), isCode(status.NOT_FOUND, `${registry.host}/test/nothing:here`));
