@@ -1,9 +1,10 @@
 /**
  * One pull's pipeline: manifest (and the platform's one of an index),
  * config, layers downloaded a few at a time, each unpacked bottom up into
- * shared snapshots as soon as its blob and the layer below are in. Concurrent pulls share downloads of one blob and builds
- * of one snapshot. Runs outside the store's lock: what it fetched is marked
- * in use until the store commits the record.
+ * shared snapshots as soon as its blob and the layer below are in.
+ * Concurrent pulls share downloads of one blob and builds of one snapshot.
+ * Runs outside the store's lock: what it fetched is marked in use until the
+ * store commits the record.
  */
 import { createHash } from 'node:crypto';
 import type { RegistryConfig } from '../daemon/config.js';
