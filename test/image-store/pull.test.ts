@@ -176,13 +176,19 @@ test('a caller that gives up does not cancel the pull others wait for', async ()
   await assert.rejects(lonely, /gone/);
 });
 
-test('a corrupted blob fails the pull and stores nothing', async () => {
-  const img = await pushTestImage(registry.url, 'test/corrupt', { layers: [{ entries: [{ path: 'f', content: 'genuine content' }] }] });
-  const data = registryBlobPath(registry, img.layerDigests[0]);
+/** Flips a byte near the end of a blob in the registry's storage; the returned function puts the genuine bytes back. */
+async function corruptBlob(digest: string): Promise<() => Promise<void>> {
+  const data = registryBlobPath(registry, digest);
   const genuine = await readFile(data);
   const bad = Buffer.from(genuine);
   bad[bad.length - 5] ^= 0xff;
   await writeFile(data, bad);
+  return () => writeFile(data, genuine);
+}
+
+test('a corrupted blob fails the pull and stores nothing', async () => {
+  const img = await pushTestImage(registry.url, 'test/corrupt', { layers: [{ entries: [{ path: 'f', content: 'genuine content' }] }] });
+  const restore = await corruptBlob(img.layerDigests[0]);
   const { store, stateDir } = await openStore();
   await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[0], 'test/corrupt'));
   assert.equal(store.list().length, 0);
@@ -190,24 +196,20 @@ test('a corrupted blob fails the pull and stores nothing', async () => {
   assert.ok(!(await readdir(join(stateDir, 'images/blobs/sha256'))).includes(img.layerDigests[0].slice(7)));
   assert.deepEqual(await readdir(join(stateDir, 'images/snapshots')), []);
   assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
-  await writeFile(data, genuine);
+  await restore();
   assert.equal((await store.pull(img.ref)).id, img.configDigest);
 });
 
 test('a corrupted upper layer fails the pull after the layer below unpacked early, and leaves no half-made snapshot', async () => {
   const img = await pushTestImage(registry.url, 'test/corrupt-upper', { layers: [{ entries: [{ path: 'low', content: 'bottom layer' }] }, randomLayer(2, 'up.bin', true)] });
-  const data = registryBlobPath(registry, img.layerDigests[1]);
-  const genuine = await readFile(data);
-  const bad = Buffer.from(genuine);
-  bad[bad.length - 5] ^= 0xff;
-  await writeFile(data, bad);
+  const restore = await corruptBlob(img.layerDigests[1]);
   const { store, stateDir } = await openStore();
   await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[1], 'test/corrupt-upper'));
   assert.equal(store.list().length, 0);
   assert.ok(!(await readdir(join(stateDir, 'images/blobs/sha256'))).includes(img.layerDigests[1].slice(7)));
   assert.ok((await readdir(join(stateDir, 'images/snapshots'))).length <= 1, 'at most the complete bottom snapshot');
   assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
-  await writeFile(data, genuine);
+  await restore();
   assert.equal((await store.pull(img.ref)).id, img.configDigest);
 });
 
