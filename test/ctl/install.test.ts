@@ -27,7 +27,7 @@ test('install writes the unit and a default config, says so, and starts nothing'
   assert.match(r.stdout, /systemctl daemon-reload && systemctl enable --now gvisor-cri/);
 
   const unit = await readFile(unitPath, 'utf8');
-  assert.match(unit, new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=2 --external-memory-accounted-in-global-limit ${INSTALL_DIR}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
+  assert.match(unit, new RegExp(`^ExecStart=${process.execPath} --max-semi-space-size=2 --external-memory-accounted-in-global-limit --initial-heap-size=64 ${INSTALL_DIR}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
   for (const line of ['Type=simple', 'Restart=always', 'KillMode=process', 'Delegate=yes', 'After=network-online.target local-fs.target', 'WantedBy=multi-user.target']) {
     assert.match(unit, new RegExp(`^${line}$`, 'm'), line);
   }
@@ -62,7 +62,7 @@ test('an existing config is kept byte for byte; the unit is rewritten; --prefix 
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.split('\n').slice(0, 2).join('\n'), `written ${unitPath}\nkept ${configPath} (exists; not overwritten)`);
   assert.equal(await readFile(configPath, 'utf8'), mine);
-  assert.match(await readFile(unitPath, 'utf8'), /^ExecStart=\S+ --max-semi-space-size=2 --external-memory-accounted-in-global-limit "\/opt\/gvisor cri\/bin\/gvisor-cri" --config /m);
+  assert.match(await readFile(unitPath, 'utf8'), /^ExecStart=\S+ --max-semi-space-size=2 --external-memory-accounted-in-global-limit --initial-heap-size=64 "\/opt\/gvisor cri\/bin\/gvisor-cri" --config /m);
 });
 
 test('bad arguments exit 2 with one line', async () => {

