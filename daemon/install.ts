@@ -41,8 +41,8 @@ async function template(name: string): Promise<string> {
  * generation's own limit, sized for a ~19 MiB heap, they set off a full
  * mark-compact every ~10 MiB: 7 per pull, half its CPU. Counted in the
  * global limit, with the old generation starting at 64 MiB, the young
- * collections free them: under 0.5 mark-compacts per pull. Neither flag
- * moves the idle or 20-pod daemon's PSS.
+ * collections free them: under 0.5 mark-compacts per pull, for a few MiB
+ * of PSS. bin/gvisor-cri's launcher line passes the same flags.
  */
 export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--external-memory-accounted-in-global-limit', '--initial-heap-size=64'];
 

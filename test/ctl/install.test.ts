@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { runCli } from '../helpers/daemon.js';
 import { defaultConfig, parseTomlConfig } from '../../daemon/config.js';
-import { INSTALL_DIR, systemdWord } from '../../daemon/install.js';
+import { DAEMON_NODE_FLAGS, INSTALL_DIR, systemdWord } from '../../daemon/install.js';
 
 const root = await mkdtemp(join(tmpdir(), 'gvcri-install-'));
 after(() => rm(root, { recursive: true, force: true }));
@@ -71,6 +71,12 @@ test('bad arguments exit 2 with one line', async () => {
     assert.equal(r.code, 2, args.join(' '));
     assert.match(r.stderr, /^gvisor-cri install: .*\n$/);
   }
+});
+
+test('bin/gvisor-cri runs its node with the V8 flags the unit gives the daemon', async () => {
+  const launcher = (await readFile(new URL('../../../bin/gvisor-cri', import.meta.url), 'utf8')).split('\n')[1];
+  const flags = /exec "\$n" (.*) "\$0" "\$@"$/.exec(launcher)?.[1];
+  assert.equal(flags, DAEMON_NODE_FLAGS.join(' '), `bin/gvisor-cri's launcher line: ${launcher}`);
 });
 
 test('systemd words: % is escaped, spaces and quotes are quoted', () => {
