@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type * as grpc from '@grpc/grpc-js';
 import { createCriClients } from '../../cri-api/server.js';
+import { DAEMON_NODE_FLAGS } from '../../daemon/install.js';
 import { socketAnswers } from '../../daemon/socket.js';
 import { allocateTestNet } from './test-net.js';
 
@@ -73,7 +74,8 @@ export interface ReleaseCommand {
 
 export function spawnDaemon(args: string[], command?: ReleaseCommand): ChildProcess {
   if (command) return spawn(command.bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: command.env });
-  return spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // With the V8 flags the unit and bin/gvisor-cri's launcher line give it: tests run the daemon as installed.
+  return spawn(process.execPath, [...DAEMON_NODE_FLAGS, BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
 async function waitForSocket(path: string, proc: ChildProcess, timeoutMs: number, output: () => string): Promise<void> {
