@@ -7,6 +7,7 @@
  * store commits the record.
  */
 import { createHash } from 'node:crypto';
+import { ConcurrencyLimit } from '../common/index.js';
 import type { RegistryConfig } from '../daemon/config.js';
 import { failedPrecondition, wrapError } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
@@ -49,18 +50,8 @@ export interface PullerDeps {
 
 /** Starts `fn` over `items` with at most `limit` running at once; one promise per item. */
 function startLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void>[] {
-  let running = 0;
-  const queue: (() => void)[] = [];
-  return items.map(async (item) => {
-    if (running >= limit) await new Promise<void>((resume) => queue.push(resume));
-    running++;
-    try {
-      await fn(item);
-    } finally {
-      running--;
-      queue.shift()?.();
-    }
-  });
+  const slots = new ConcurrencyLimit(limit);
+  return items.map((item) => slots.run(() => fn(item)));
 }
 
 /** Waits for `work`, or rejects as soon as `signal` aborts (the work itself goes on for others). */

@@ -23,6 +23,7 @@ import type { FilesystemUsage } from '../../cri-api/generated/runtime/v1/Filesys
 import type { MemoryUsage } from '../../cri-api/generated/runtime/v1/MemoryUsage.js';
 import type { NetworkUsage } from '../../cri-api/generated/runtime/v1/NetworkUsage.js';
 import type { PodSandboxStats } from '../../cri-api/generated/runtime/v1/PodSandboxStats.js';
+import { ConcurrencyLimit } from '../../common/index.js';
 import { notFound, wrapError } from '../../cri-api/errors.js';
 import type { Logger } from '../../cri-api/logger.js';
 import { isGone, type Runsc, type RunscStats } from '../runsc/runsc.js';
@@ -105,8 +106,7 @@ export class StatsCollector {
   private readonly cache = new Map<string, { at: number; sample: Promise<StatsSample> }>();
   private readonly previous = new Map<string, StatsSample>();
   private readonly podPrevious = new Map<string, { timestampNs: bigint; cpuNs: bigint; nanoCores?: bigint }>();
-  private running = 0;
-  private readonly queued: (() => void)[] = [];
+  private readonly sampling = new ConcurrencyLimit(MAX_CONCURRENT_SAMPLES);
 
   constructor(opts: StatsCollectorOptions) {
     this.opts = opts;
@@ -220,17 +220,7 @@ export class StatsCollector {
   }
 
   private async fetch(id: string): Promise<StatsSample> {
-    // A finishing sample hands its slot straight to the next waiting one.
-    if (this.running < MAX_CONCURRENT_SAMPLES) this.running++;
-    else await new Promise<void>((resolve) => this.queued.push(resolve));
-    let raw: RawStats;
-    try {
-      raw = (await this.opts.runsc.stats(id)) as RawStats;
-    } finally {
-      const next = this.queued.shift();
-      if (next) next();
-      else this.running--;
-    }
+    const raw = (await this.sampling.run(() => this.opts.runsc.stats(id))) as RawStats;
     const d = raw.data ?? {};
     const s: StatsSample = {
       timestampNs: BigInt(Date.now()) * 1_000_000n,
