@@ -73,7 +73,7 @@ export async function createRestoredLocked(rt: PodRuntime, pod: SandboxRecord, c
     const dir = rt.containerDir(id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await rt.io.open(rec, 'create');
-    await writeBundle(join(dir, 'bundle'), spec);
+    await writeBundle(rt.containerBundleDir(id), spec);
     rec.phase = 'created';
     await rt.containers.put(rec);
   } catch (err) {
@@ -188,14 +188,14 @@ export async function startRestoredLocked(rt: PodRuntime, c: ContainerRecord): P
   const features = rt.requireFeatures();
   const started = Date.now();
   try {
-    const spec = await readBundleSpec(join(rt.containerDir(c.id), 'bundle'));
+    const spec = await readBundleSpec(rt.containerBundleDir(c.id));
     const io = containerIo(rt.io.get(c.id) ?? (await rt.io.open(c, 'create')));
     if (io.kind !== 'fifo') throw internal('a restored container has no terminal');
     if (!pod.hostNetwork) await rt.opts.network.reclaimAddresses(pod.id);
     pod.pid = await rt.driver.restoreSandbox({
       ...sandboxBoot(rt, pod, features),
       imageDir: restore.imageDir,
-      containers: [{ id: c.id, bundleDir: join(rt.containerDir(c.id), 'bundle'), spec, io }],
+      containers: [{ id: c.id, bundleDir: rt.containerBundleDir(c.id), spec, io }],
       timeoutMs: RESTORE_TIMEOUT_MS,
     });
   } catch (err) {

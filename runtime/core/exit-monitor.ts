@@ -161,7 +161,7 @@ export class ExitMonitor {
       this.forget(c.id);
       await this.record(c, fallbackCode, 'Error', 'exit status not received from runsc');
     } else if (c.phase === 'created') {
-      // Its runsc state went with the sandbox; nothing will read its FIFOs.
+      // Never started (runsc never had it): nothing will read its FIFOs.
       await this.opts.io.close(c.id, false);
     }
   }

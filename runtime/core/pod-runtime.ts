@@ -121,6 +121,11 @@ export class PodRuntime {
     return join(this.opts.runDir, 'containers', id);
   }
 
+  /** The OCI bundle CreateContainer writes and StartContainer hands to runsc. */
+  containerBundleDir(id: string): string {
+    return join(this.containerDir(id), 'bundle');
+  }
+
   /** Where a restoring container's archive is unpacked until StartContainer restores it (on disk: images can be large). */
   restoreDir(id: string): string {
     return join(this.opts.stateDir, 'restore', id);

@@ -29,7 +29,7 @@ export interface RunscOptions {
   /** --pod-init-config of every new sandbox: the trace session it starts with (option trace-session-config). */
   podInitConfig?: string;
   /**
-   * Launches `runsc create` and `start` so that the sandbox and gofer
+   * Launches `runsc create`, `start` and `run` so that the sandbox and gofer
    * processes they leave behind are reaped at once (see reaper.ts); without
    * it they go to pid 1.
    */
@@ -149,6 +149,18 @@ export interface StartOptions {
   timeoutMs?: number;
 }
 
+/** `runsc run --detach` of a sub-container: create and start in one runsc call. */
+export interface RunOptions {
+  bundle: string;
+  /** A terminal's console goes to this socket (the reaper listens on it). */
+  consoleSocket?: string;
+  /** Without a terminal, the container's stdio. */
+  stdio?: RunscStdio;
+  /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
+  flags?: readonly string[];
+  timeoutMs?: number;
+}
+
 export interface RestoreOptions {
   bundle: string;
   /** Directory holding the checkpoint image (checkpoint.img...). */
@@ -227,6 +239,18 @@ export class Runsc {
 
   async start(id: string, opts: StartOptions = {}): Promise<void> {
     await this.run('start', id, ['start', id], { stdio: withNullStdio(opts.stdio), network: opts.network, flags: opts.flags, netnsWorkaround: opts.netnsWorkaround, timeoutMs: opts.timeoutMs });
+  }
+
+  /**
+   * Creates and starts a sub-container in one runsc process, returning once
+   * it runs: half the start-ups of `create` then `start`. On failure runsc
+   * destroys what it made.
+   */
+  async runDetached(id: string, opts: RunOptions): Promise<void> {
+    const args = ['run', '--detach', `--bundle=${opts.bundle}`];
+    if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
+    args.push(id);
+    await this.run('run', id, args, { stdio: withNullStdio(opts.stdio), flags: opts.flags, timeoutMs: opts.timeoutMs });
   }
 
   async state(id: string): Promise<RunscState> {
@@ -389,8 +413,8 @@ export class Runsc {
     // With the container's stdio on runsc's stderr, runsc's own error text
     // would land in the container's log: ask for it in a file (--log holds
     // only the error line when --debug is off) and read it back.
-    // create (and restore) leaves the sandbox and gofers behind, and a sub-container's start its gofer: all through the reaper.
-    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'restore') && this.options.reaper?.running ? this.options.reaper : undefined;
+    // create (and restore) leaves the sandbox and gofers behind, and a sub-container's start (or run) its gofer: all through the reaper.
+    const reaper = (subcommand === 'create' || subcommand === 'start' || subcommand === 'run' || subcommand === 'restore') && this.options.reaper?.running ? this.options.reaper : undefined;
     // The reaper's children get no pipe back, so their error text always comes through --log.
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
@@ -445,7 +469,7 @@ export class Runsc {
 }
 
 /**
- * create (root container) and start (sub-container) hand runsc's own stdio
+ * create (root container) and start or run (sub-container) hand runsc's own stdio
  * to the container: left as pipes, the sandbox would hold them open and the
  * call would never finish. Unset streams are /dev/null.
  */

@@ -36,20 +36,29 @@ export interface CreateSandboxInput {
 /** How a container's stdio is connected. */
 export type ContainerIo =
   | { kind: 'fifo'; stdout: OutputFifo; stderr: OutputFifo; stdin?: StdinFifo }
-  /** A terminal: the reaper receives the console at create and relays it (reaper.ts TerminalFiles). */
+  /** A terminal: the reaper receives the console from runsc and relays it (reaper.ts TerminalFiles). */
   | { kind: 'tty'; stdout: OutputFifo; stdin?: StdinFifo; control: string };
 
-export interface CreateContainerInput {
+export interface PrepareContainerInput {
   id: string;
   sandboxId: string;
   bundleDir: string;
   spec: OciSpec;
   /**
-   * A terminal must be given here (runsc sends the console at create); FIFO
-   * stdio may be, or else be handed to startContainer (runsc takes it at start).
+   * A terminal must be given here (the reaper listens for its console from
+   * now on); FIFO stdio may be, or else be handed to startContainer.
    */
   io?: ContainerIo;
   /** The pod's allowed runsc flags: every container of the pod carries them (runsc applies them per container). */
+  runscFlags?: Record<string, string>;
+}
+
+export interface StartContainerInput {
+  id: string;
+  /** The bundle prepareContainer wrote. */
+  bundleDir: string;
+  /** FIFO stdio, when not given to prepareContainer (a daemon restarted in between). */
+  io?: ContainerIo;
   runscFlags?: Record<string, string>;
 }
 
@@ -94,7 +103,7 @@ const SANDBOX_EXIT_WAIT_MS = 10_000;
 export class SandboxDriver {
   private readonly runsc: Runsc;
   private readonly logger: Logger;
-  /** Stdio of created, not yet started sub-containers: runsc takes it at start. */
+  /** Stdio of prepared, not yet started sub-containers: runsc takes it at start. */
   private readonly pendingIo = new Map<string, ContainerIo>();
   private execSeq = 0;
 
@@ -152,52 +161,51 @@ export class SandboxDriver {
     return pid;
   }
 
-  /** Writes the bundle and `runsc create`s an app container in the sandbox. */
-  async createContainer(input: CreateContainerInput): Promise<void> {
+  /**
+   * Writes an app container's bundle; a terminal's console socket starts
+   * listening in the reaper. runsc hears of the container only at
+   * startContainer (as containerd makes the task at StartContainer), which
+   * creates and starts it in one call.
+   */
+  async prepareContainer(input: PrepareContainerInput): Promise<void> {
     if (input.spec.annotations[ANNOTATION_SANDBOX_ID] !== input.sandboxId) {
       throw new RunscError('other', 'create', input.id, `spec does not name sandbox ${input.sandboxId} in ${ANNOTATION_SANDBOX_ID}`);
     }
     await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
-    const flags = runscCallFlags(input.runscFlags, 'spec');
     const { io } = input;
     if (io?.kind !== 'tty') {
-      await this.runsc.create(input.id, { bundle: input.bundleDir, flags });
       if (io) this.pendingIo.set(input.id, io);
       return;
     }
     const reaper = this.runsc.options.reaper;
     if (!reaper?.running) throw new RunscError('other', 'create', input.id, 'a terminal needs the runsc reaper, which is not running');
-    const consoleSocket = await this.consoleSocketPath(input.id);
-    await reaper.openTerminal(input.id, { consoleSocket, stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
-    try {
-      await this.runsc.create(input.id, { bundle: input.bundleDir, consoleSocket, flags });
-    } catch (err) {
-      reaper.closeTerminal(input.id);
-      throw err;
-    }
+    await reaper.openTerminal(input.id, { consoleSocket: await this.consoleSocketPath(input.id), stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
     // The reaper holds the terminal and its own ends of the FIFOs now.
     await io.stdout.releaseWriter();
     await io.stdin?.releaseContainerEnd();
   }
 
   /**
-   * `runsc start` of an app container. Its stdio is given here, not at
-   * create (runsc quirk); `io` is only needed when the daemon restarted
-   * between create and start. `runscFlags` are the pod's: start reads the
-   * spec again and needs the same permission as create.
+   * `runsc run --detach` of a prepared app container. Its FIFO stdio is
+   * given here; `io` is only needed when the daemon restarted between
+   * prepare and start. `runscFlags` are the pod's: runsc reads the spec
+   * and needs the same permission.
    */
-  async startContainer(id: string, io?: ContainerIo, runscFlags?: Record<string, string>): Promise<void> {
-    const use = io ?? this.pendingIo.get(id);
-    const flags = runscCallFlags(runscFlags, 'spec');
+  async startContainer(input: StartContainerInput): Promise<void> {
+    const { id } = input;
+    const use = input.io ?? this.pendingIo.get(id);
+    const flags = runscCallFlags(input.runscFlags, 'spec');
     if (use?.kind === 'fifo') {
-      await this.runsc.start(id, { stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd }, flags });
+      await this.runsc.runDetached(id, { bundle: input.bundleDir, stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd }, flags });
       // The sandbox holds its own copies now.
       await use.stdout.releaseWriter();
       await use.stderr.releaseWriter();
       await use.stdin?.releaseContainerEnd();
+    } else if (use?.kind === 'tty') {
+      // The reaper listens for the console since prepare.
+      await this.runsc.runDetached(id, { bundle: input.bundleDir, consoleSocket: await this.consoleSocketPath(id), flags });
     } else {
-      // A terminal's console went to the reaper at create.
-      await this.runsc.start(id, { flags });
+      await this.runsc.runDetached(id, { bundle: input.bundleDir, flags });
     }
     this.pendingIo.delete(id);
   }
@@ -285,10 +293,10 @@ export class SandboxDriver {
 
   /**
    * Sends `stopSignal`, waits up to `timeoutSec`, then SIGKILLs every process
-   * of the container. A container never started cannot be signalled (runsc
-   * refuses), so it is deleted instead. A vanished container or sandbox
-   * counts as stopped. When `signal` aborts during the grace period the
-   * wait ends with its reason and no SIGKILL follows (as containerd: the
+   * of the container. A vanished or never started container (runsc holds
+   * none before startContainer) or sandbox counts as stopped. When `signal`
+   * aborts during the grace period the wait ends with its reason and no
+   * SIGKILL follows (as containerd: the
    * stop signal was sent, a retried StopContainer escalates). `exited`, when
    * given, is how the caller already learns the container's exit; without
    * it (or when it cannot tell) a `runsc wait` waits here.
@@ -308,10 +316,6 @@ export class SandboxDriver {
         },
       );
       if (status === 'gone' || status === 'stopped') return;
-      if (status === 'created') {
-        await this.removeContainer(id);
-        return;
-      }
       throw err;
     }
     try {

@@ -38,7 +38,7 @@ export async function CheckpointContainer(rt: PodRuntime, req: CheckpointContain
     const started = Date.now();
     try {
       await mkdir(work, { mode: 0o700 });
-      const spec = await readBundleSpec(join(rt.containerDir(c.id), 'bundle'));
+      const spec = await readBundleSpec(rt.containerBundleDir(c.id));
       const members = await rt.driver.appContainersOf(pod.id);
       await rt.driver.checkpointSandbox(pod.id, join(work, IMAGE_DIR_NAME), timeoutMs);
       const manifest: Omit<CheckpointManifest, 'imageDigests'> = {

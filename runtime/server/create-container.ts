@@ -26,7 +26,8 @@ import { pathMounts, readImageFile, resolveInImage, submountsOf } from '../spec/
  * Validates, resolves the image (or, for a checkpoint archive, hands over
  * to checkpoint/restore.ts), maps the CRI config onto the image's, writes
  * the record, then holds the image, opens the container's stdio, builds its
- * OCI spec and creates it in the pod's sandbox; any failure undoes what
+ * OCI spec and writes its bundle (runsc creates it at StartContainer, as
+ * containerd makes the task there); any failure undoes what
  * exists, and so does the end of the call (deadline passed, client gone),
  * checked between steps.
  */
@@ -106,23 +107,19 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       call.signal.throwIfAborted();
       const dir = rt.containerDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      // A terminal's console goes to runsc at create; other stdio only at
-      // start, so the FIFOs and the log open while the container is created.
+      // A terminal's console socket opens now; other stdio goes to runsc
+      // only at start, so the FIFOs and the log open while the bundle is made.
       const opening = rt.io.open(rec, 'create');
+      // The image holds (the store's fsync) while the bundle is made: runsc sees the rootfs only at StartContainer.
+      const holding = (async () => {
+        await rt.opts.images.acquire(image.id, id);
+        for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
+      })();
       const create = async (): Promise<void> => {
-        // The image holds (the store's fsync) while the host paths are looked at; both before runsc sees the rootfs.
-        await sideBySide([
-          (async () => {
-            await rt.opts.images.acquire(image.id, id);
-            for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
-          })(),
-          (async () => {
-            // containerd makes a missing host path a directory rather than failing.
-            for (const m of mapped.mounts) {
-              if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
-            }
-          })(),
-        ]);
+        // containerd makes a missing host path a directory rather than failing.
+        for (const m of mapped.mounts) {
+          if (!(await stat(m.hostPath).catch(() => undefined))) await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
+        }
         const spec = buildContainerSpec({
           sandboxId: pod.id,
           rootfsDir: rootfs,
@@ -159,9 +156,9 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
           }),
         });
         call.signal.throwIfAborted();
-        await rt.driver.createContainer({ id, sandboxId: pod.id, bundleDir: join(dir, 'bundle'), spec, io: terminal ? containerIo(await opening) : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
+        await rt.driver.prepareContainer({ id, sandboxId: pod.id, bundleDir: rt.containerBundleDir(id), spec, io: terminal ? containerIo(await opening) : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
       };
-      await sideBySide([opening, create()]);
+      await sideBySide([holding, opening, create()]);
       call.signal.throwIfAborted();
       rec.phase = 'created';
       // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).

@@ -10,7 +10,8 @@ import { nowNs } from '../records/store.js';
 import { recordedRunscFlags } from '../runsc/gvisor-flags.js';
 
 /**
- * Starts a created container in its pod's sandbox and its exit waiter. A
+ * Creates and starts a created container in its pod's sandbox (runsc hears
+ * of it only now, as containerd makes its task here), then its exit waiter. A
  * container that fails to start is exited with StartError, as in containerd.
  * A container made from a checkpoint is restored instead (checkpoint/restore.ts).
  */
@@ -30,7 +31,7 @@ export async function StartContainer(rt: PodRuntime, req: StartContainerRequest_
       // After a restart between create and start the daemon's ends are gone: open them again.
       // (A terminal's ends stay with the reaper, which outlived the daemon.)
       const io = rt.io.get(c.id) ?? (await rt.io.open(c, c.terminal ? 'reattach' : 'create'));
-      await rt.driver.startContainer(c.id, containerIo(io), recordedRunscFlags(pod.annotations));
+      await rt.driver.startContainer({ id: c.id, bundleDir: rt.containerBundleDir(c.id), io: containerIo(io), runscFlags: recordedRunscFlags(pod.annotations) });
     } catch (err) {
       // As containerd: a container that failed to start is exited, with why.
       await rt.exits.record(c, 128, 'StartError', (err as Error).message);

@@ -10,7 +10,7 @@
  * - memory.usage.usage: gVisor has no per-container memory accounting. With
  *   only the root (infra) container the sandbox total is its own; with app
  *   containers, runsc reports 0 for the root and splits the sandbox total
- *   equally among the created and running ones. Container memory is therefore runsc's equal share;
+ *   equally among the running ones. Container memory is therefore runsc's equal share;
  *   pod memory is the sandbox total. runsc reports no inactive_file and no
  *   RSS, so working set = usage and rss_bytes is left unset.
  * - pids.current: tasks of the container.
@@ -154,12 +154,11 @@ export class StatsCollector {
     const live = running.flatMap((c, i) => (samples[i] ? [{ c, s: samples[i] }] : []));
     const ts = root.timestampNs;
     const cpuNs = live.reduce((sum, x) => sum + x.s.cpuNs, root.cpuNs);
-    // runsc splits the sandbox total equally among its created and running
-    // app containers (checked against runsc 20240729; exited ones are not
-    // counted); undo that split. With none, the root container has it all.
-    const counted = members.filter((c) => c.phase === 'created' || c.phase === 'running');
-    const share = live[0]?.s ?? (counted[0] ? await this.sample(counted[0].id) : undefined);
-    const memory = counted.length === 0 ? root.memoryBytes : (share?.memoryBytes ?? 0) * counted.length;
+    // runsc splits the sandbox total equally among its running app
+    // containers (checked against runsc 20240729; exited ones are not
+    // counted, and a created one is not runsc's until it starts); undo that
+    // split. With none, the root container has it all.
+    const memory = running.length === 0 ? root.memoryBytes : (live[0]?.s.memoryBytes ?? 0) * running.length;
     const prev = this.podPrevious.get(pod.id);
     let nanoCores: bigint | undefined;
     if (prev && ts === prev.timestampNs) {

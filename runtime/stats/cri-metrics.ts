@@ -45,7 +45,7 @@ interface Descriptor {
 }
 
 const GVISOR_MEMORY =
-  'gVisor keeps no per-container memory accounting: this is the sandbox total split equally among the pod\'s created and running containers, as runsc reports it.';
+  'gVisor keeps no per-container memory accounting: this is the sandbox total split equally among the pod\'s running containers, as runsc reports it.';
 
 const d = (name: string, kind: MetricKind, help: string, extraKeys: string[] = []): Descriptor => ({ name, help, kind, label_keys: [...BASE_LABEL_KEYS, ...extraKeys] });
 

@@ -180,6 +180,28 @@ test('bad input gets clear statuses and leaves nothing behind', async () => {
   await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });
 });
 
+test('a container is runsc\'s only from StartContainer: a missing program fails the start, exits it with StartError, leaves no runsc state, and the pod goes on', async () => {
+  const pod = await runPod('nostart');
+  const runscStates = async (): Promise<string[]> => (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
+  const before = await runscStates();
+  const config = { metadata: { name: 'missing', attempt: 0 }, image: { image }, command: ['/no/such/program'], log_path: 'missing.log' };
+  const { container_id: id } = await d.call<{ container_id: string }>('runtime', 'CreateContainer', { pod_sandbox_id: pod, config, sandbox_config: podConfig('nostart') });
+  assert.equal((await containerStatus(id)).state, 'CONTAINER_CREATED');
+  assert.deepEqual(await runscStates(), before, 'CreateContainer hands nothing to runsc');
+  await assert.rejects(d.call('runtime', 'StartContainer', { container_id: id }), (err: grpc.ServiceError) => {
+    assert.match(err.details, /start container missing/);
+    assert.match(err.details, /\/no\/such\/program/);
+    return true;
+  });
+  const st = await containerStatus(id);
+  assert.equal(st.state, 'CONTAINER_EXITED');
+  assert.equal(st.reason, 'StartError');
+  assert.deepEqual(await runscStates(), before, 'the failed run left no runsc state');
+  await d.call('runtime', 'RemoveContainer', { container_id: id });
+  const ok = await runContainer(pod, 'nostart', 'after', ['sleep', '3600']);
+  assert.equal((await execSync(ok, ['echo', 'fine'])).stdout, 'fine\n');
+});
+
 test('SIGKILL of the daemon loses no pod, no log line and no exit code', async () => {
   const pod = await runPod('survivor');
   // Both tickers pause after their 5th line, and the daemon is killed in that pause: a line the daemon

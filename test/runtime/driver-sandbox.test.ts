@@ -34,8 +34,8 @@ async function runContainer(id: string, args: string[], start = true): Promise<{
   const pumps = [writer.pump(stdout.reader, 'stdout'), writer.pump(stderr.reader, 'stderr')];
   const io: ContainerIo = { kind: 'fifo', stdout, stderr };
   const t0 = Date.now();
-  await env.driver.createContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, args), io });
-  if (start) await env.driver.startContainer(id);
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, args), io });
+  if (start) await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
   console.log(`# container ${id} create${start ? '+start' : ''}: ${Date.now() - t0} ms`);
   let closed = false;
   const close = async (): Promise<void> => {
@@ -94,11 +94,19 @@ test('stop: a container trapping TERM exits by itself; one ignoring it is killed
   await env.driver.removeContainer('c-ignore');
 });
 
-test('stopping a created (never started) container removes it', async () => {
+test('a prepared container is not runsc\'s until it starts; stopping and removing it need no runsc state', async () => {
   const c = await runContainer('c-created', ['true'], false);
-  assert.equal((await env.driver.state('c-created')).status, 'created');
-  await env.driver.stopContainer('c-created', 1);
   await assert.rejects(env.driver.state('c-created'), (err: Error & { kind?: string }) => err.kind === 'not-found');
+  await env.driver.stopContainer('c-created', 1);
+  await env.driver.removeContainer('c-created');
+  await c.close();
+});
+
+test('a failed start leaves no runsc state behind (runsc run destroys what it made)', async () => {
+  const id = 'c-badexec';
+  const c = await runContainer(id, ['/no/such/program'], false);
+  await assert.rejects(env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) }), /no\/such\/program|no such file/i);
+  await assert.rejects(env.driver.state(id), (err: Error & { kind?: string }) => err.kind === 'not-found');
   await c.close();
 });
 
@@ -110,8 +118,8 @@ test('privileged container (every capability runsc knows) starts', async () => {
   const stdout = await OutputFifo.create(join(env.dir, `${id}.out`));
   const stderr = await OutputFifo.create(join(env.dir, `${id}.err`));
   const pump = writer.pump(stdout.reader, 'stdout');
-  await env.driver.createContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: (await import('../helpers/runtime-env.js')).containerSpec(env, SB, ['sh', '-c', 'grep CapEff /proc/self/status || cat /proc/self/status | head -20'], { privileged: true }), io: { kind: 'fifo', stdout, stderr } });
-  await env.driver.startContainer(id);
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: (await import('../helpers/runtime-env.js')).containerSpec(env, SB, ['sh', '-c', 'grep CapEff /proc/self/status || cat /proc/self/status | head -20'], { privileged: true }), io: { kind: 'fifo', stdout, stderr } });
+  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
   assert.equal(await env.driver.waitContainer(id), 0);
   await stdout.close();
   await stderr.close();
