@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { silentLogger } from '../cri-api/logger.js';
 import { NetworkManager, writePodFiles } from '../network/index.js';
 import { ensureInfraRootfs, isGone, probeRunscFeatures, Runsc, SandboxDriver, type InfraRootfs, type RunscFeatures } from '../runtime/index.js';
-import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj, writeBundle } from '../runtime/index.js';
+import { buildContainerSpec, buildExecProcess, buildSandboxSpec, readDaemonOomScoreAdj } from '../runtime/index.js';
 import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type ContainerRef, type Contender, type ContenderName, type PodRef } from './contender.js';
 import { benchConflist, type BenchEnv } from './env.js';
 import { memoryOf, processTable, sandboxProcessesOf, type MemoryFigure } from './procs.js';
@@ -99,13 +99,12 @@ export class RawContender implements Contender {
       knownCapabilities: this.features.capabilities, noNewPrivileges: false, mounts: [], daemonOomScoreAdj: this.oomScoreAdj,
       etcFiles: { hosts: join(this.podDir(pod.id), 'etc', 'hosts'), resolvConf: join(this.podDir(pod.id), 'etc', 'resolv.conf'), hostname: join(this.podDir(pod.id), 'etc', 'hostname') },
     });
-    const bundle = join(dir, 'bundle');
-    await writeBundle(bundle, spec);
-    await this.runsc.create(id, { bundle });
+    const bundleDir = join(dir, 'bundle');
+    await this.driver.prepareContainer({ id, sandboxId: pod.id, bundleDir, spec });
     // The floor's log plumbing: one plain file, handed straight to runsc (sub-containers take stdio at start).
     const log = await openFd(join(dir, 'container.log'), 'a');
     try {
-      await this.runsc.start(id, { stdio: { stdout: log, stderr: log } });
+      await this.runsc.runDetached(id, { bundle: bundleDir, stdio: { stdout: log, stderr: log } });
     } finally {
       await closeFd(log);
     }
