@@ -120,3 +120,17 @@ test('a container record written at once by its exit, resource updates and statu
   await call(rt, 'StopPodSandbox', { pod_sandbox_id: pod });
   await call(rt, 'RemovePodSandbox', { pod_sandbox_id: pod });
 });
+
+test('a tty container created before a restart starts after it: the terminal the reaper listens for carries its output', async () => {
+  const pod = (await call(w.rt, 'RunPodSandbox', { config: podConfig('ttyrestart', w.logDir), runtime_handler: '' })).pod_sandbox_id;
+  const id = (await call(w.rt, 'CreateContainer', { pod_sandbox_id: pod, config: containerConfig('term', w.image, { args: ['sh', '-c', 'echo term-output; sleep 30'], extra: { tty: true } }) })).container_id;
+  await w.rt.close();
+  const rt = await w.reopen();
+  assert.equal((await call(rt, 'ContainerStatus', { container_id: id, verbose: false })).status?.state, 'CONTAINER_CREATED');
+  await call(rt, 'StartContainer', { container_id: id });
+  // The terminal's line discipline ends the line with \r\n: the output came through the pty.
+  const log = join(w.logDir, 'ttyrestart', 'term.log');
+  await eventually(async () => / stdout F term-output\r\n/.test(await readFile(log, 'utf8').catch(() => '')), 10_000, 'the terminal\'s output in the log');
+  await call(rt, 'StopPodSandbox', { pod_sandbox_id: pod });
+  await call(rt, 'RemovePodSandbox', { pod_sandbox_id: pod });
+});
