@@ -121,12 +121,10 @@ export interface RunscProcess {
 export interface CreateOptions {
   bundle: string;
   pidFile?: string;
-  consoleSocket?: string;
   /** The root (infra) container takes its stdio from create. */
   stdio?: RunscStdio;
   /** --network for this sandbox, overriding the default. */
   network?: RunscNetwork;
-  userLog?: string;
   /** Creates a new sandbox (the pod's infra container): daemon-wide sandbox settings apply. */
   sandbox?: boolean;
   /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
@@ -230,8 +228,6 @@ export class Runsc {
   async create(id: string, opts: CreateOptions): Promise<void> {
     const args = ['create', `--bundle=${opts.bundle}`];
     if (opts.pidFile) args.push(`--pid-file=${opts.pidFile}`);
-    if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
-    if (opts.userLog) args.push(`--user-log=${opts.userLog}`);
     args.push(id);
     const flags = [...(opts.sandbox && this.options.podInitConfig ? [`--pod-init-config=${this.options.podInitConfig}`] : []), ...(opts.flags ?? [])];
     await this.run('create', id, args, { stdio: withNullStdio(opts.stdio), network: opts.network, flags, timeoutMs: opts.timeoutMs });
