@@ -39,16 +39,15 @@ export type ContainerIo =
   /** A terminal: the reaper receives the console from runsc and relays it (reaper.ts TerminalFiles). */
   | { kind: 'tty'; stdout: OutputFifo; stdin?: StdinFifo; control: string };
 
+export type TerminalIo = Extract<ContainerIo, { kind: 'tty' }>;
+
 export interface PrepareContainerInput {
   id: string;
   sandboxId: string;
   bundleDir: string;
   spec: OciSpec;
-  /**
-   * A terminal must be given here (the reaper listens for its console from
-   * now on); FIFO stdio may be, or else be handed to startContainer.
-   */
-  io?: ContainerIo;
+  /** A terminal's ends: the reaper takes them and listens for its console from now on. */
+  terminal?: TerminalIo;
   /** The pod's allowed runsc flags: every container of the pod carries them (runsc applies them per container). */
   runscFlags?: Record<string, string>;
 }
@@ -57,8 +56,8 @@ export interface StartContainerInput {
   id: string;
   /** The bundle prepareContainer wrote. */
   bundleDir: string;
-  /** FIFO stdio, when not given to prepareContainer (a daemon restarted in between). */
-  io?: ContainerIo;
+  /** FIFOs are handed to runsc as the container's stdio; a terminal's ends went to the reaper at prepare. */
+  io: ContainerIo;
   runscFlags?: Record<string, string>;
 }
 
@@ -103,8 +102,6 @@ const SANDBOX_EXIT_WAIT_MS = 10_000;
 export class SandboxDriver {
   private readonly runsc: Runsc;
   private readonly logger: Logger;
-  /** Stdio of prepared, not yet started sub-containers: runsc takes it at start. */
-  private readonly pendingIo = new Map<string, ContainerIo>();
   private execSeq = 0;
 
   constructor(runsc: Runsc, logger: Logger) {
@@ -172,11 +169,8 @@ export class SandboxDriver {
       throw new RunscError('other', 'create', input.id, `spec does not name sandbox ${input.sandboxId} in ${ANNOTATION_SANDBOX_ID}`);
     }
     await writeBundle(input.bundleDir, withFlags(input.spec, input.runscFlags));
-    const { io } = input;
-    if (io?.kind !== 'tty') {
-      if (io) this.pendingIo.set(input.id, io);
-      return;
-    }
+    const io = input.terminal;
+    if (!io) return;
     const reaper = this.runsc.options.reaper;
     if (!reaper?.running) throw new RunscError('other', 'create', input.id, 'a terminal needs the runsc reaper, which is not running');
     await reaper.openTerminal(input.id, { consoleSocket: await this.consoleSocketPath(input.id), stdout: io.stdout.path, stdin: io.stdin?.path, control: io.control });
@@ -186,28 +180,23 @@ export class SandboxDriver {
   }
 
   /**
-   * `runsc run --detach` of a prepared app container. Its FIFO stdio is
-   * given here; `io` is only needed when the daemon restarted between
-   * prepare and start. `runscFlags` are the pod's: runsc reads the spec
-   * and needs the same permission.
+   * `runsc run --detach` of a prepared app container, with its FIFOs as
+   * stdio or its terminal's console sent to the reaper. `runscFlags` are
+   * the pod's: runsc reads the spec and needs the same permission.
    */
   async startContainer(input: StartContainerInput): Promise<void> {
-    const { id } = input;
-    const use = input.io ?? this.pendingIo.get(id);
-    const flags = runscCallFlags(input.runscFlags, 'spec');
-    if (use?.kind === 'fifo') {
-      await this.runsc.runDetached(id, { bundle: input.bundleDir, stdio: { stdin: use.stdin?.containerFd, stdout: use.stdout.writerFd, stderr: use.stderr.writerFd }, flags });
+    const { id, io } = input;
+    await this.runsc.runDetached(id, {
+      bundle: input.bundleDir,
+      flags: runscCallFlags(input.runscFlags, 'spec'),
+      ...(io.kind === 'tty' ? { consoleSocket: await this.consoleSocketPath(id) } : { stdio: { stdin: io.stdin?.containerFd, stdout: io.stdout.writerFd, stderr: io.stderr.writerFd } }),
+    });
+    if (io.kind === 'fifo') {
       // The sandbox holds its own copies now.
-      await use.stdout.releaseWriter();
-      await use.stderr.releaseWriter();
-      await use.stdin?.releaseContainerEnd();
-    } else if (use?.kind === 'tty') {
-      // The reaper listens for the console since prepare.
-      await this.runsc.runDetached(id, { bundle: input.bundleDir, consoleSocket: await this.consoleSocketPath(id), flags });
-    } else {
-      await this.runsc.runDetached(id, { bundle: input.bundleDir, flags });
+      await io.stdout.releaseWriter();
+      await io.stderr.releaseWriter();
+      await io.stdin?.releaseContainerEnd();
     }
-    this.pendingIo.delete(id);
   }
 
   /** Has the reaper keep these output FIFOs' contents alive while no daemon reads them (reaper.ts holdFifos). */
@@ -332,7 +321,6 @@ export class SandboxDriver {
 
   /** Deletes an app container's runsc state (killing it if still running); no runsc call when none is left. */
   async removeContainer(id: string): Promise<void> {
-    this.pendingIo.delete(id);
     // Normally gone already (its container exited); a never-started one still holds it.
     this.runsc.options.reaper?.closeTerminal(id);
     if (!(await this.runsc.hasState(id))) return;

@@ -156,7 +156,8 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
           }),
         });
         call.signal.throwIfAborted();
-        await rt.driver.prepareContainer({ id, sandboxId: pod.id, bundleDir: rt.containerBundleDir(id), spec, io: terminal ? containerIo(await opening) : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
+        const io = terminal ? containerIo(await opening) : undefined;
+        await rt.driver.prepareContainer({ id, sandboxId: pod.id, bundleDir: rt.containerBundleDir(id), spec, terminal: io?.kind === 'tty' ? io : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
       };
       await sideBySide([holding, opening, create()]);
       call.signal.throwIfAborted();

@@ -70,6 +70,11 @@ async function execSync(id: string, cmd: string[], timeout = 20): Promise<{ stdo
   return { stdout: r.stdout.toString(), stderr: r.stderr.toString(), exit_code: r.exit_code };
 }
 
+/** The state files runsc keeps under the daemon's runsc root, one per container it knows. */
+async function runscStates(): Promise<string[]> {
+  return (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
+}
+
 async function containerStatus(id: string): Promise<ContainerStatus> {
   return (await d.call<{ status: ContainerStatus }>('runtime', 'ContainerStatus', { container_id: id })).status;
 }
@@ -182,7 +187,6 @@ test('bad input gets clear statuses and leaves nothing behind', async () => {
 
 test('a container is runsc\'s only from StartContainer: a missing program fails the start, exits it with StartError, leaves no runsc state, and the pod goes on', async () => {
   const pod = await runPod('nostart');
-  const runscStates = async (): Promise<string[]> => (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
   const before = await runscStates();
   const config = { metadata: { name: 'missing', attempt: 0 }, image: { image }, command: ['/no/such/program'], log_path: 'missing.log' };
   const { container_id: id } = await d.call<{ container_id: string }>('runtime', 'CreateContainer', { pod_sandbox_id: pod, config, sandbox_config: podConfig('nostart') });
@@ -290,7 +294,6 @@ test('20 pods created and removed leave no netns, mount, runsc state or daemon f
   assert.deepEqual(await readdir(join(d.runDir, 'netns')).catch(() => []), []);
   const mounts = await readFile('/proc/self/mountinfo', 'utf8');
   assert.equal(mounts.split('\n').filter((l) => l.includes(d.dir)).length, 0, 'no mount under the daemon dirs');
-  const runscState = (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
-  assert.deepEqual(runscState, []);
+  assert.deepEqual(await runscStates(), []);
   assert.equal(await fds(), before, 'the daemon holds no more descriptors than before the 20 pods');
 });

@@ -24,8 +24,8 @@ after(async () => {
   await env?.cleanup();
 });
 
-/** Creates an app container whose stdout/stderr go to a CRI log file; returns the log path and a closer. */
-async function runContainer(id: string, args: string[], start = true): Promise<{ logPath: string; close: () => Promise<void> }> {
+/** Creates an app container whose stdout/stderr go to a CRI log file; returns the log path, its start (when not started here) and a closer. */
+async function runContainer(id: string, args: string[], start = true): Promise<{ logPath: string; start: () => Promise<void>; close: () => Promise<void> }> {
   const logPath = join(env.dir, 'logs', `${id}.log`);
   const writer = new CriLogWriter(logPath);
   await writer.open();
@@ -34,8 +34,10 @@ async function runContainer(id: string, args: string[], start = true): Promise<{
   const pumps = [writer.pump(stdout.reader, 'stdout'), writer.pump(stderr.reader, 'stderr')];
   const io: ContainerIo = { kind: 'fifo', stdout, stderr };
   const t0 = Date.now();
-  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, args), io });
-  if (start) await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
+  const bundleDir = join(env.dir, 'bundles', id);
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir, spec: containerSpec(env, SB, args) });
+  const startIt = (): Promise<void> => env.driver.startContainer({ id, bundleDir, io });
+  if (start) await startIt();
   console.log(`# container ${id} create${start ? '+start' : ''}: ${Date.now() - t0} ms`);
   let closed = false;
   const close = async (): Promise<void> => {
@@ -47,7 +49,7 @@ async function runContainer(id: string, args: string[], start = true): Promise<{
     await writer.close();
   };
   closers.push(close);
-  return { logPath, close };
+  return { logPath, start: startIt, close };
 }
 
 test('two containers share one read-only rootfs, each sees only its own writes, in one sandbox process', async () => {
@@ -105,7 +107,7 @@ test('a prepared container is not runsc\'s until it starts; stopping and removin
 test('a failed start leaves no runsc state behind (runsc run destroys what it made)', async () => {
   const id = 'c-badexec';
   const c = await runContainer(id, ['/no/such/program'], false);
-  await assert.rejects(env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) }), /no\/such\/program|no such file/i);
+  await assert.rejects(c.start(), /no\/such\/program|no such file/i);
   await assert.rejects(env.driver.state(id), (err: Error & { kind?: string }) => err.kind === 'not-found');
   await c.close();
 });
@@ -118,8 +120,8 @@ test('privileged container (every capability runsc knows) starts', async () => {
   const stdout = await OutputFifo.create(join(env.dir, `${id}.out`));
   const stderr = await OutputFifo.create(join(env.dir, `${id}.err`));
   const pump = writer.pump(stdout.reader, 'stdout');
-  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: (await import('../helpers/runtime-env.js')).containerSpec(env, SB, ['sh', '-c', 'grep CapEff /proc/self/status || cat /proc/self/status | head -20'], { privileged: true }), io: { kind: 'fifo', stdout, stderr } });
-  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: (await import('../helpers/runtime-env.js')).containerSpec(env, SB, ['sh', '-c', 'grep CapEff /proc/self/status || cat /proc/self/status | head -20'], { privileged: true }) });
+  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id), io: { kind: 'fifo', stdout, stderr } });
   assert.equal(await env.driver.waitContainer(id), 0);
   await stdout.close();
   await stderr.close();

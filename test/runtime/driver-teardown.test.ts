@@ -27,8 +27,8 @@ async function pod(id: string): Promise<string[]> {
     const cid = `app${n}-${id}`;
     const out = await OutputFifo.create(join(env.dir, `${cid}.out`));
     const err = await OutputFifo.create(join(env.dir, `${cid}.err`));
-    await env.driver.prepareContainer({ id: cid, sandboxId: id, bundleDir: join(env.dir, 'bundles', cid), spec: containerSpec(env, id, ['sleep', '1000']), io: { kind: 'fifo', stdout: out, stderr: err } });
-    await env.driver.startContainer({ id: cid, bundleDir: join(env.dir, 'bundles', cid) });
+    await env.driver.prepareContainer({ id: cid, sandboxId: id, bundleDir: join(env.dir, 'bundles', cid), spec: containerSpec(env, id, ['sleep', '1000']) });
+    await env.driver.startContainer({ id: cid, bundleDir: join(env.dir, 'bundles', cid), io: { kind: 'fifo', stdout: out, stderr: err } });
     await out.close();
     await err.close();
     apps.push(cid);

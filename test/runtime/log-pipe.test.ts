@@ -38,8 +38,8 @@ test('a >16 KiB line is split into P chunks and a final F; an unterminated last 
   const pumps = Promise.all([writer.pump(out.reader, 'stdout'), writer.pump(err.reader, 'stderr')]);
   // 40000 'x' then newline, then "tail" with no newline; one line on stderr.
   const script = 'head -c 40000 /dev/zero | tr "\\0" x; echo; echo oops >&2; printf tail';
-  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]), io: { kind: 'fifo', stdout: out, stderr: err } });
-  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]) });
+  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id), io: { kind: 'fifo', stdout: out, stderr: err } });
   assert.equal(await env.driver.waitContainer(id), 0);
   // The sandbox drops its ends when the container is deleted: the readers then see EOF.
   await env.driver.removeContainer(id);
@@ -64,8 +64,8 @@ test('output survives the reader closing while lines are written: all lines arri
   writer.pump(out.reader, 'stdout');
   // Each line is also counted in a file, so the test can see the writing go on while nobody reads.
   const script = 'i=0; while [ $i -lt 40 ]; do echo line$i; i=$((i+1)); echo $i > /tmp/written; sleep 0.1; done; sleep 1000';
-  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]), io: { kind: 'fifo', stdout: out, stderr: err } });
-  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id) });
+  await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]) });
+  await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id), io: { kind: 'fifo', stdout: out, stderr: err } });
   const lines = async (): Promise<string[]> => parse(await readFile(logPath, 'utf8')).map((l) => l.content);
   const written = async (): Promise<number> => Number((await env.driver.execSync(id, buildExecProcess({ args: ['cat', '/tmp/written'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] }), 5000)).stdout.toString());
   await eventually(async () => (await lines()).length >= 3, 10_000, 'the first lines in the log');
