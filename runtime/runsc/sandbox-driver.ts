@@ -285,10 +285,10 @@ export class SandboxDriver {
    * of the container. A vanished or never started container (runsc holds
    * none before startContainer) or sandbox counts as stopped. When `signal`
    * aborts during the grace period the wait ends with its reason and no
-   * SIGKILL follows (as containerd: the
-   * stop signal was sent, a retried StopContainer escalates). `exited`, when
-   * given, is how the caller already learns the container's exit; without
-   * it (or when it cannot tell) a `runsc wait` waits here.
+   * SIGKILL follows (as containerd: the stop signal was sent, a retried
+   * StopContainer escalates). `exited`, when given, is how the caller
+   * already learns the container's exit; without it (or when it cannot
+   * tell) a `runsc wait` waits here.
    */
   async stopContainer(id: string, timeoutSec: number, stopSignal = 'SIGTERM', signal?: AbortSignal, exited?: ExitWait): Promise<void> {
     // Signalled straight away: asking `runsc state` first would cost a runsc
