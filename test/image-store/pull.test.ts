@@ -106,6 +106,34 @@ test('pull by tag unpacks layers with whiteouts, opaque dirs, links, ownership a
   assert.deepEqual((await readdir(join(lower, 'opq'))).sort(), ['lower-file', 'sub']);
 });
 
+test('an image of many small files unpacks whole: every file its content, mode, owner and time, the lower layer untouched', async () => {
+  const file = (layer: number, d: number, f: number): string => `layer ${layer} file ${d}/${f} `.repeat(1 + ((d * 7 + f) % 40));
+  const when = new Date('2023-05-06T07:08:09Z');
+  const lower = { entries: Array.from({ length: 20 }, (_, d) => [{ path: `many/d${d}/`, type: 'dir' as const }, ...Array.from({ length: 30 }, (_, f) => ({ path: `many/d${d}/f${f}`, content: file(1, d, f), mode: f % 2 ? 0o755 : 0o640, uid: f % 3, gid: 100 + (f % 5), mtime: when }))]).flat() };
+  // The upper layer replaces every third file of the lower one and adds its own.
+  const upper = { entries: Array.from({ length: 20 }, (_, d) => Array.from({ length: 30 }, (_, f) => ({ path: `many/d${d}/${f % 3 === 0 ? `f${f}` : `g${f}`}`, content: file(2, d, f), mode: 0o600, mtime: when }))).flat() };
+  const lowerImg = await pushTestImage(registry.url, 'test/many-lower', { layers: [lower] });
+  const img = await pushTestImage(registry.url, 'test/many', { layers: [lower, upper] });
+  const { store } = await openStore();
+  const root = await store.rootfs((await store.pull(img.ref)).id);
+  for (let d = 0; d < 20; d++) {
+    assert.equal((await readdir(join(root, `many/d${d}`))).length, 50, `many/d${d}`);
+    for (let f = 0; f < 30; f++) {
+      const replaced = f % 3 === 0;
+      const p = join(root, `many/d${d}/f${f}`);
+      assert.equal(await readFile(p, 'utf8'), file(replaced ? 2 : 1, d, f), p);
+      const st = await stat(p);
+      assert.equal(st.mode & 0o7777, replaced ? 0o600 : f % 2 ? 0o755 : 0o640, p);
+      assert.deepEqual([st.uid, st.gid], replaced ? [0, 0] : [f % 3, 100 + (f % 5)], p);
+      assert.equal(st.mtime.getTime(), when.getTime(), p);
+      if (!replaced) assert.equal(await readFile(join(root, `many/d${d}/g${f}`), 'utf8'), file(2, d, f));
+    }
+  }
+  const below = await store.rootfs((await store.pull(lowerImg.ref)).id);
+  assert.equal(await readFile(join(below, 'many/d19/f0'), 'utf8'), file(1, 19, 0), 'a replaced file is a new inode: the lower snapshot keeps its own');
+  assert.equal((await readdir(join(below, 'many/d0'))).length, 30);
+});
+
 test('pull by digest, and by tag@digest', async () => {
   const { store } = await openStore();
   const image = await store.pull(app.digestRef);

@@ -1,0 +1,121 @@
+/**
+ * Runs layer-apply.ts in worker threads, whose synchronous file system
+ * calls must not stall the daemon's event loop. A few workers at most,
+ * started on demand and ended after a while without work, so an idle daemon
+ * holds none.
+ */
+import { Worker } from 'node:worker_threads';
+import { ConcurrencyLimit } from '../common/index.js';
+import { CriError, type GrpcStatus } from '../cri-api/errors.js';
+import { UnsafeLayerError } from './layer-apply.js';
+
+/** Layers applied at once; more wait for a worker. */
+const MAX_WORKERS = 2;
+/** A worker left without work this long ends. */
+const IDLE_MS = 15_000;
+
+export interface UnpackRequest {
+  /** The snapshot tree to make (it must not exist yet). */
+  root: string;
+  /** The snapshot below, linked in first (linkTree); none for a bottom layer. */
+  lower: string | undefined;
+  blobPath: string;
+  diffId: string;
+  budget: number;
+  limitBytes: number;
+}
+
+/** An error as it crosses the thread boundary: its class is what the puller maps to a gRPC status. */
+export type UnpackFailure = { kind: 'unsafe'; message: string } | { kind: 'cri'; code: GrpcStatus; message: string } | { kind: 'other'; message: string; errno?: string };
+
+export interface UnpackReply {
+  /** Entries of types that cannot be made (device nodes, FIFOs), skipped. */
+  skipped: { path: string; type: string }[];
+  result: { ok: true; bytes: number } | { ok: false; error: UnpackFailure };
+}
+
+export function describeFailure(err: unknown): UnpackFailure {
+  if (err instanceof UnsafeLayerError) return { kind: 'unsafe', message: err.message };
+  if (err instanceof CriError) return { kind: 'cri', code: err.code, message: err.message };
+  const errno = (err as NodeJS.ErrnoException).code;
+  return { kind: 'other', message: err instanceof Error ? err.message : String(err), ...(typeof errno === 'string' ? { errno } : {}) };
+}
+
+function revive(f: UnpackFailure): Error {
+  if (f.kind === 'unsafe') return new UnsafeLayerError(f.message);
+  if (f.kind === 'cri') return new CriError(f.code, f.message);
+  return Object.assign(new Error(f.message), f.errno ? { code: f.errno } : {});
+}
+
+export class LayerUnpacker {
+  private readonly idle: { worker: Worker; timer: NodeJS.Timeout }[] = [];
+  private readonly slots = new ConcurrencyLimit(MAX_WORKERS);
+
+  /** Makes `req.root` in a worker: the lower tree linked in, then the layer applied (see applyLayer); resolves to the bytes of tar unpacked. */
+  apply(req: UnpackRequest, onSkipped: (path: string, type: string) => void): Promise<number> {
+    return this.slots.run(async () => {
+      const worker = this.take();
+      let reply: UnpackReply;
+      try {
+        reply = await exchange(worker, req);
+      } catch (err) {
+        // A worker that failed or died is not used again.
+        void worker.terminate();
+        throw err;
+      }
+      this.putBack(worker);
+      for (const s of reply.skipped) onSkipped(s.path, s.type);
+      if (!reply.result.ok) throw revive(reply.result.error);
+      return reply.result.bytes;
+    });
+  }
+
+  private take(): Worker {
+    const spare = this.idle.pop();
+    if (spare) {
+      clearTimeout(spare.timer);
+      spare.worker.ref();
+      return spare.worker;
+    }
+    return new Worker(new URL('./unpack-worker.js', import.meta.url));
+  }
+
+  /** An idle worker does not keep the process alive, and ends after IDLE_MS. */
+  private putBack(worker: Worker): void {
+    worker.unref();
+    const timer = setTimeout(() => {
+      const i = this.idle.findIndex((x) => x.worker === worker);
+      if (i >= 0) this.idle.splice(i, 1);
+      void worker.terminate();
+    }, IDLE_MS);
+    timer.unref();
+    this.idle.push({ worker, timer });
+  }
+}
+
+/** Sends one request to a worker that has no other, and waits for its reply (or its death). */
+function exchange(worker: Worker, req: UnpackRequest): Promise<UnpackReply> {
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+    };
+    const onMessage = (reply: UnpackReply): void => {
+      done();
+      resolve(reply);
+    };
+    const onError = (err: Error): void => {
+      done();
+      reject(new Error(`layer unpack worker failed: ${err.message}`, { cause: err }));
+    };
+    const onExit = (code: number): void => {
+      done();
+      reject(new Error(`layer unpack worker exited with code ${code}`));
+    };
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+    worker.postMessage(req);
+  });
+}
