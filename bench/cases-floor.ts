@@ -66,7 +66,7 @@ function gvisorCri(contenders: readonly Contender[], c: string, rec: Recorder): 
 /** Cold PullImage through gvisor-cri against fetching and unpacking the same blobs by hand. */
 export async function pullFloorCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions, env: BenchEnv): Promise<void> {
   const g = gvisorCri(contenders, 'pull-floor', rec);
-  if (!g?.prepareColdPull || !g.pullBigImage) return;
+  if (!g?.prepareColdPull || !g.pullImage) return;
   const step = STEP.pullFloor(opts.bigImageMiB);
   const dir = join(env.dir, 'pull-floor');
   rec.declare(step);
@@ -78,7 +78,7 @@ export async function pullFloorCase(rec: Recorder, contenders: readonly Contende
   });
   try {
     await interleave('pull-floor', [
-      side('gvisor-cri', () => g.prepareColdPull!(), () => g.pullBigImage!()),
+      side('gvisor-cri', () => g.prepareColdPull!(env.images.big), () => g.pullImage!(env.images.big)),
       side('raw', () => rm(dir, { recursive: true, force: true }), () => fetchAndUnpack(env.images.big, dir)),
     ], rec, opts);
   } finally {

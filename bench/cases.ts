@@ -5,6 +5,7 @@
  * that iteration (counted as skipped) and the contender's pods are cleared.
  */
 import type { Contender, ContainerRef, ContenderName, PodRef } from './contender.js';
+import { SMALL_FILES, type BenchEnv } from './env.js';
 import { STEP, type Recorder } from './results.js';
 
 export interface CaseOptions {
@@ -205,18 +206,27 @@ export async function relistCase(rec: Recorder, contenders: readonly Contender[]
   }
 }
 
-export async function pullCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
-  const cs = contenders.filter((c) => c.cases.has('pull') && c.pullBigImage && c.prepareColdPull);
-  const step = STEP.pull(opts.bigImageMiB);
+/**
+ * Cold pulls of the big image (bytes) and of the small-files image (one
+ * file system call after another: most of a real image's unpack time).
+ */
+export async function pullCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions, env: BenchEnv): Promise<void> {
+  const cs = contenders.filter((c) => c.cases.has('pull') && c.pullImage && c.prepareColdPull);
+  const pulls = [
+    { step: STEP.pull(opts.bigImageMiB), image: env.images.big },
+    { step: STEP.pullFiles(SMALL_FILES), image: env.images.files },
+  ];
   for (let i = 0; i < opts.runs; i++) {
     if (stop(opts, 'pull', i, opts.runs, rec)) return;
-    for (const c of rotate(cs, i)) {
-      const cold = await bounded(() => c.prepareColdPull!()).then(() => true, (err: unknown) => {
-        rec.failure(c.name, step, new Error(`RemoveImage before the pull: ${(err as Error).message}`));
-        return false;
-      });
-      if (cold) await timed(rec, c, step, true, () => c.pullBigImage!());
-      else rec.skipped(c.name, step);
+    for (const { step, image } of pulls) {
+      for (const c of rotate(cs, i)) {
+        const cold = await bounded(() => c.prepareColdPull!(image)).then(() => true, (err: unknown) => {
+          rec.failure(c.name, step, new Error(`RemoveImage before the pull: ${(err as Error).message}`));
+          return false;
+        });
+        if (cold) await timed(rec, c, step, true, () => c.pullImage!(image));
+        else rec.skipped(c.name, step);
+      }
     }
     opts.log(`pull: ${i + 1}/${opts.runs}`);
   }

@@ -152,12 +152,8 @@ export class CriContender implements Contender {
     return containers.length;
   }
 
-  async prepareColdPull(): Promise<void> {
-    await this.cri.call('image', 'RemoveImage', { image: { image: this.images.big } }, RPC_TIMEOUT_MS);
-  }
-
-  async pullBigImage(): Promise<void> {
-    await this.cri.call('image', 'PullImage', { image: { image: this.images.big } }, RPC_TIMEOUT_MS);
+  async prepareColdPull(image: string): Promise<void> {
+    await this.cri.call('image', 'RemoveImage', { image: { image } }, RPC_TIMEOUT_MS);
   }
 
   daemonMemory(): Promise<MemoryFigure> {

@@ -39,11 +39,11 @@ export interface Contender {
   stopRemovePod(pod: PodRef): Promise<void>;
   /** kubelet's relist; resolves with the number of containers seen. */
   relist?(): Promise<number>;
-  /** Untimed: makes the next pull cold (RemoveImage). */
-  prepareColdPull?(): Promise<void>;
-  pullBigImage?(): Promise<void>;
-  /** The stream case (CRI contenders): untimed image pull, a container of any image and command. */
+  /** Untimed: makes the next pull of `image` cold (RemoveImage). */
+  prepareColdPull?(image: string): Promise<void>;
+  /** PullImage: timed by the pull cases, untimed before the stream case's pods. */
   pullImage?(image: string): Promise<void>;
+  /** The stream case (CRI contenders): a container of any image and command. */
   startContainerWith?(pod: PodRef, image: string, args: readonly string[]): Promise<ContainerRef>;
   /** The URL an Exec RPC (stdout + stderr, no tty) returns. */
   execUrl?(ctr: ContainerRef, cmd: readonly string[]): Promise<string>;

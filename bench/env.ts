@@ -22,6 +22,8 @@ export interface BenchImages {
   /** The ~40 MiB multi-layer image for pulls. */
   big: string;
   bigBytes: number;
+  /** An image of SMALL_FILES small files, the shape of a real image's package trees, for pulls. */
+  files: string;
   /** containerd's sandbox_image (our 129-byte pause program). */
   pause: string;
   /** busybox plus HTTP_FILE (random bytes) for busybox httpd (stream case only; else ''). */
@@ -32,6 +34,21 @@ export interface BenchImages {
 export const HTTP_FILE = 'big.bin';
 export const HTTP_FILE_MIB = 20;
 export const HTTP_PORT = 8080;
+
+/** The small-files image: 2 layers of 20 directories of 50 files (0.7 to 8 KiB of text each). */
+const SMALL_FILE_LAYERS = 2;
+const SMALL_FILE_DIRS = 20;
+const SMALL_FILES_PER_DIR = 50;
+export const SMALL_FILES = SMALL_FILE_LAYERS * SMALL_FILE_DIRS * SMALL_FILES_PER_DIR;
+
+function smallFileLayer(layer: number): { entries: TarEntry[]; gzip: boolean } {
+  const entries: TarEntry[] = [];
+  for (let d = 0; d < SMALL_FILE_DIRS; d++) {
+    entries.push({ path: `usr/share/l${layer}/d${d}/`, type: 'dir' });
+    for (let f = 0; f < SMALL_FILES_PER_DIR; f++) entries.push({ path: `usr/share/l${layer}/d${d}/f${f}.txt`, content: randomBytes(512 + ((f * 977) % 6000)).toString('base64') });
+  }
+  return { entries, gzip: true };
+}
 
 export interface BenchEnv {
   pid: number;
@@ -85,13 +102,14 @@ export async function makeBenchEnv(pid: number, bigLayers: number, layerMiB: num
     const busybox = await pushTestImage(registry.url, 'bench/busybox', { layers: [{ entries: bb }], config: { Cmd: ['sh'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] } });
     const layers = [{ entries: bb }, ...Array.from({ length: bigLayers }, (_, i) => randomLayer(layerMiB, `blob${i}.bin`, true))];
     const big = await pushTestImage(registry.url, 'bench/big', { layers, config: { Cmd: ['sh'] } });
+    const files = await pushTestImage(registry.url, 'bench/files', { layers: Array.from({ length: SMALL_FILE_LAYERS }, (_, i) => smallFileLayer(i)), config: { Cmd: ['sh'] } });
     const pauseEntries: TarEntry[] = [{ path: 'pause', content: pauseElf(), mode: 0o755 }];
     const pause = await pushTestImage(registry.url, 'bench/pause', { tag: '3.9', layers: [{ entries: pauseEntries }], config: { Entrypoint: ['/pause'], User: '65535:65535' } });
     const www: TarEntry[] = [{ path: 'www/', type: 'dir' }, { path: `www/${HTTP_FILE}`, content: randomBytes(HTTP_FILE_MIB * 2 ** 20) }];
     const http = withHttpImage ? (await pushTestImage(registry.url, 'bench/httpd', { layers: [{ entries: bb }, { entries: www }], config: { Cmd: ['sh'] } })).ref : '';
     const busyboxRootfs = join(dir, 'busybox-rootfs');
     await writeTree(busyboxRootfs, bb);
-    return { pid, dir, registry, images: { busybox: busybox.ref, big: big.ref, bigBytes: big.size, pause: pause.ref, http }, busyboxRootfs };
+    return { pid, dir, registry, images: { busybox: busybox.ref, big: big.ref, bigBytes: big.size, files: files.ref, pause: pause.ref, http }, busyboxRootfs };
   } catch (err) {
     await registry.stop();
     throw err;

@@ -1,5 +1,6 @@
 /** Turns a Recorder into the printed / Markdown tables and the JSON document. */
 import type { ContenderName, ShownContender } from './contender.js';
+import { SMALL_FILES } from './env.js';
 import type { MemoryFigure } from './procs.js';
 import { MIN_THROUGHPUT_MBS, percentile, targetsFor, type Recorder } from './results.js';
 
@@ -61,7 +62,7 @@ export function markdown(rec: Recorder, contenders: readonly ShownContender[], m
   const names = contenders.map((c) => c.name);
   const out: string[] = [];
   out.push(`# gvisor-cri bench ${info.startedAt}`, '', machineLine(machine), '');
-  out.push(`runs: ${info.runs} per case (concurrent: ${info.concurrentRuns}), warm-up ${info.warmup}, contender order rotated per iteration; relist with ${info.relistPods} pods; pull image ${info.bigImageMiB} MiB`, '');
+  out.push(`runs: ${info.runs} per case (concurrent: ${info.concurrentRuns}), warm-up ${info.warmup}, contender order rotated per iteration; relist with ${info.relistPods} pods; pull images of ${info.bigImageMiB} MiB and of ${SMALL_FILES} small files`, '');
   out.push('Contenders: ' + contenders.map((c) => `\`${c.name}\` = ${c.label}${c.reference ? ' — **reference only, not a target**' : ''}`).join('; '), '');
   out.push('## Latency p50 / p95 (n, failures)', '');
   out.push(`| step | ${names.join(' | ')} |`, `| --- | ${names.map(() => '---').join(' | ')} |`);

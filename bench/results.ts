@@ -39,6 +39,7 @@ export const STEP = {
   concurrent: (n: number): string => `start ${n} pods concurrently (wall)`,
   relist: (n: number): string => `relist with ${n} pods`,
   pull: (mib: number): string => `PullImage ${mib} MiB, cold`,
+  pullFiles: (n: number): string => `PullImage ${n} small files, cold`,
   // The cases with their own floor (recorded under raw): each name says what the floor is.
   pullFloor: (mib: number): string => `pull ${mib} MiB cold (floor: curl + gunzip + tar -x per layer)`,
   netSetup: 'pod network setup: netns + CNI ADD (floor: by hand)',

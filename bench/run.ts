@@ -195,7 +195,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       lifecycle: () => lifecycleCase(rec, contenders, caseOpts),
       concurrent: () => concurrentCase(rec, contenders, caseOpts),
       relist: () => relistCase(rec, contenders, caseOpts),
-      pull: () => pullCase(rec, contenders, caseOpts),
+      pull: () => pullCase(rec, contenders, caseOpts, benchEnv),
       'pull-floor': () => pullFloorCase(rec, contenders, caseOpts, benchEnv),
       network: () => networkCase(rec, contenders, caseOpts, benchEnv),
       stream: () => streamCase(rec, contenders, caseOpts, benchEnv),
