@@ -1,6 +1,6 @@
 /**
  * The external programs the bench setup and cleanup call (ip, iptables,
- * umount, apt-get, version queries), and the floor of the network case
+ * umount, apt-get, sync, version queries), and the floor of the network case
  * (unshare, umount, CNI plugins run by hand), each through one typed wrapper
  * with a timeout. The contenders' own tools (runsc, CNI plugins) go through
  * the repo's wrappers.
@@ -24,6 +24,11 @@ async function run(binary: string, args: readonly string[], timeoutMs = DEFAULT_
 function must(what: string, r: ToolResult): ToolResult {
   if (!r.ok) throw new Error(`${what}: ${r.stderr.trim().slice(-500) || 'failed'}`);
   return r;
+}
+
+/** sync(1): every file system's dirty data written out. */
+export async function syncDisks(): Promise<void> {
+  must('sync', await run('sync', [], 120_000));
 }
 
 export const ip = {
