@@ -1,6 +1,5 @@
 /** Turns a Recorder into the printed / Markdown tables and the JSON document. */
 import type { ContenderName, ShownContender } from './contender.js';
-import { SMALL_FILES } from './env.js';
 import type { MemoryFigure } from './procs.js';
 import { MIN_THROUGHPUT_MBS, percentile, targetsFor, type Recorder } from './results.js';
 
@@ -25,6 +24,7 @@ export interface RunInfo {
   relistPods: number;
   concurrentSizes: number[];
   bigImageMiB: number;
+  smallFiles: number;
 }
 
 export const machineLine = (m: Machine): string =>
@@ -62,7 +62,7 @@ export function markdown(rec: Recorder, contenders: readonly ShownContender[], m
   const names = contenders.map((c) => c.name);
   const out: string[] = [];
   out.push(`# gvisor-cri bench ${info.startedAt}`, '', machineLine(machine), '');
-  out.push(`runs: ${info.runs} per case (concurrent: ${info.concurrentRuns}), warm-up ${info.warmup}, contender order rotated per iteration; relist with ${info.relistPods} pods; pull images of ${info.bigImageMiB} MiB and of ${SMALL_FILES} small files`, '');
+  out.push(`runs: ${info.runs} per case (concurrent: ${info.concurrentRuns}), warm-up ${info.warmup}, contender order rotated per iteration; relist with ${info.relistPods} pods; pull images of ${info.bigImageMiB} MiB and of ${info.smallFiles} small files`, '');
   out.push('Contenders: ' + contenders.map((c) => `\`${c.name}\` = ${c.label}${c.reference ? ' — **reference only, not a target**' : ''}`).join('; '), '');
   out.push('## Latency p50 / p95 (n, failures)', '');
   out.push(`| step | ${names.join(' | ')} |`, `| --- | ${names.map(() => '---').join(' | ')} |`);

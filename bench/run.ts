@@ -15,7 +15,7 @@ import { sweepLeftovers, sweepRun } from './cleanup.js';
 import { ALL_CASES, ALL_CONTENDERS, type CaseName, type Contender, type ContenderName, type ShownContender } from './contender.js';
 import { CriContender } from './contender-cri.js';
 import { RawContender } from './contender-raw.js';
-import { makeBenchEnv, type BenchEnv } from './env.js';
+import { makeBenchEnv, SMALL_FILES, type BenchEnv } from './env.js';
 import { jsonDocument, machineLine, markdown, type Machine, type RunInfo } from './report.js';
 import { Recorder } from './results.js';
 import { renderSvg } from './svg.js';
@@ -216,6 +216,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       relistPods: opts.relistPods,
       concurrentSizes: opts.concurrentSizes,
       bigImageMiB: opts.bigLayers * opts.layerMiB,
+      smallFiles: SMALL_FILES,
     };
     const shown: ShownContender[] = all.filter((c) => rec.steps.has(c.name) || rec.memory.has(c.name));
     // The floors of pull-floor, network and stream are made by those cases, with or without the raw contender.

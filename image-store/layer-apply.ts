@@ -37,8 +37,17 @@ function cleanPath(raw: string, what: string): string[] {
   return parts;
 }
 
-function lstatOrNull(path: string): Stats | undefined {
+function lstatIfAny(path: string): Stats | undefined {
   return lstatSync(path, { throwIfNoEntry: false });
+}
+
+/** Runs a chown; unprivileged (rootless), ownership cannot be kept, content still can. */
+export function chownUnlessRootless(chown: () => void): void {
+  try {
+    chown();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+  }
 }
 
 /** write(2) until all of `chunk` is in the file. */
@@ -248,12 +257,12 @@ class LayerApplier {
       return;
     }
 
-    const existing = lstatOrNull(target);
+    const existing = lstatIfAny(target);
     if (entry.type === 'Directory') {
       // Directories of a snapshot are its own (only files are shared), so changing them in place is safe.
       if (existing && !existing.isDirectory()) rmSync(target, { force: true });
       if (!existing || !existing.isDirectory()) mkdirSync(target, { mode: 0o700 });
-      this.own(target, uid, gid);
+      chownUnlessRootless(() => lchownSync(target, uid, gid));
       chmodSync(target, mode);
       this.dirTimes.push({ path: target, mtime });
       this.markWritten(rel);
@@ -267,7 +276,7 @@ class LayerApplier {
       case 'SymbolicLink': {
         // The link's target is read inside the container; only writing through it is dangerous.
         symlinkSync(entry.linkpath ?? '', target);
-        this.own(target, uid, gid);
+        chownUnlessRootless(() => lchownSync(target, uid, gid));
         lutimesSync(target, mtime, mtime);
         break;
       }
@@ -276,7 +285,7 @@ class LayerApplier {
         if (sourceParts.length === 0) throw new UnsafeLayerError(`hard link "${entry.path}" has an empty target`);
         const sourceDir = this.existingDirs(sourceParts.slice(0, -1), entry.linkpath ?? '');
         const source = join(sourceDir, sourceParts[sourceParts.length - 1]);
-        const st = lstatOrNull(source);
+        const st = lstatIfAny(source);
         if (!st) throw new UnsafeLayerError(`hard link "${entry.path}" points to "${entry.linkpath}", which does not exist`);
         if (st.isDirectory()) throw new UnsafeLayerError(`hard link "${entry.path}" points to directory "${entry.linkpath}"`);
         // Metadata is left alone: the inode may be shared with lower snapshots.
@@ -313,12 +322,7 @@ class LayerApplier {
         entry.on('end', resolve);
         entry.on('error', reject);
       });
-      try {
-        fchownSync(fd, meta.uid, meta.gid);
-      } catch (err) {
-        // Unprivileged (rootless): ownership cannot be kept, content still can.
-        if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-      }
+      chownUnlessRootless(() => fchownSync(fd, meta.uid, meta.gid));
       fchmodSync(fd, meta.mode);
       futimesSync(fd, meta.mtime, meta.mtime);
     } finally {
@@ -347,7 +351,7 @@ class LayerApplier {
       dir = join(dir, part);
       rel = rel === '' ? part : `${rel}/${part}`;
       if (this.knownDirs.has(rel)) continue;
-      const st = lstatOrNull(dir);
+      const st = lstatIfAny(dir);
       if (!st) mkdirSync(dir, { mode: 0o755 });
       else if (st.isSymbolicLink()) throw new UnsafeLayerError(`entry "${entryPath}" would be written through symlink "${part}"`);
       else if (!st.isDirectory()) throw new UnsafeLayerError(`entry "${entryPath}": parent "${part}" is not a directory`);
@@ -361,7 +365,7 @@ class LayerApplier {
     let dir = this.root;
     for (const part of parts) {
       dir = join(dir, part);
-      const st = lstatOrNull(dir);
+      const st = lstatIfAny(dir);
       if (!st || !st.isDirectory()) throw new UnsafeLayerError(`hard link target "${linkPath}" does not lie in directories of the layer (at "${part}")`);
     }
     return dir;
@@ -376,15 +380,6 @@ class LayerApplier {
     }
   }
 
-  private own(path: string, uid: number, gid: number): void {
-    try {
-      lchownSync(path, uid, gid);
-    } catch (err) {
-      // Unprivileged (rootless): ownership cannot be kept, content still can.
-      if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-    }
-  }
-
   /** Marks a path and its ancestors as this layer's own. */
   private markWritten(rel: string): void {
     const parts = rel.split('/');
@@ -393,7 +388,7 @@ class LayerApplier {
 
   finish(): void {
     for (const { path, mtime } of this.dirTimes.reverse()) {
-      if (lstatOrNull(path)?.isDirectory()) utimesSync(path, mtime, mtime);
+      if (lstatIfAny(path)?.isDirectory()) utimesSync(path, mtime, mtime);
     }
   }
 }

@@ -1,5 +1,6 @@
 import { chmodSync, copyFileSync, lchownSync, linkSync, lstatSync, mkdirSync, readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
+import { chownUnlessRootless } from './layer-apply.js';
 
 /**
  * `cp -al`: the same tree with fresh directories and hard-linked everything
@@ -28,11 +29,7 @@ export function linkTree(src: string, dst: string): void {
       utimesSync(to, fst.atime, fst.mtime);
     }
   }
-  try {
-    lchownSync(dst, st.uid, st.gid);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
-  }
+  chownUnlessRootless(() => lchownSync(dst, st.uid, st.gid));
   chmodSync(dst, st.mode & 0o7777);
   utimesSync(dst, st.atime, st.mtime);
 }
