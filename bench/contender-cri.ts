@@ -10,6 +10,7 @@ import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type C
 import { CriClient } from './cri-client.js';
 import type { BenchImages } from './env.js';
 import type { MemoryFigure } from './procs.js';
+import { RelistClient, type RelistResult } from './relist-client.js';
 
 /** The server behind the socket: started once, possibly shared by several contenders (containerd's two handlers). */
 export interface CriBackend {
@@ -38,12 +39,9 @@ interface PodSandboxConfig {
   linux: { security_context: { namespace_options: { network: string; pid: string; ipc: string } } };
 }
 
-interface ContainerStatusLite {
-  id: string;
-}
-
 export class CriContender implements Contender {
   private client: CriClient | undefined;
+  private relister: RelistClient | undefined;
   private readonly configs = new Map<string, PodSandboxConfig>();
 
   constructor(
@@ -145,11 +143,9 @@ export class CriContender implements Contender {
     this.configs.delete(pod.id);
   }
 
-  async relist(): Promise<number> {
-    await this.cri.call('runtime', 'ListPodSandbox', {}, RPC_TIMEOUT_MS);
-    const { containers } = await this.cri.call<{ containers: ContainerStatusLite[] }>('runtime', 'ListContainers', {}, RPC_TIMEOUT_MS);
-    for (const c of containers) await this.cri.call('runtime', 'ContainerStatus', { container_id: c.id, verbose: false }, RPC_TIMEOUT_MS);
-    return containers.length;
+  relist(clientBinary: string): Promise<RelistResult> {
+    this.relister ??= new RelistClient(clientBinary, this.backend.socket, RPC_TIMEOUT_MS);
+    return this.relister.relist();
   }
 
   async prepareColdPull(image: string): Promise<void> {
@@ -175,6 +171,8 @@ export class CriContender implements Contender {
     await this.removeAllPods().catch(() => undefined);
     this.client?.close();
     this.client = undefined;
+    this.relister?.close();
+    this.relister = undefined;
     await this.backend.stop().catch(() => undefined);
   }
 }

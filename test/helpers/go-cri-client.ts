@@ -28,23 +28,32 @@ export interface GoBuild {
  * git-ignored .cache/, so a rerun links in a second or two instead of
  * compiling grpc-go again. `go` and `gopath` are for tests of the failures.
  */
-export async function buildGoCriClient(o: { go?: string; gopath?: string } = {}): Promise<GoBuild> {
+export function buildGoCriClient(o: { go?: string; gopath?: string } = {}): Promise<GoBuild> {
+  return buildGrpcGoCommand(join(REPO_ROOT, 'test/helpers/go-cri-client'), 'go-cri-client', o);
+}
+
+/**
+ * Builds the single-file command `sourceDir`/main.go, which may import
+ * grpc-go, with Debian's Go and packages (GOPATH mode, nothing fetched):
+ * this client and the bench's relist client.
+ */
+export async function buildGrpcGoCommand(sourceDir: string, name: string, o: { go?: string; gopath?: string } = {}): Promise<GoBuild> {
   const go = o.go ?? 'go';
   const gopath = o.gopath ?? DEBIAN_GOPATH;
   try {
     await run(go, ['version']);
   } catch (err) {
-    throw new Error(`go-cri-client: no Go toolchain (\`${go} version\` failed: ${(err as Error).message}); ${SETUP_HINT}`);
+    throw new Error(`${name}: no Go toolchain (\`${go} version\` failed: ${(err as Error).message}); ${SETUP_HINT}`);
   }
   try {
     await access(join(gopath, 'src/google.golang.org/grpc/clientconn.go'));
   } catch {
-    throw new Error(`go-cri-client: grpc-go is not in ${gopath}; ${SETUP_HINT}`);
+    throw new Error(`${name}: grpc-go is not in ${gopath}; ${SETUP_HINT}`);
   }
-  const out = await mkdtemp(join(tmpdir(), 'gvcri-go-client-'));
+  const out = await mkdtemp(join(tmpdir(), `gvcri-${name}-`));
   const cache = join(REPO_ROOT, '.cache/go-build');
   await mkdir(cache, { recursive: true });
-  const binary = join(out, 'go-cri-client');
+  const binary = join(out, name);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: out,
@@ -59,11 +68,11 @@ export async function buildGoCriClient(o: { go?: string; gopath?: string } = {})
     CGO_ENABLED: '0',
   };
   try {
-    await run(go, ['build', '-o', binary, 'main.go'], { cwd: join(REPO_ROOT, 'test/helpers/go-cri-client'), env, timeout: 300_000 });
+    await run(go, ['build', '-o', binary, 'main.go'], { cwd: sourceDir, env, timeout: 300_000 });
   } catch (err) {
     await rm(out, { recursive: true, force: true });
     const e = err as Error & { stderr?: string };
-    throw new Error(`go-cri-client: go build failed (${SETUP_HINT} if a package is missing):\n${e.stderr ?? e.message}`);
+    throw new Error(`${name}: go build failed (${SETUP_HINT} if a package is missing):\n${e.stderr ?? e.message}`);
   }
   return { binary, cleanup: () => rm(out, { recursive: true, force: true }) };
 }
