@@ -27,36 +27,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
+
+	"gvcri/rawcodec"
 )
 
 // kubelet's maxMsgSize for CRI responses.
 const maxRecvMsgSize = 16 * 1024 * 1024
 
 const service = "/runtime.v1.RuntimeService/"
-
-// rawCodec moves bytes: the three messages this client needs are encoded and
-// read by hand below. Registered as "proto" so the content-type is kubelet's.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v interface{}) ([]byte, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
-	}
-	return *b, nil
-}
-
-func (rawCodec) Unmarshal(data []byte, v interface{}) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
-	}
-	*b = append((*b)[:0], data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
 
 type answer struct {
 	Containers int     `json:"containers"`
@@ -72,7 +50,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "relist-client: -socket is required")
 		os.Exit(2)
 	}
-	encoding.RegisterCodec(rawCodec{})
+	rawcodec.Register()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	conn, err := grpc.DialContext(ctx, *socket,
 		grpc.WithInsecure(),

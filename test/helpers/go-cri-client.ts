@@ -59,7 +59,8 @@ export async function buildGrpcGoCommand(sourceDir: string, name: string, o: { g
     HOME: out,
     // Debian's packages, not modules: nothing may be fetched.
     GO111MODULE: 'off',
-    GOPATH: `${gopath}:${out}`,
+    // The clients' shared package (rawcodec) lives in the checkout's own GOPATH tree.
+    GOPATH: `${gopath}:${join(REPO_ROOT, 'test/helpers/gopath')}:${out}`,
     GOCACHE: cache,
     GOTMPDIR: out,
     GOTOOLCHAIN: 'local',

@@ -41,36 +41,13 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
+
+	"gvcri/rawcodec"
 )
 
 // kubelet's maxMsgSize for CRI responses.
 const maxRecvMsgSize = 16 * 1024 * 1024
-
-// rawCodec passes the test's bytes through untouched. It is registered under
-// grpc's default codec name so calls keep content-type "application/grpc",
-// exactly what kubelet sends (grpc.ForceCodec would append "+<name>").
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v interface{}) ([]byte, error) {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return nil, fmt.Errorf("raw codec: cannot marshal %T", v)
-	}
-	return *b, nil
-}
-
-func (rawCodec) Unmarshal(data []byte, v interface{}) error {
-	b, ok := v.(*[]byte)
-	if !ok {
-		return fmt.Errorf("raw codec: cannot unmarshal into %T", v)
-	}
-	*b = append([]byte(nil), data...)
-	return nil
-}
-
-func (rawCodec) Name() string { return "proto" }
 
 type streamSpec struct {
 	Max int `json:"max"`
@@ -101,7 +78,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "go-cri-client: -socket is required")
 		os.Exit(2)
 	}
-	encoding.RegisterCodec(rawCodec{})
+	rawcodec.Register()
 
 	var mu sync.Mutex
 	out := json.NewEncoder(os.Stdout)
