@@ -7,7 +7,8 @@
 import type { Contender, ContainerRef, ContenderName, PodRef } from './contender.js';
 import { SMALL_FILES, type BenchEnv } from './env.js';
 import { syncDisks } from './tools.js';
-import { buildRelistClient } from './relist-client.js';
+import { buildRelistClient, RelistClient } from './relist-client.js';
+import { RPC_TIMEOUT_MS } from './contender-cri.js';
 import type { GoBuild } from '../test/helpers/go-cri-client.js';
 import { STEP, type Recorder } from './results.js';
 
@@ -198,7 +199,7 @@ async function fillPods(c: Contender, have: number, target: number, parallel: nu
 export async function relistCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions): Promise<void> {
   const cs = contenders.filter((x) => x.cases.has('relist'));
   let client: GoBuild | undefined;
-  if (cs.some((c) => c.relist)) {
+  if (cs.some((c) => c.criSocket)) {
     try {
       client = await buildRelistClient();
     } catch (err) {
@@ -222,16 +223,20 @@ export async function relistCase(rec: Recorder, contenders: readonly Contender[]
             rec.mem(c.name).loaded = { pods: have, daemon, sandboxes: await c.sandboxMemory() };
             opts.log(`memory: ${c.name} measured with ${have} pods`);
           }
-          const binary = client?.binary;
-          if (!c.relist || !binary || runs === 0) continue;
-          const relist = () => c.relist!(binary);
+          if (!c.criSocket || !client || runs === 0) continue;
           await fillPods(c, have, opts.relistPods, 4, rec, step);
-          for (let w = 0; w < RELIST_WARMUP; w++) await bounded(relist).catch(() => undefined);
-          for (let i = 0; i < runs * RELISTS_PER_RUN; i++) {
-            if (opts.aborted() || Date.now() > opts.deadline) break;
-            const r = await selfTimed(rec, c, step, relist);
-            const n = r.ok ? r.value.containers : opts.relistPods;
-            if (n < opts.relistPods && i === 0) rec.notes.push(`relist (${c.name}, pass ${pass + 1}): only ${n} of ${opts.relistPods} containers were running`);
+          const relister = new RelistClient(client.binary, c.criSocket, RPC_TIMEOUT_MS);
+          try {
+            const relist = () => relister.relist();
+            for (let w = 0; w < RELIST_WARMUP; w++) await bounded(relist).catch(() => undefined);
+            for (let i = 0; i < runs * RELISTS_PER_RUN; i++) {
+              if (opts.aborted() || Date.now() > opts.deadline) break;
+              const r = await selfTimed(rec, c, step, relist);
+              const n = r.ok ? r.value.containers : opts.relistPods;
+              if (n < opts.relistPods && i === 0) rec.notes.push(`relist (${c.name}, pass ${pass + 1}): only ${n} of ${opts.relistPods} containers were running`);
+            }
+          } finally {
+            relister.close();
           }
           opts.log(`relist: ${c.name} pass ${pass + 1} done`);
         } finally {

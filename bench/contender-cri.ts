@@ -10,7 +10,6 @@ import { CONTAINER_ARGS, forEachLimited, STOP_TIMEOUT_SEC, type CaseName, type C
 import { CriClient } from './cri-client.js';
 import type { BenchImages } from './env.js';
 import type { MemoryFigure } from './procs.js';
-import { RelistClient, type RelistResult } from './relist-client.js';
 
 /** The server behind the socket: started once, possibly shared by several contenders (containerd's two handlers). */
 export interface CriBackend {
@@ -29,7 +28,7 @@ export interface CriBackend {
 }
 
 const LABEL = 'gvisor-cri-bench/contender';
-const RPC_TIMEOUT_MS = 120_000;
+export const RPC_TIMEOUT_MS = 120_000;
 
 interface PodSandboxConfig {
   metadata: { name: string; uid: string; namespace: string; attempt: number };
@@ -41,7 +40,6 @@ interface PodSandboxConfig {
 
 export class CriContender implements Contender {
   private client: CriClient | undefined;
-  private relister: RelistClient | undefined;
   private readonly configs = new Map<string, PodSandboxConfig>();
 
   constructor(
@@ -143,9 +141,8 @@ export class CriContender implements Contender {
     this.configs.delete(pod.id);
   }
 
-  relist(clientBinary: string): Promise<RelistResult> {
-    this.relister ??= new RelistClient(clientBinary, this.backend.socket, RPC_TIMEOUT_MS);
-    return this.relister.relist();
+  get criSocket(): string {
+    return this.backend.socket;
   }
 
   async prepareColdPull(image: string): Promise<void> {
@@ -171,8 +168,6 @@ export class CriContender implements Contender {
     await this.removeAllPods().catch(() => undefined);
     this.client?.close();
     this.client = undefined;
-    this.relister?.close();
-    this.relister = undefined;
     await this.backend.stop().catch(() => undefined);
   }
 }

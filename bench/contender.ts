@@ -1,6 +1,5 @@
 /** What every contender offers the cases: the same pod and container, driven its own way. */
 import type { MemoryFigure } from './procs.js';
-import type { RelistResult } from './relist-client.js';
 
 /** relist also takes the memory figures (idle ones are taken at start). */
 export type CaseName = 'lifecycle' | 'concurrent' | 'relist' | 'pull' | 'pull-floor' | 'network' | 'stream';
@@ -38,8 +37,8 @@ export interface Contender {
   exec(ctr: ContainerRef): Promise<void>;
   stopRemoveContainer(ctr: ContainerRef): Promise<void>;
   stopRemovePod(pod: PodRef): Promise<void>;
-  /** kubelet's relist, by the grpc-go client built at `clientBinary` (relist-client.ts). */
-  relist?(clientBinary: string): Promise<RelistResult>;
+  /** The CRI socket kubelet's relist is run against (relist-client.ts); none for raw runsc. */
+  readonly criSocket?: string;
   /** Untimed: makes the next pull of `image` cold (RemoveImage). */
   prepareColdPull?(image: string): Promise<void>;
   /** PullImage: timed by the pull cases, untimed before the stream case's pods. */
