@@ -11,6 +11,7 @@ import { acceptsEncoding, GrpcStatusError, MAX_MESSAGE, messagePrefix, OK_TRAILE
 import type { HeaderField } from './hpack.js';
 import { H2Connection, type H2Stream, type StreamHandler } from './http2-connection.js';
 import type { Logger } from './logger.js';
+import { ResponseMemo } from './response-memo.js';
 
 /** Where our CRI definition lives, found from source (cri-api/) and from the build (dist/cri-api/). */
 export const PROTO_PATH = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../cri-api/proto/api.proto' : './proto/api.proto', import.meta.url));
@@ -78,7 +79,15 @@ interface Route {
   streaming: boolean;
   run: UnaryRun | StreamRun | undefined;
   logger: Logger;
+  /** Unary RPCs kubelet polls: answers equal to the last one for the same request go out as its bytes. */
+  memo: ResponseMemo | undefined;
 }
+
+/**
+ * What kubelet asks again and again (PLEG's relist, container status, image checks).
+ * Not PodSandboxStatus: its answer carries the time it was made, so no two are equal.
+ */
+const POLLED_RPCS: ReadonlySet<string> = new Set(['ListPodSandbox', 'ListContainers', 'ContainerStatus', 'ImageStatus', 'ListImages']);
 
 /** What the server keeps across its connections. */
 interface ServerState {
@@ -102,6 +111,8 @@ function settled<T>(run: () => Promise<T>): Promise<T> {
 /** One gRPC call on one HTTP/2 stream: its request, deadline, signal and answer. */
 class Call implements StreamHandler {
   private readonly reader: RequestReader;
+  /** The request's bytes, kept for the route's memo. */
+  private request: Buffer | undefined;
   private readonly controller = new AbortController();
   private timer: NodeJS.Timeout | undefined;
   private deadlineAt = Infinity;
@@ -129,7 +140,11 @@ class Call implements StreamHandler {
     if (this.finished) return;
     try {
       this.reader.push(chunk);
-      if (end) this.start(this.decode(this.reader.message()));
+      if (end) {
+        const message = this.reader.message();
+        if (this.route.memo) this.request = message;
+        this.start(this.decode(message));
+      }
     } catch (err) {
       this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
     }
@@ -208,7 +223,7 @@ class Call implements StreamHandler {
     if (res !== undefined) {
       let message: Buffer;
       try {
-        message = this.encode(res);
+        message = this.encode(res, this.request);
       } catch (err) {
         return this.fail(err instanceof GrpcStatusError ? err : toStatus(err, this.route.rpc, this.route.logger));
       }
@@ -238,8 +253,9 @@ class Call implements StreamHandler {
   }
 
   /** A response message within the size every client takes (grpc-go's check and words). */
-  private encode(res: unknown): Buffer {
-    const message = this.route.serialize(res);
+  private encode(res: unknown, request?: Buffer): Buffer {
+    const { memo } = this.route;
+    const message = memo && request ? memo.encode(request, res) : this.route.serialize(res);
     if (message.length > MAX_MESSAGE) throw new GrpcStatusError(grpc.status.RESOURCE_EXHAUSTED, `grpc: trying to send message larger than max (${message.length} vs. ${MAX_MESSAGE})`);
     return message;
   }
@@ -317,14 +333,16 @@ function routes(handlers: CriHandlers, logger: Logger): ServerState['routes'] {
   const out = new Map<string, Route>();
   for (const service of ['runtime.v1.RuntimeService', 'runtime.v1.ImageService']) {
     for (const [rpc, method] of Object.entries(definition[service] as protoLoader.ServiceDefinition)) {
+      const serialize = method.responseSerialize as (value: unknown) => Buffer;
       out.set(method.path, {
         rpc,
         deserialize: method.requestDeserialize,
-        serialize: method.responseSerialize as (value: unknown) => Buffer,
+        serialize,
         streaming: method.responseStream,
         run: (handlers as Record<string, UnaryRun | StreamRun | undefined>)[rpc],
         // One child logger per RPC, made here and not per call.
         logger: logger.child({ rpc }),
+        memo: POLLED_RPCS.has(rpc) ? new ResponseMemo(serialize) : undefined,
       });
     }
   }

@@ -55,6 +55,8 @@ const seen = { started: new Set<string>(), aborted: new Map<string, number>(), e
 /** What GetContainerEvents sends: `count` events of about `size` bytes, then ends (or, with `hold`, waits to be aborted). */
 let events = { count: 200, size: 50_000, hold: false };
 let releaseGate: () => void = () => undefined;
+/** The record ContainerStatus answers from. */
+const polled = { state: 'CONTAINER_RUNNING' as 'CONTAINER_RUNNING' | 'CONTAINER_EXITED', labels: { app: 'one' } as Record<string, string> };
 
 const waitForAbort = (signal: AbortSignal, what: string): Promise<never> =>
   new Promise((_, reject) => {
@@ -75,6 +77,8 @@ const handlers: CriHandlers = {
     seen.started.add(req.container_id);
     return waitForAbort(ctx.signal, req.container_id);
   },
+  // A polled RPC (its answers are memoized): the answer shares the record's objects, which change in place.
+  ContainerStatus: async (req) => ({ status: { id: req.container_id, state: polled.state, labels: polled.labels } }),
   ExecSync: async (req) => ({ stdout: req.cmd[0] === 'too-large' ? Buffer.alloc(16 * 1024 * 1024 + 1) : Buffer.from(req.cmd[0] ?? ''), stderr: Buffer.alloc(0), exit_code: 0 }),
   RemoveContainer: async () => {
     await new Promise<void>((resolve) => (releaseGate = resolve));
@@ -144,6 +148,35 @@ test('python3-grpcio (C core): unary, error with a non-ASCII message, deadline a
     assert.equal(out.concurrent, 100);
   } finally {
     await rm(stubs, { recursive: true, force: true });
+  }
+});
+
+test('a polled RPC answers every change, also of objects changed in place, and repeats unchanged answers byte for byte', async () => {
+  const STATUS = '/runtime.v1.RuntimeService/ContainerStatus';
+  const c = await RawH2Connection.open(socket);
+  try {
+    let stream = 1;
+    const ask = async (id: string): Promise<Buffer> => {
+      const s = stream;
+      stream += 2;
+      c.send(...request(s, STATUS, criRequest('runtime', 'ContainerStatus', { container_id: id })));
+      const r = await c.result(s);
+      assert.equal(r.status, 0, r.message);
+      return r.messages[0]!;
+    };
+    const status = (m: Buffer): unknown => {
+      const { id, state, labels } = criResponse<{ status: { id: string; state: string; labels: Record<string, string> } }>('runtime', 'ContainerStatus', m).status;
+      return { id, state, labels };
+    };
+    const first = await ask('c1');
+    assert.deepEqual(await ask('c1'), first);
+    assert.deepEqual(status(await ask('c2')), { id: 'c2', state: 'CONTAINER_RUNNING', labels: { app: 'one' } });
+    polled.labels.app = 'two';
+    assert.deepEqual(status(await ask('c1')), { id: 'c1', state: 'CONTAINER_RUNNING', labels: { app: 'two' } });
+    polled.state = 'CONTAINER_EXITED';
+    assert.deepEqual(status(await ask('c1')), { id: 'c1', state: 'CONTAINER_EXITED', labels: { app: 'two' } });
+  } finally {
+    c.close();
   }
 });
 
