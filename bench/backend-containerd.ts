@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CriBackend } from './contender-cri.js';
 import { waitForSocket } from './cri-client.js';
-import { benchConflist, type BenchEnv } from './env.js';
+import { removeNatRules } from './cleanup.js';
+import { benchConflist, networkName, type BenchEnv } from './env.js';
 import { helpersBelow, memoryOf, processTable, sandboxProcessesOf, terminate, type MemoryFigure } from './procs.js';
 import { apt } from './tools.js';
 
@@ -143,6 +144,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
   async sandboxMemory(): Promise<MemoryFigure> {
     return memoryOf(sandboxProcessesOf(await processTable(), this.runscRoot));
+  }
+
+  /**
+   * The bridge plugin's masquerade rules that containerd + the adapter leave
+   * on CNI DEL (bench/README.md). Left to pile up, they slow every later
+   * iptables call of every contender: one run's gvisor-cri pods once failed
+   * CNI ADD at its 30 s timeout behind 300 such rules.
+   */
+  sweepLeaks(liveIds: ReadonlySet<string>): Promise<number> {
+    return removeNatRules([networkName(this.env.pid, 'c')], liveIds);
   }
 
   async stop(): Promise<void> {

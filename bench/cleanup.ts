@@ -13,10 +13,15 @@ import { ip, iptables, mount } from './tools.js';
 /** Contenders' networks, then the network case's NetworkManager (m) and hand-run (h) networks. */
 const LETTERS = ['r', 'n', 'g', 'c', 'm', 'h'];
 
-/** Removes iptables nat rules whose comment names one of `networks`, and the CNI chains they jump to. */
-async function removeNatRules(networks: readonly string[]): Promise<number> {
+/**
+ * Removes iptables nat rules whose comment names one of `networks`, and the
+ * CNI chains they jump to; rules whose comment names a pod of `liveIds`
+ * (the CNI container id) stay.
+ */
+export async function removeNatRules(networks: readonly string[], liveIds: ReadonlySet<string> = new Set()): Promise<number> {
   const rules = await iptables.natRules();
-  const ours = rules.filter((r) => r.startsWith('-A ') && networks.some((n) => r.includes(`\\"${n}\\"`) || r.includes(`"${n}"`)));
+  const live = [...liveIds];
+  const ours = rules.filter((r) => r.startsWith('-A ') && networks.some((n) => r.includes(`\\"${n}\\"`) || r.includes(`"${n}"`)) && !live.some((id) => r.includes(id)));
   const chains = new Set<string>();
   let removed = 0;
   for (const rule of ours) {

@@ -25,6 +25,8 @@ export interface CriBackend {
   readonly extraImages: readonly string[];
   /** runsc's state root, when container ids are runsc ids there (gvisor-cri). */
   readonly runscRoot?: string;
+  /** Removes what the server's CNI DEL leaves behind of pods that are gone (`liveIds`: its pods still there); how many things went. */
+  sweepLeaks?(liveIds: ReadonlySet<string>): Promise<number>;
 }
 
 const LABEL = 'gvisor-cri-bench/contender';
@@ -162,6 +164,11 @@ export class CriContender implements Contender {
     if (!this.client) return;
     const res = await this.cri.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', { filter: { label_selector: { [LABEL]: this.name } } }, 30_000).catch(() => ({ items: [] }));
     await forEachLimited(res.items, 4, (p) => this.stopRemovePod({ id: p.id, name: '' }));
+    if (this.backend.sweepLeaks) {
+      // Every pod of the server, whichever contender made it: another one's rules must stay.
+      const all = await this.cri.call<{ items: { id: string }[] }>('runtime', 'ListPodSandbox', {}, 30_000).catch(() => undefined);
+      if (all) await this.backend.sweepLeaks(new Set(all.items.map((p) => p.id)));
+    }
   }
 
   async stop(): Promise<void> {
