@@ -24,7 +24,7 @@ export function linkTree(src: string, dst: string): void {
       if ((err as NodeJS.ErrnoException).code !== 'EMLINK' || !entry.isFile()) throw err;
       const fst = lstatSync(from);
       copyFileSync(from, to);
-      lchownSync(to, fst.uid, fst.gid);
+      chownUnlessRootless(() => lchownSync(to, fst.uid, fst.gid));
       chmodSync(to, fst.mode & 0o7777);
       utimesSync(to, fst.atime, fst.mtime);
     }
