@@ -167,8 +167,15 @@ export class H2Connection {
   private readonly blocked = new Set<H2Stream>();
   private out: Buffer[] = [];
   private outBytes = 0;
-  /** Inside the socket's data handler: writes wait for its end, to go out as one. */
+  /**
+   * From the client's bytes until the end of that event-loop turn, writes
+   * wait and go out as one: the PING and SETTINGS ACKs with the answers
+   * that handlers give from memory in the same turn. grpc-go pings after
+   * each answer it receives (its BDP estimate); an ACK of its own would
+   * cost both processes a wakeup per call.
+   */
   private processing = false;
+  private flushScheduled = false;
   /** Senders whose data went out, waiting for the socket to drain. */
   private drainWaiters: (() => void)[] = [];
   private drainListening = false;
@@ -207,11 +214,17 @@ export class H2Connection {
       this.read(chunk);
     } catch (err) {
       if (!(err instanceof ConnectionError)) throw err;
-      this.fail(err);
-    } finally {
       this.processing = false;
+      return this.fail(err);
     }
-    this.flush();
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // After this turn's microtasks, in which handlers answering from memory settle.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.processing = false;
+      this.writeOut();
+    });
   }
 
   private read(chunk: Buffer): void {
