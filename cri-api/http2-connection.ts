@@ -175,7 +175,6 @@ export class H2Connection {
    * cost both processes a wakeup per call.
    */
   private processing = false;
-  private flushScheduled = false;
   /** Senders whose data went out, waiting for the socket to drain. */
   private drainWaiters: (() => void)[] = [];
   private drainListening = false;
@@ -209,6 +208,8 @@ export class H2Connection {
 
   private onData(chunk: Buffer): void {
     if (this.closed) return;
+    // Already processing: an earlier chunk of this turn scheduled the write.
+    const scheduled = this.processing;
     this.processing = true;
     try {
       this.read(chunk);
@@ -217,11 +218,9 @@ export class H2Connection {
       this.processing = false;
       return this.fail(err);
     }
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
+    if (scheduled) return;
     // After this turn's microtasks, in which handlers answering from memory settle.
     setImmediate(() => {
-      this.flushScheduled = false;
       this.processing = false;
       this.writeOut();
     });
