@@ -103,7 +103,7 @@ export const OPTIONS: readonly OptionDef[] = [
   { name: 'trace-session-config', field: 'traceSessionConfig', kind: 'path', emptyOk: true, default: '', doc: 'gVisor trace session (runsc --pod-init-config JSON) every new sandbox starts with, e.g. to stream syscall and process events to Falco (empty: none; see "Runtime monitoring")' },
   { name: 'cni-conf-dir', field: 'cniConfDir', kind: 'path', default: '/etc/cni/net.d', doc: 'CNI network configuration directory (watched)' },
   { name: 'cni-bin-dir', field: 'cniBinDirs', kind: 'list', default: ['/opt/cni/bin', '/usr/lib/cni'], doc: 'CNI plugin directories, searched in order (flag: colon-separated)' },
-  { name: 'cni-plugin-timeout', field: 'cniPluginTimeout', kind: 'int', min: 1, max: 600, default: 30, doc: 'seconds one CNI plugin call may take' },
+  { name: 'cni-plugin-timeout', field: 'cniPluginTimeout', kind: 'int', min: 1, max: 600, default: 30, doc: 'seconds one CNI plugin call may take; an ADD also ends with its RunPodSandbox call (deadline passed or cancelled)' },
   { name: 'default-network', field: 'defaultNetwork', kind: 'bool', default: true, doc: 'with no CNI config in cni-conf-dir, use a built-in bridge network' },
   { name: 'default-network-bridge', field: 'defaultNetworkBridge', kind: 'string', default: 'gvcri0', doc: 'bridge name of the built-in network' },
   { name: 'default-network-subnet', field: 'defaultNetworkSubnet', kind: 'string', default: '10.88.0.0/16', doc: 'IPv4 subnet of the built-in network' },

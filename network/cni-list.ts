@@ -35,7 +35,7 @@ export function pluginConf(list: CniConfList, plugin: CniPluginConf, runtimeConf
 }
 
 function call(command: CniCommand, c: ListCall) {
-  return { command, containerId: c.containerId, netns: c.netns, ifName: c.ifName, args: c.args, binDirs: c.binDirs, timeoutMs: c.timeoutMs, launcher: c.launcher };
+  return { command, containerId: c.containerId, netns: c.netns, ifName: c.ifName, args: c.args, binDirs: c.binDirs, timeoutMs: c.timeoutMs, signal: c.signal, launcher: c.launcher };
 }
 
 /** ADD through the whole list; resolves to the last plugin's result. */

@@ -19,11 +19,13 @@ export interface PluginCall {
   args: ReadonlyArray<readonly [string, string]>;
   binDirs: readonly string[];
   timeoutMs: number;
+  /** Kills the plugin when it aborts (the caller's deadline passed or it gave up). */
+  signal?: AbortSignal;
   /** Runs the plugin; execa when absent or not running. */
   launcher?: Launcher;
 }
 
-export type CniFailure = 'not-found' | 'timeout' | 'plugin-error' | 'bad-output';
+export type CniFailure = 'not-found' | 'timeout' | 'cancelled' | 'plugin-error' | 'bad-output';
 
 /** A failed plugin call; the message names the plugin, the command and the plugin's own words. */
 export class CniPluginError extends Error {
@@ -32,6 +34,8 @@ export class CniPluginError extends Error {
     readonly plugin: string,
     message: string,
     readonly code?: number,
+    /** For 'cancelled': why the caller's signal aborted. */
+    readonly reason?: unknown,
   ) {
     super(message);
     this.name = 'CniPluginError';
@@ -70,6 +74,7 @@ export async function invokePlugin(type: string, conf: object, call: PluginCall)
       args: [],
       input: JSON.stringify(conf),
       timeoutMs: call.timeoutMs,
+      signal: call.signal,
       env: {
         CNI_COMMAND: call.command,
         CNI_CONTAINERID: call.containerId,
@@ -82,6 +87,10 @@ export async function invokePlugin(type: string, conf: object, call: PluginCall)
     call.launcher,
   );
   if (r.timedOut) throw new CniPluginError('timeout', type, `${what}: timed out after ${call.timeoutMs} ms`);
+  if (r.cancelled) {
+    const reason: unknown = call.signal?.reason;
+    throw new CniPluginError('cancelled', type, `${what}: stopped: ${reason instanceof Error ? reason.message : 'call cancelled'}`, undefined, reason);
+  }
   if (r.exitCode !== 0) {
     const { text, code } = describePluginError(r.stdout, r.stderr, r.exitCode, r.notRun);
     throw new CniPluginError('plugin-error', type, `${what} failed: ${text}`, code);

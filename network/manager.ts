@@ -6,6 +6,7 @@ import {
   alreadyExists,
   deadlineExceeded,
   failedPrecondition,
+  GrpcStatus,
   internal,
   invalidArgument,
   notFound,
@@ -33,6 +34,8 @@ function stepError(err: unknown, context: string): CriError {
   if (err instanceof CniPluginError) {
     if (err.failure === 'not-found') return failedPrecondition(`${context}: ${err.message}`);
     if (err.failure === 'timeout') return deadlineExceeded(`${context}: ${err.message}`);
+    // The caller's own status (its deadline, or it gave up) says why the plugin was stopped.
+    if (err.failure === 'cancelled') return new CriError(err.reason instanceof CriError ? err.reason.code : GrpcStatus.CANCELLED, `${context}: ${err.message}`, { cause: err });
   }
   return internal(`${context}: ${err instanceof Error ? err.message : String(err)}`, err);
 }
@@ -89,14 +92,14 @@ export class NetworkManager {
     return this.config.status();
   }
 
-  private listCall(e: CacheEntry, netns: string): ListCall {
-    return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, runtimeConfig: e.runtimeConfig, launcher: this.opts.launcher };
+  private listCall(e: CacheEntry, netns: string, signal?: AbortSignal): ListCall {
+    return { containerId: e.podId, netns, ifName: e.ifName, args: e.args, binDirs: this.opts.binDirs, timeoutMs: this.opts.pluginTimeoutMs, signal, runtimeConfig: e.runtimeConfig, launcher: this.opts.launcher };
   }
 
   /** Creates the pod's netns and runs CNI ADD; on any failure undoes both and throws. */
-  async setup(req: PodNetworkRequest): Promise<PodNetworkResult> {
+  async setup(req: PodNetworkRequest, signal?: AbortSignal): Promise<PodNetworkResult> {
     await this.prepare(req);
-    return this.add(req.podId);
+    return this.add(req.podId, signal);
   }
 
   /**
@@ -143,8 +146,12 @@ export class NetworkManager {
     });
   }
 
-  /** The second half of setup: CNI ADD in the netns `prepare` made; on failure undoes both. */
-  async add(podId: string): Promise<PodNetworkResult> {
+  /**
+   * The second half of setup: CNI ADD in the netns `prepare` made; on failure
+   * undoes both. `signal` stops the plugin running (as containerd and CRI-O
+   * bound CNI by the RunPodSandbox call); the undo's DEL does not obey it.
+   */
+  async add(podId: string, signal?: AbortSignal): Promise<PodNetworkResult> {
     return this.locks.run(podId, async () => {
       const entry = this.cache.get(podId);
       if (!entry) throw failedPrecondition(`CNI ADD for pod ${podId}: its network namespace was not prepared`);
@@ -152,7 +159,7 @@ export class NetworkManager {
       const started = Date.now();
       let step = `CNI ADD of network "${entry.config.name}" (${entry.configSource})`;
       try {
-        const result = await addList(entry.config, this.listCall(entry, entry.netnsPath));
+        const result = await addList(entry.config, this.listCall(entry, entry.netnsPath, signal));
         step = 'read CNI result';
         const ips = podIps(result, IFNAME);
         if (ips.length === 0) throw new Error(`no IP address for ${IFNAME} in the result: ${JSON.stringify(result)}`);

@@ -150,7 +150,7 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
   // create: CNI ADD runs while the sandbox boots. Both settle before a
   // failure is thrown, so the rollback finds everything either made.
   const [net] = await sideBySide([
-    rec.hostNetwork ? undefined : rt.opts.network.add(rec.id).then(async (n) => {
+    rec.hostNetwork ? undefined : rt.opts.network.add(rec.id, signal).then(async (n) => {
       await writePodHosts(etcFiles.hosts, { hostname: rec.hostname, ips: n.ips });
       return n;
     }),

@@ -1,5 +1,5 @@
 // Calls that end before their work does (deadline passed, as kubelet's runtime-request-timeout
-// makes them): RunPodSandbox and CreateContainer stop and roll back everything they made;
+// makes them): RunPodSandbox and CreateContainer stop (a CNI plugin running is killed) and roll back everything they made;
 // StopContainer stops waiting out a long grace period instead of holding the container's lock.
 // The slow steps are made slow on purpose (a CNI plugin that sleeps, a seccomp profile read from
 // a FIFO), so that the deadline always falls in the middle of the work.
@@ -58,7 +58,8 @@ test('RunPodSandbox whose deadline passes during CNI ADD rolls back: no pod, no 
   await waitFor(async () => ((await listPods()).length === 0 && (await readdir(join(d.stateDir, 'pods'))).length === 0 ? true : undefined), 15_000, 'the pod record to be gone');
   assert.deepEqual(await readdir(join(d.runDir, 'netns')).catch(() => []), []);
   assert.equal(await runscStates(), '');
-  assert.match(d.output(), ENDED('run pod sandbox e2e/late-pod'));
+  // The plugin itself was stopped at the deadline (containerd too bounds CNI by the call), not left to run out its sleep.
+  assert.match(d.output(), /run pod sandbox e2e\/late-pod: .*CNI ADD plugin \\"slow\\": stopped: (deadline exceeded|call cancelled by the client)/);
 
   // The same pod can be made afterwards: nothing reserved its name.
   const id = (await d.call<{ pod_sandbox_id: string }>('runtime', 'RunPodSandbox', { config: podConfig('late-pod') })).pod_sandbox_id;

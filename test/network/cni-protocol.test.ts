@@ -184,4 +184,27 @@ for (const via of ['execa', 'the runsc reaper'] as const) describe(`CNI protocol
     assert.ok(Date.now() - started < 8000);
     assert.deepEqual(await env.counts(), { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 });
   });
+
+  it('stops ADD when the caller gives up, with the caller\'s status, and still undoes the chain', async () => {
+    await writeList('1.0.0', { first: { sleepMs: 60_000 } });
+    const net = await open(120_000);
+    const caller = new AbortController();
+    const setup = net.setup(req, caller.signal);
+    const deadline = Date.now() + 15_000;
+    while (!(await calls()).some((c) => c.plugin === 'fake-a' && c.command === 'ADD')) {
+      assert.ok(Date.now() < deadline, 'fake-a ADD never started');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    caller.abort(new CriError(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'));
+    await assert.rejects(setup, (err: unknown) => {
+      assert.ok(err instanceof CriError);
+      assert.equal(err.code, GrpcStatus.DEADLINE_EXCEEDED);
+      assert.match(err.message, /^set up network for pod shop\/api-0 \(proto1\): CNI ADD of network "fake-net" .*: CNI ADD plugin "fake-a": stopped: deadline exceeded$/);
+      return true;
+    });
+    // The undo's DEL runs although the caller's signal has aborted.
+    assert.deepEqual((await calls()).map((c) => `${c.plugin} ${c.command}`), ['fake-a ADD', 'fake-b DEL', 'fake-a DEL']);
+    assert.equal(net.result('proto1'), undefined);
+    assert.deepEqual(await env.counts(), { netnsMounts: 0, netnsFiles: 0, veths: 0, ipamAllocations: 0, iptablesRules: 0 });
+  });
 });
