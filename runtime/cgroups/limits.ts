@@ -26,7 +26,7 @@ export interface SandboxLimits {
   cpuQuotaUs?: number;
   cpuPeriodUs: number;
   /** cgroup v1 cpu.shares (converted to cpu.weight on v2). */
-  cpuShares?: number;
+  cpuShares: number;
 }
 
 /**
@@ -40,6 +40,15 @@ export const DEFAULT_SANDBOX_OVERHEAD: SandboxOverhead = { memoryBytes: 64 * 102
 export const CPU_PERIOD_US = 100_000;
 const DEFAULT_PERIOD_US = 100_000;
 const MIN_SHARES = 2;
+/**
+ * The shares of a sandbox none of whose containers asked for any (or with
+ * no container yet): the least, as kubelet gives a BestEffort pod and
+ * containerd a pod's sandbox. At the default 1024 every idle sandbox (a
+ * gVisor one burns ~45 mcores here) weighed as much as a whole busy host
+ * process, and a node full of them starved kubelet, the daemon and CNI
+ * plugins: CNI ADD timed out.
+ */
+export const SANDBOX_CPU_SHARES = MIN_SHARES;
 const MAX_SHARES = 262_144;
 /** The kernel's floor for a CFS quota. */
 const MIN_QUOTA_US = 1_000;
@@ -48,10 +57,11 @@ const MIN_QUOTA_US = 1_000;
  * Sums the containers' limits. Memory and CPU quota are set only when every
  * container has one (one unlimited container makes the pod unlimited) and
  * there is at least one container, and then carry the overhead on top;
- * shares add up whatever is set, overhead included.
+ * shares add up whatever is set, overhead included, and are the least
+ * when none is.
  */
 export function sandboxLimits(containers: readonly ContainerLimits[], overhead: SandboxOverhead): SandboxLimits {
-  const out: SandboxLimits = { cpuPeriodUs: CPU_PERIOD_US };
+  const out: SandboxLimits = { cpuPeriodUs: CPU_PERIOD_US, cpuShares: SANDBOX_CPU_SHARES };
   if (containers.length === 0) return out;
   if (containers.every((c) => c.memoryLimitBytes > 0)) {
     out.memoryBytes = containers.reduce((sum, c) => sum + c.memoryLimitBytes, 0) + overhead.memoryBytes;

@@ -121,14 +121,14 @@ export class CgroupManager {
       if (cpu) {
         await writeControl(join(cpu, path, 'cpu.cfs_period_us'), String(limits.cpuPeriodUs));
         await writeControl(join(cpu, path, 'cpu.cfs_quota_us'), String(limits.cpuQuotaUs ?? -1));
-        await writeControl(join(cpu, path, 'cpu.shares'), String(limits.cpuShares ?? 1024));
+        await writeControl(join(cpu, path, 'cpu.shares'), String(limits.cpuShares));
       }
       return;
     }
     const dir = join(layout.path, path);
     await this.writeMemoryLimit(join(dir, 'memory.max'), limits.memoryBytes === undefined ? 'max' : String(limits.memoryBytes));
     await writeControl(join(dir, 'cpu.max'), `${limits.cpuQuotaUs ?? 'max'} ${limits.cpuPeriodUs}`);
-    await writeControl(join(dir, 'cpu.weight'), String(sharesToWeight(limits.cpuShares ?? 1024)));
+    await writeControl(join(dir, 'cpu.weight'), String(sharesToWeight(limits.cpuShares)));
   }
 
   private async writeMemoryLimit(file: string, value: string): Promise<void> {

@@ -10,6 +10,7 @@ import { writePodFiles, writePodHosts, type PortMapping } from '../../network/in
 import type { PodRuntime } from '../core/pod-runtime.js';
 import { sideBySide } from '../../common/index.js';
 import { rollbackSandbox } from '../core/teardown.js';
+import { SANDBOX_CPU_SHARES } from '../cgroups/index.js';
 import { newRecordId, nowNs, podLabel, type SandboxRecord } from '../records/store.js';
 import type { RunscFeatures } from '../runsc/features.js';
 import { podRunscFlags, recordedRunscFlags } from '../runsc/gvisor-flags.js';
@@ -132,6 +133,8 @@ async function bringUpSandbox(rt: PodRuntime, rec: SandboxRecord, config: PodSan
       'io.kubernetes.cri.sandbox-uid': rec.uid,
     },
     cgroupsPath: cgroup.path,
+    // The sentry boots with the least CPU weight; CreateContainer sets the containers' sum.
+    resources: { cpu: { shares: SANDBOX_CPU_SHARES } },
     sysctls: config.linux?.sysctls,
     etcFiles,
     daemonOomScoreAdj: rt.daemonOomScoreAdj,

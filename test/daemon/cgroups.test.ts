@@ -55,6 +55,7 @@ async function makeKubeParent(name: string, memoryBytes: number): Promise<string
 }
 
 const memoryLimit = async (path: string): Promise<number> => Number((await readFile(join(memRoot, path, 'memory.limit_in_bytes'), 'utf8')).trim());
+const cpuShares = async (path: string): Promise<string> => (await readFile(join(controllerRoot(layout, 'cpu')!, path, 'cpu.shares'), 'utf8')).trim();
 const cpuUsageNs = async (path: string): Promise<bigint> => BigInt((await readFile(join(cpuacctRoot, path, 'cpuacct.usage'), 'utf8')).trim());
 
 /** Host processes of runsc for `id` (sentry "runsc-sandbox", gofers "runsc-gofer"): their pids. */
@@ -130,8 +131,12 @@ test('placement: sentry and every gofer in <cgroup_parent>/<pod id>, or under th
     await assert.rejects(stat(join(root, pod)), { code: 'ENOENT' });
   }
 
+  // No container asked for CPU weight: the pod has the least, as kubelet gives a BestEffort pod.
+  assert.equal(await cpuShares(expected), '2');
+
   const free = await runPod('no-parent');
   for (const pid of await runscProcesses(free)) assert.equal(await memoryCgroupOf(pid), `/${DAEMON_PARENT}/${free}`);
+  assert.equal(await cpuShares(`/${DAEMON_PARENT}/${free}`), '2', 'a sandbox boots with the least CPU weight');
 
   for (const id of [pod, free]) await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: id });
   assert.deepEqual(await leftovers(parent), []);
@@ -166,6 +171,7 @@ test('CPU: a pod limited to 0.5 CPU that spins uses at most ~0.55 CPU over 5 s (
   await runContainer(pod, 'cpu', 'spin', ['sh', '-c', 'while :; do :; done'], { cpu_period: 100_000, cpu_quota: 50_000, cpu_shares: 512 }, parent);
   const path = sandboxPath(parent, pod);
   assert.equal((await readFile(join(controllerRoot(layout, 'cpu')!, path, 'cpu.cfs_quota_us'), 'utf8')).trim(), '50000');
+  assert.equal(await cpuShares(path), '512');
   // Spinning first: the window starts once usage climbs.
   const first = await cpuUsageNs(path);
   await waitFor(async () => (await cpuUsageNs(path)) - first > 200_000_000n, 30_000, 'the spinner to use CPU');

@@ -61,7 +61,9 @@ test('limits: the sum of the containers\' plus overhead when every container has
   const mib = 1024 * 1024;
   const overhead = { memoryBytes: 64 * mib, cpuMillis: 100 };
   const c = (memoryLimitBytes: number, cpuQuota: number, cpuPeriod: number, cpuShares: number) => ({ memoryLimitBytes, cpuQuota, cpuPeriod, cpuShares });
-  assert.deepEqual(sandboxLimits([], overhead), { cpuPeriodUs: 100_000 });
+  // A sandbox with no container yet, or none that asked for CPU weight, gets the least (as kubelet's BestEffort pods).
+  assert.deepEqual(sandboxLimits([], overhead), { cpuPeriodUs: 100_000, cpuShares: 2 });
+  assert.deepEqual(sandboxLimits([c(0, 0, 0, 0)], overhead), { cpuPeriodUs: 100_000, cpuShares: 2 });
   assert.deepEqual(sandboxLimits([c(64 * mib, 50_000, 100_000, 512), c(32 * mib, 25_000, 50_000, 256)], overhead), {
     cpuPeriodUs: 100_000,
     memoryBytes: 160 * mib,
@@ -103,9 +105,10 @@ test('manager: makes the missing parents in every hierarchy, writes limits, read
   const cpu = controllerRoot(layout!, 'cpu')!;
   assert.equal((await readFile(join(cpu, path, 'cpu.cfs_quota_us'), 'utf8')).trim(), '50000');
   assert.equal((await readFile(join(cpu, path, 'cpu.shares'), 'utf8')).trim(), '300');
-  await manager.setLimits(path, { cpuPeriodUs: 100_000 });
+  await manager.setLimits(path, { cpuPeriodUs: 100_000, cpuShares: 2 });
   assert.equal(await manager.memoryLimit(path), undefined);
   assert.equal((await readFile(join(cpu, path, 'cpu.cfs_quota_us'), 'utf8')).trim(), '-1');
+  assert.equal((await readFile(join(cpu, path, 'cpu.shares'), 'utf8')).trim(), '2');
   assert.deepEqual(await manager.oomCounters(path), { oomKills: 0, limitHits: 0 });
   const usage = await manager.usage(path);
   assert.equal(usage?.memoryBytes, 0);
