@@ -12,10 +12,12 @@ import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
 import type { PodRuntime, RecoveryProblem } from '../runtime/index.js';
 
+const CODE_NAMES = new Map<number, string>(Object.entries(GrpcStatus).map(([name, code]) => [code, name]));
+
 /** `NOT_FOUND` for 5: the code names Prometheus users know from grpc-go. */
 export function grpcCodeName(err: unknown): string {
   const code = err instanceof CriError ? err.code : GrpcStatus.INTERNAL;
-  return GrpcStatus[code] ?? String(code);
+  return CODE_NAMES.get(code) ?? String(code);
 }
 
 export class DaemonMetrics {

@@ -1,9 +1,9 @@
-/** A layer-unpacker.ts worker: makes the snapshot trees it is sent, one at a time. */
+/** A layer-unpacker.ts worker: makes the snapshot trees it is sent, one at a time. It imports only what it needs: its start is on a pull's path. */
 import { mkdirSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { applyLayer } from './layer-apply.js';
 import { linkTree } from './link-tree.js';
-import { describeFailure, type UnpackReply, type UnpackRequest } from './layer-unpacker.js';
+import { describeFailure, type UnpackReply, type UnpackRequest } from './unpack-messages.js';
 
 const port = parentPort;
 if (!port) throw new Error('unpack-worker.js runs only as a worker thread');
