@@ -23,7 +23,6 @@ export const GrpcStatus = {
   UNAUTHENTICATED: 16,
 } as const;
 export type GrpcStatus = (typeof GrpcStatus)[keyof typeof GrpcStatus];
-const status = GrpcStatus;
 
 /**
  * An error that crosses the CRI boundary with a definite gRPC status.
@@ -40,16 +39,16 @@ export class CriError extends Error {
   }
 }
 
-export const invalidArgument = (message: string): CriError => new CriError(status.INVALID_ARGUMENT, message);
-export const notFound = (message: string): CriError => new CriError(status.NOT_FOUND, message);
-export const alreadyExists = (message: string): CriError => new CriError(status.ALREADY_EXISTS, message);
-export const failedPrecondition = (message: string): CriError => new CriError(status.FAILED_PRECONDITION, message);
-export const deadlineExceeded = (message: string): CriError => new CriError(status.DEADLINE_EXCEEDED, message);
-export const unavailable = (message: string): CriError => new CriError(status.UNAVAILABLE, message);
-export const unauthenticated = (message: string): CriError => new CriError(status.UNAUTHENTICATED, message);
-export const permissionDenied = (message: string): CriError => new CriError(status.PERMISSION_DENIED, message);
-export const unimplemented = (message: string): CriError => new CriError(status.UNIMPLEMENTED, message);
-export const internal = (message: string, cause?: unknown): CriError => new CriError(status.INTERNAL, message, { cause });
+export const invalidArgument = (message: string): CriError => new CriError(GrpcStatus.INVALID_ARGUMENT, message);
+export const notFound = (message: string): CriError => new CriError(GrpcStatus.NOT_FOUND, message);
+export const alreadyExists = (message: string): CriError => new CriError(GrpcStatus.ALREADY_EXISTS, message);
+export const failedPrecondition = (message: string): CriError => new CriError(GrpcStatus.FAILED_PRECONDITION, message);
+export const deadlineExceeded = (message: string): CriError => new CriError(GrpcStatus.DEADLINE_EXCEEDED, message);
+export const unavailable = (message: string): CriError => new CriError(GrpcStatus.UNAVAILABLE, message);
+export const unauthenticated = (message: string): CriError => new CriError(GrpcStatus.UNAUTHENTICATED, message);
+export const permissionDenied = (message: string): CriError => new CriError(GrpcStatus.PERMISSION_DENIED, message);
+export const unimplemented = (message: string): CriError => new CriError(GrpcStatus.UNIMPLEMENTED, message);
+export const internal = (message: string, cause?: unknown): CriError => new CriError(GrpcStatus.INTERNAL, message, { cause });
 
 /**
  * Prefixes an error's message with the step that was being attempted, keeping
@@ -58,6 +57,6 @@ export const internal = (message: string, cause?: unknown): CriError => new CriE
 export function wrapError(err: unknown, context: string): CriError {
   if (err instanceof CriError) return new CriError(err.code, `${context}: ${err.message}`, { cause: err });
   const message = err instanceof Error ? err.message : String(err);
-  return new CriError(status.INTERNAL, `${context}: ${message}`, { cause: err });
+  return new CriError(GrpcStatus.INTERNAL, `${context}: ${message}`, { cause: err });
 }
 
