@@ -8,6 +8,7 @@ import { NetworkManager, type PodNetworkRequest } from '../../network/index.js';
 import { Reaper, ReaperLauncher } from '../../runtime/index.js';
 import { CNI_BIN_DIRS, makeNetTestEnv, type NetTestEnv } from '../helpers/network-env.js';
 import { writeFakePlugin } from '../helpers/network-fake-plugin.js';
+import { eventually } from '../helpers/wait.js';
 import { silentLogger } from '../../cri-api/logger.js';
 
 interface Call {
@@ -190,11 +191,7 @@ for (const via of ['execa', 'the runsc reaper'] as const) describe(`CNI protocol
     const net = await open(120_000);
     const caller = new AbortController();
     const setup = net.setup(req, caller.signal);
-    const deadline = Date.now() + 15_000;
-    while (!(await calls()).some((c) => c.plugin === 'fake-a' && c.command === 'ADD')) {
-      assert.ok(Date.now() < deadline, 'fake-a ADD never started');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(async () => (await calls()).some((c) => c.plugin === 'fake-a' && c.command === 'ADD'), 15_000, 'fake-a ADD to start');
     caller.abort(new CriError(GrpcStatus.DEADLINE_EXCEEDED, 'deadline exceeded'));
     await assert.rejects(setup, (err: unknown) => {
       assert.ok(err instanceof CriError);
