@@ -254,7 +254,12 @@ export async function relistCase(rec: Recorder, contenders: readonly Contender[]
  * file system call after another: most of a real image's unpack time).
  * Each starts after a sync, untimed: otherwise a pull pays for writing out
  * what the pulls before it left dirty (measured: over a run without it,
- * pulls of 2,000 files grew 3-4x slower, for either runtime).
+ * pulls of 2,000 files grew 3-4x slower, for either runtime). Warm-up
+ * pulls first, as in the other cases: a runtime's first pull of 40 MiB
+ * also pays once for growing its own memory (gvisor-cri's first measured
+ * pull was its slowest in each of the last five runs, 2-4.5x its median;
+ * a probe counted ~20,000 page faults in the daemon for it, a few thousand
+ * for each pull after).
  */
 export async function pullCase(rec: Recorder, contenders: readonly Contender[], opts: CaseOptions, env: BenchEnv): Promise<void> {
   const cs = contenders.filter((c) => c.cases.has('pull') && c.pullImage && c.prepareColdPull);
@@ -262,21 +267,21 @@ export async function pullCase(rec: Recorder, contenders: readonly Contender[], 
     { step: STEP.pull(opts.bigImageMiB), image: env.images.big },
     { step: STEP.pullFiles(SMALL_FILES), image: env.images.files },
   ];
+  const coldPull = async (c: Contender, step: string, image: string, record: boolean): Promise<void> => {
+    const cold = await bounded(async () => {
+      await c.prepareColdPull!(image);
+      await syncDisks();
+    }).then(() => true, (err: unknown) => {
+      rec.failure(c.name, step, new Error(`${record ? '' : '(warm-up) '}RemoveImage and sync before the pull: ${(err as Error).message}`));
+      return false;
+    });
+    if (cold) await timed(rec, c, step, record, () => c.pullImage!(image));
+    else if (record) rec.skipped(c.name, step);
+  };
+  for (let w = 0; w < opts.warmup; w++) for (const { step, image } of pulls) for (const c of cs) await coldPull(c, step, image, false);
   for (let i = 0; i < opts.runs; i++) {
     if (stop(opts, 'pull', i, opts.runs, rec)) return;
-    for (const { step, image } of pulls) {
-      for (const c of rotate(cs, i)) {
-        const cold = await bounded(async () => {
-          await c.prepareColdPull!(image);
-          await syncDisks();
-        }).then(() => true, (err: unknown) => {
-          rec.failure(c.name, step, new Error(`RemoveImage and sync before the pull: ${(err as Error).message}`));
-          return false;
-        });
-        if (cold) await timed(rec, c, step, true, () => c.pullImage!(image));
-        else rec.skipped(c.name, step);
-      }
-    }
+    for (const { step, image } of pulls) for (const c of rotate(cs, i)) await coldPull(c, step, image, true);
     opts.log(`pull: ${i + 1}/${opts.runs}`);
   }
 }
