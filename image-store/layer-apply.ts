@@ -133,7 +133,7 @@ export async function applyLayer(root: string, blobPath: string, diffId: string,
   const applier = new LayerApplier(root, opts.onSkipped);
   const hash = createHash('sha256');
   let unpacked = 0;
-  // Large reads of the blob: fewer round trips through the threadpool per layer.
+  // A gzip blob is read READ_CHUNK at a time (fewer threadpool round trips); the tar stream moves in TAR_CHUNK pieces.
   let stream: Readable;
   if ((await compression(blobPath)) === 'gzip') {
     const gunzip = createGunzip({ chunkSize: TAR_CHUNK });
