@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { CriError, wrapError } from '../../cri-api/errors.js';
+import { CriError, GrpcStatus, wrapError } from '../../cri-api/errors.js';
 import { requireAbsolutePath, requireId, requireMessage, requireName, requireNonNegative, requireString, requireStringMap } from '../../cri-api/validate.js';
 
 const invalid = (fn: () => unknown, field: string): void => {
@@ -22,6 +22,11 @@ test('validation helpers answer INVALID_ARGUMENT naming the field', () => {
   assert.equal(requireId('abc123', 'id'), 'abc123');
   assert.equal(requireName('my-pod.1', 'name'), 'my-pod.1');
   assert.equal(requireNonNegative('30', 'timeout'), 30);
+});
+
+test('our gRPC status table is the one grpc-js (and the gRPC spec) has, name for name', () => {
+  const theirs = Object.fromEntries(Object.entries(status).filter(([name]) => !/^\d+$/.test(name)));
+  assert.deepEqual({ ...GrpcStatus }, theirs);
 });
 
 test('wrapError keeps the status and prefixes the step', () => {
