@@ -66,7 +66,7 @@ export class GvisorCriBackend implements CriBackend {
 
   async daemonMemory(): Promise<MemoryFigure> {
     const table = await processTable();
-    // The node process and its helpers (e.g. one `runsc wait` per container), not the sandboxes.
+    // The node process and its helpers (the perl helper and what it launches), not the sandboxes.
     const own = this.proc?.pid ? helpersBelow(table, [this.proc.pid]) : [];
     return memoryOf(own);
   }

@@ -1,6 +1,7 @@
 /**
- * Learns container exits: one `runsc wait` per running container, whose
- * answer becomes the record's exit. Also where a stop that killed a
+ * Learns container exits: one wait per running container, asked of its
+ * sandbox (SandboxDriver.waitContainer), whose answer becomes the record's
+ * exit. Also where a stop that killed a
  * container settles its exit when the waiter does not answer in time.
  *
  * Exits are recorded outside the container's RPC lock: StopContainer holds
@@ -59,7 +60,7 @@ export class ExitMonitor {
       let message = '';
       const before = await this.oomCounters(c);
       try {
-        code = await this.opts.driver.waitContainer(c.id, controller.signal);
+        code = await this.opts.driver.waitContainer(c.id, c.sandboxId, controller.signal);
       } catch (err) {
         if (controller.signal.aborted) return;
         code = this.stoppingPods.has(c.sandboxId) ? KILLED_EXIT_CODE : UNKNOWN_EXIT_CODE;
@@ -112,7 +113,7 @@ export class ExitMonitor {
 
   /**
    * Waits up to `ms` for the container's waiter to record its exit, so a stop
-   * needs no `runsc wait` of its own: true once recorded, false at `ms`,
+   * needs no wait of its own: true once recorded, false at `ms`,
    * undefined when no waiter runs or it ended without recording (the caller
    * asks runsc then). Rejects with the reason of `signal` if that aborts.
    */

@@ -101,7 +101,7 @@ async function recoverState(rt: PodRuntime): Promise<void> {
           log.error({ err, container: c.id }, 'reattaching container output failed; its log stops here');
         }
         rt.exits.watch(c);
-        // Exited while we were away: runsc wait answers at once; report it before serving.
+        // Exited while we were away: the sandbox answers the wait at once; report it before serving.
         if (listed.get(c.id)?.status === 'stopped') await rt.exits.awaitRecord(c.id, 5000);
       } else {
         await rt.exits.record(c, UNKNOWN_EXIT_CODE, 'Unknown', 'the container was gone when the runtime restarted');

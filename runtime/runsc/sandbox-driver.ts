@@ -14,6 +14,7 @@ import { ANNOTATION_SANDBOX_ID, writeBundle } from '../spec/oci-spec.js';
 import { flagAnnotations, runscCallFlags } from './gvisor-flags.js';
 import { killExec } from './exec-kill.js';
 import { isGone, RunscError, type Runsc, type RunscNetwork, type RunscState } from './runsc.js';
+import { SandboxControl, WaitUnanswered } from './sandbox-control.js';
 
 const openFd = promisify(openCb) as (path: string, flags: string) => Promise<number>;
 const closeFd = promisify(closeCb);
@@ -102,11 +103,13 @@ const SANDBOX_EXIT_WAIT_MS = 10_000;
 export class SandboxDriver {
   private readonly runsc: Runsc;
   private readonly logger: Logger;
+  private readonly control: SandboxControl;
   private execSeq = 0;
 
   constructor(runsc: Runsc, logger: Logger) {
     this.runsc = runsc;
     this.logger = logger;
+    this.control = new SandboxControl(runsc.options.root);
   }
 
   /** Writes the bundle, then `runsc create` + `start` of the infra container. Returns the sandbox pid. */
@@ -272,8 +275,19 @@ export class SandboxDriver {
   }
 
   /** Blocks until the container exits; its exit status (128+N for signal N). */
-  async waitContainer(id: string, signal?: AbortSignal): Promise<number> {
-    return this.runsc.wait(id, { signal });
+  /**
+   * The container's exit status once its first process ends (at once if it
+   * has), asked of its sandbox (sandbox-control.ts); through `runsc wait`
+   * when the sandbox cannot be asked that way.
+   */
+  async waitContainer(id: string, sandboxId: string, signal?: AbortSignal): Promise<number> {
+    try {
+      return await this.control.wait(sandboxId, id, signal);
+    } catch (err) {
+      if (!(err instanceof WaitUnanswered)) throw err;
+      this.logger.debug({ err, container: id }, 'the sandbox was not asked directly; waiting through runsc wait');
+      return this.runsc.wait(id, { signal });
+    }
   }
 
   async state(id: string): Promise<RunscState> {

@@ -29,7 +29,7 @@ export async function stopContainerLocked(rt: PodRuntime, c: ContainerRecord, ti
   if (c.phase !== 'running') return;
   try {
     signal?.throwIfAborted();
-    // The container's exit waiter learns the exit: no second `runsc wait` is started for it.
+    // The container's exit waiter learns the exit: no second wait is made for it.
     await rt.driver.stopContainer(c.id, timeoutSec, c.stopSignal, signal, (ms, s) => rt.exits.waitExit(c.id, ms, s));
   } catch (err) {
     throw wrapError(err, `stop container ${c.name} (${c.id.slice(0, 12)})`);

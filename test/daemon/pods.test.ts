@@ -75,6 +75,18 @@ async function runscStates(): Promise<string[]> {
   return (await readdir(join(d.runDir, 'runsc')).catch(() => [] as string[])).filter((f) => f.endsWith('.state'));
 }
 
+/** `runsc wait` processes on the daemon's runsc root. */
+async function runscWaits(): Promise<string[]> {
+  const root = `--root=${join(d.runDir, 'runsc')}`;
+  const found: string[] = [];
+  for (const pid of await readdir('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    const argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.includes(root) && argv.includes('wait')) found.push(argv.join(' '));
+  }
+  return found;
+}
+
 async function containerStatus(id: string): Promise<ContainerStatus> {
   return (await d.call<{ status: ContainerStatus }>('runtime', 'ContainerStatus', { container_id: id })).status;
 }
@@ -285,6 +297,8 @@ test('20 pods created and removed leave no netns, mount, runsc state or daemon f
       return pod;
     }));
     assert.equal((await listPods()).length, 5);
+    // Their exits are awaited on each sandbox's control socket, with no runsc process per container.
+    assert.deepEqual(await runscWaits(), []);
     await Promise.all(pods.map(async (pod) => {
       await d.call('runtime', 'StopPodSandbox', { pod_sandbox_id: pod });
       await d.call('runtime', 'RemovePodSandbox', { pod_sandbox_id: pod });

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { silentLogger } from '../../cri-api/logger.js';
 import { CriLogWriter } from '../../runtime/logs/cri-log.js';
 import { OutputFifo } from '../../runtime/logs/log-pipe.js';
-import type { ContainerIo } from '../../runtime/runsc/sandbox-driver.js';
+import { Runsc } from '../../runtime/runsc/runsc.js';
+import { SandboxDriver, type ContainerIo } from '../../runtime/runsc/sandbox-driver.js';
 import { buildExecProcess } from '../../runtime/spec/oci-spec.js';
 import { containerSpec, makeRuntimeEnv, sandboxProcesses, sandboxSpec, type RuntimeEnv } from '../helpers/runtime-env.js';
 import { eventually, withDeadline } from '../helpers/wait.js';
@@ -55,8 +57,8 @@ async function runContainer(id: string, args: string[], start = true): Promise<{
 test('two containers share one read-only rootfs, each sees only its own writes, in one sandbox process', async () => {
   const a = await runContainer('c-a', ['sh', '-c', 'echo A > /mine; sleep 0.3; ls /; cat /mine']);
   const b = await runContainer('c-b', ['sh', '-c', 'echo B > /mine; sleep 0.3; ls /; cat /mine']);
-  assert.equal(await env.driver.waitContainer('c-a'), 0);
-  assert.equal(await env.driver.waitContainer('c-b'), 0);
+  assert.equal(await env.driver.waitContainer('c-a', SB), 0);
+  assert.equal(await env.driver.waitContainer('c-b', SB), 0);
   await a.close();
   await b.close();
   const la = await readFile(a.logPath, 'utf8');
@@ -69,9 +71,17 @@ test('two containers share one read-only rootfs, each sees only its own writes, 
   await env.driver.removeContainer('c-b');
 });
 
-test('exit code comes from runsc wait', async () => {
-  await runContainer('c-exit', ['sh', '-c', 'exit 3']);
-  assert.equal(await env.driver.waitContainer('c-exit'), 3);
+test('the exit code comes from the sandbox itself; runsc wait only where its control socket cannot be asked', async () => {
+  const asked: string[] = [];
+  const counting = new SandboxDriver(new Runsc({ ...env.runsc.options, onCommand: (sub) => asked.push(sub) }), silentLogger);
+  await runContainer('c-exit', ['sh', '-c', 'sleep 0.5; exit 3']);
+  assert.equal(await counting.waitContainer('c-exit', SB), 3);
+  // Asked again after the exit: still known to the sandbox until the container is deleted.
+  assert.equal(await counting.waitContainer('c-exit', SB), 3);
+  assert.deepEqual(asked, []);
+  // No such sandbox socket: runsc wait, which finds the container through its state.
+  assert.equal(await counting.waitContainer('c-exit', 'not-this-sandbox'), 3);
+  assert.deepEqual(asked, ['wait']);
   await env.driver.removeContainer('c-exit');
 });
 
@@ -79,7 +89,7 @@ test('stop: a container trapping TERM exits by itself; one ignoring it is killed
   await runContainer('c-trap', ['sh', '-c', 'trap "exit 0" TERM; touch /tmp/trapped; while true; do sleep 0.1; done']);
   await runContainer('c-ignore', ['sh', '-c', 'trap "" TERM; touch /tmp/trapped; while true; do sleep 0.1; done']);
   for (const id of ['c-trap', 'c-ignore']) await eventually(async () => (await env.driver.execSync(id, buildExecProcess({ args: ['test', '-e', '/tmp/trapped'], env: ['PATH=/bin'], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] }), 5000)).exitCode === 0, 10_000, `the trap of ${id}`);
-  const waits = [env.driver.waitContainer('c-trap'), env.driver.waitContainer('c-ignore')];
+  const waits = [env.driver.waitContainer('c-trap', SB), env.driver.waitContainer('c-ignore', SB)];
   let t0 = Date.now();
   await env.driver.stopContainer('c-trap', 5);
   const trapMs = Date.now() - t0;
@@ -122,7 +132,7 @@ test('privileged container (every capability runsc knows) starts', async () => {
   const pump = writer.pump(stdout.reader, 'stdout');
   await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: (await import('../helpers/runtime-env.js')).containerSpec(env, SB, ['sh', '-c', 'grep CapEff /proc/self/status || cat /proc/self/status | head -20'], { privileged: true }) });
   await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id), io: { kind: 'fifo', stdout, stderr } });
-  assert.equal(await env.driver.waitContainer(id), 0);
+  assert.equal(await env.driver.waitContainer(id, SB), 0);
   await stdout.close();
   await stderr.close();
   await withDeadline(pump, 10_000, 'the output to end');

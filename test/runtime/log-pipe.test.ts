@@ -40,7 +40,7 @@ test('a >16 KiB line is split into P chunks and a final F; an unterminated last 
   const script = 'head -c 40000 /dev/zero | tr "\\0" x; echo; echo oops >&2; printf tail';
   await env.driver.prepareContainer({ id, sandboxId: SB, bundleDir: join(env.dir, 'bundles', id), spec: containerSpec(env, SB, ['sh', '-c', script]) });
   await env.driver.startContainer({ id, bundleDir: join(env.dir, 'bundles', id), io: { kind: 'fifo', stdout: out, stderr: err } });
-  assert.equal(await env.driver.waitContainer(id), 0);
+  assert.equal(await env.driver.waitContainer(id, SB), 0);
   // The sandbox drops its ends when the container is deleted: the readers then see EOF.
   await env.driver.removeContainer(id);
   await withDeadline(pumps, 30_000, 'the output to reach EOF');
