@@ -26,6 +26,7 @@
  * (in this daemon or another) never share a temp file.
  */
 import { randomBytes } from 'node:crypto';
+import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -69,6 +70,10 @@ export async function replaceFileAtomic(target: string, write: (tmp: string) => 
 
 /** Replaces `target` with `data` (see replaceFileAtomic). */
 export async function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions): Promise<void> {
+  if (opts.durability === 'atomic') {
+    writeFileAtomicNow(target, data, opts);
+    return;
+  }
   await replace(target, async (tmp) => {
     const fh = await open(tmp, 'wx', opts.mode ?? 0o644);
     try {
@@ -80,6 +85,26 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
       await fh.close();
     }
   }, opts);
+}
+
+/**
+ * An atomic write without fsync is four system calls that only touch the
+ * page cache: made directly they hold the event loop for a fraction of a
+ * millisecond, where the same calls through the threadpool took about 2 ms
+ * of round trips between threads (CreateContainer writes its record twice,
+ * StartContainer once).
+ */
+function writeFileAtomicNow(target: string, data: string | Uint8Array, opts: AtomicWriteOptions): void {
+  const tmp = tempPath(target, opts.tmpDir);
+  try {
+    writeFileSync(tmp, data, { flag: 'wx', mode: opts.mode ?? 0o644 });
+    // The umask may have narrowed the mode open() asked for.
+    if (opts.mode !== undefined) chmodSync(tmp, opts.mode);
+    renameSync(tmp, target);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** `writeSynced` leaves a whole (and, when durable, fsynced) file at the temp path. */

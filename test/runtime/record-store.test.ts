@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -70,4 +70,21 @@ test('concurrent atomic writes of one file never share a temp file', async () =>
   const got = JSON.parse(await readFile(target, 'utf8')) as { i: number; pad: string };
   assert.equal(got.pad.length, got.i * 7);
   assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('shared.json')), ['shared.json']);
+});
+
+test('an atomic write gives the file its mode whatever the umask, and a failed one leaves no temp file behind', async () => {
+  const target = join(dir, 'moded.json');
+  const old = process.umask(0o077);
+  try {
+    await writeFileAtomic(target, '{"a":1}', { durability: 'atomic', mode: 0o644 });
+  } finally {
+    process.umask(old);
+  }
+  assert.equal((await stat(target)).mode & 0o777, 0o644);
+  assert.equal(await readFile(target, 'utf8'), '{"a":1}');
+  // A directory in the way: the rename fails, the write rejects, and nothing of it is left.
+  const blocked = join(dir, 'blocked');
+  await mkdir(join(blocked, 'inside'), { recursive: true });
+  await assert.rejects(writeFileAtomic(blocked, 'x', { durability: 'atomic' }));
+  assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('blocked')), ['blocked']);
 });
