@@ -1,8 +1,8 @@
 /**
  * Learns container exits: one wait per running container, asked of its
  * sandbox (SandboxDriver.waitContainer), whose answer becomes the record's
- * exit. Also where a stop that killed a
- * container settles its exit when the waiter does not answer in time.
+ * exit. Also where a stop that killed a container settles its exit when the
+ * waiter does not answer in time.
  *
  * Exits are recorded outside the container's RPC lock: StopContainer holds
  * that lock while it waits here for the exit, so taking it would stall

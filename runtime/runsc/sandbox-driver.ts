@@ -274,11 +274,11 @@ export class SandboxDriver {
     return this.containersOf(sandboxId);
   }
 
-  /** Blocks until the container exits; its exit status (128+N for signal N). */
   /**
-   * The container's exit status once its first process ends (at once if it
-   * has), asked of its sandbox (sandbox-control.ts); through `runsc wait`
-   * when the sandbox cannot be asked that way.
+   * Blocks until the container's first process ends (answers at once if it
+   * has) and gives its exit status (128+N for signal N), asked of its
+   * sandbox (sandbox-control.ts); through `runsc wait` when the sandbox
+   * cannot be asked that way.
    */
   async waitContainer(id: string, sandboxId: string, signal?: AbortSignal): Promise<number> {
     try {
