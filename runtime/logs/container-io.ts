@@ -12,6 +12,7 @@ import type { Logger } from '../../cri-api/logger.js';
 import type { ContainerRecord } from '../records/store.js';
 import type { Reaper } from '../runsc/reaper.js';
 import type { ContainerIo, SandboxDriver } from '../runsc/sandbox-driver.js';
+import { sideBySide } from '../../common/index.js';
 import { CriLogWriter } from './cri-log.js';
 import { makeAnyFifo, OutputFifo, StdinFifo } from './log-pipe.js';
 
@@ -61,29 +62,23 @@ export class ContainerIoTable {
   async open(c: ContainerRecord, mode: 'create' | 'reattach'): Promise<LiveIo> {
     const dir = this.opts.containerDir(c.id);
     const { reaper, logger } = this.opts;
+    const output = (name: string): Promise<OutputFifo> => (mode === 'create' ? OutputFifo.create(join(dir, name), logger, reaper) : OutputFifo.reattach(join(dir, name)));
     const opened: { close(): Promise<void> }[] = [];
+    const kept = async <T extends { close(): Promise<void> }>(end: Promise<T>): Promise<T> => {
+      const v = await end;
+      opened.push(v);
+      return v;
+    };
+    const control = c.terminal ? join(dir, 'tty-control') : undefined;
+    const writer = c.logPath ? new CriLogWriter(c.logPath, { logger }) : undefined;
     try {
-      const stdout = mode === 'create' ? await OutputFifo.create(join(dir, 'stdout'), logger, reaper) : await OutputFifo.reattach(join(dir, 'stdout'));
-      opened.push(stdout);
-      let stderr: OutputFifo | undefined;
-      let control: string | undefined;
-      if (c.terminal) {
-        control = join(dir, 'tty-control');
-        await makeAnyFifo(control, reaper);
-      } else {
-        stderr = mode === 'create' ? await OutputFifo.create(join(dir, 'stderr'), logger, reaper) : await OutputFifo.reattach(join(dir, 'stderr'));
-        opened.push(stderr);
-      }
-      let stdin: StdinFifo | undefined;
-      if (c.stdin) {
-        stdin = mode === 'create' ? await StdinFifo.create(join(dir, 'stdin'), reaper) : await StdinFifo.reattach(join(dir, 'stdin'));
-        opened.push(stdin);
-      }
-      let writer: CriLogWriter | undefined;
-      if (c.logPath) {
-        writer = new CriLogWriter(c.logPath, { logger });
-        await writer.open();
-      }
+      // Side by side: each FIFO is a round trip to the reaper, and CreateContainer waits for all of them.
+      const [stdout, stderr, stdin] = await sideBySide([
+        kept(output('stdout')),
+        control ? makeAnyFifo(control, reaper).then(() => undefined) : kept(output('stderr')),
+        c.stdin ? kept(mode === 'create' ? StdinFifo.create(join(dir, 'stdin'), reaper) : StdinFifo.reattach(join(dir, 'stdin'))) : undefined,
+        writer ? kept(writer.open().then(() => writer)) : undefined,
+      ] as const);
       const outputs: [Readable, 'stdout' | 'stderr'][] = [[stdout.reader, 'stdout']];
       if (stderr) outputs.push([stderr.reader, 'stderr']);
       const pumps = outputs.map(([r, name]) => (writer ? writer.pump(r, name) : drain(r)));

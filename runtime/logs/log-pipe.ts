@@ -4,11 +4,10 @@
  * each output FIFO, so it never sees EPIPE while the daemon is away; a
  * restarted daemon reopens the FIFO and drains what waited in the pipe.
  */
-import { close as closeCb, constants as fsc, open as openCb } from 'node:fs';
+import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { promisify } from 'node:util';
 import { execa } from 'execa';
 import { internal } from '../../cri-api/errors.js';
 import type { Logger } from '../../cri-api/logger.js';
@@ -16,8 +15,12 @@ import type { Reaper } from '../runsc/reaper.js';
 
 // Raw descriptors, not FileHandles: a FileHandle is closed when garbage
 // collected, which would pull the fd from under the socket or the sandbox.
-const openFd = promisify(openCb) as (path: string, flags: number) => Promise<number>;
-const closeFd = promisify(closeCb);
+// Direct calls, not the threadpool (a round trip between threads each):
+// none of these opens blocks, as the FIFO is opened non-blocking to read,
+// O_RDWR to write, or to read once an O_RDWR end exists; and closing a
+// FIFO's end never waits.
+const openFd = async (path: string, flags: number): Promise<number> => openSync(path, flags);
+const closeFd = async (fd: number): Promise<void> => closeSync(fd);
 
 /** Pipe capacity asked for, so output survives a daemon restart of a few seconds. */
 export const WANTED_PIPE_BYTES = 1024 * 1024;
