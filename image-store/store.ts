@@ -78,7 +78,7 @@ export class ImageStore {
       commit: (p) =>
         this.locked(async () => {
           const image = this.records.record(p.ref, p.name, p.topDigest, p.manifestDigests, p.manifest, p.configFile, p.chains);
-          await this.records.persist();
+          await this.records.persistImages();
           return publicRecord(image);
         }),
     });
@@ -162,12 +162,12 @@ export class ImageStore {
       const tag = this.records.tagOf(refOrId);
       if (tag && image.repoTags.includes(tag) && image.repoTags.length > 1) {
         image.repoTags = image.repoTags.filter((t) => t !== tag);
-        await this.records.persist();
+        await this.records.persistImages();
         this.logger.info({ image: image.id, tag }, 'image untagged');
         return;
       }
       this.records.images.delete(image.id);
-      await this.records.persist();
+      await this.records.persistImages();
       this.logger.info({ image: image.id, tags: image.repoTags }, 'image removed');
       await this.collectGarbage();
     });
@@ -202,7 +202,7 @@ export class ImageStore {
       const image = this.records.find(imageId);
       if (!image) throw notFound(`image "${imageId}" not found`);
       this.records.holders.set(holder, { imageId: image.id, chainIds: image.chainIds });
-      await this.records.persist();
+      await this.records.persistHolders();
     });
   }
 
@@ -214,7 +214,7 @@ export class ImageStore {
   async release(holder: string): Promise<void> {
     await this.locked(async () => {
       if (!this.records.holders.delete(holder)) return;
-      await this.records.persist();
+      await this.records.persistHolders();
       await this.collectGarbage();
     });
   }

@@ -300,6 +300,34 @@ test('records survive reopening; remove untags, then removes and collects garbag
   await again.remove('sha256:' + 'f'.repeat(64));
 });
 
+test('holds live in holders.json; without a whole one, the state file\'s copy counts', async () => {
+  const { store, stateDir } = await openStore();
+  const image = await store.pull(app.ref);
+  const root = await store.rootfs(image.id);
+  await store.acquire(image.id, 'container-1');
+  const holders = join(stateDir, 'images/holders.json');
+  assert.deepEqual(Object.keys(JSON.parse(await readFile(holders, 'utf8')) as object), ['container-1']);
+  // The hold came after the image's record: the state file (synced) still lists no holder.
+  assert.deepEqual((JSON.parse(await readFile(join(stateDir, 'images/state.json'), 'utf8')) as { holders: object }).holders, {});
+
+  // A store written before the holders file: its holders are in state.json only.
+  await store.remove(image.id);
+  assert.ok((await stat(join(root, 'bin/busybox'))).isFile(), 'held snapshot outlives RemoveImage');
+  const state = JSON.parse(await readFile(join(stateDir, 'images/state.json'), 'utf8')) as { holders: Record<string, unknown> };
+  assert.deepEqual(Object.keys(state.holders), ['container-1'], 'the durable write of the removal copied the holders');
+  await rm(holders);
+  const older = (await openStore({}, stateDir)).store;
+  assert.deepEqual(older.holderIds(), ['container-1']);
+
+  // A holders file a host crash tore: the state file's copy, not a daemon that cannot start.
+  await writeFile(holders, '');
+  const torn = (await openStore({}, stateDir)).store;
+  assert.deepEqual(torn.holderIds(), ['container-1']);
+  await torn.release('container-1');
+  assert.deepEqual(JSON.parse(await readFile(holders, 'utf8')), {});
+  await assert.rejects(stat(root), { code: 'ENOENT' });
+});
+
 test('interrupted pulls leave nothing visible after reopening', async () => {
   const { stateDir } = await openStore();
   await writeFile(join(stateDir, 'images/tmp/blob-leftover'), 'partial');
