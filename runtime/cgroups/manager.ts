@@ -12,6 +12,7 @@
  */
 import { mkdir, readdir, readFile, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, posix } from 'node:path';
+import { sideBySide } from '../../common/index.js';
 import type { Logger } from '../../cri-api/logger.js';
 import { allRoots, controllerRoot, readLayout, type CgroupLayout } from './hierarchy.js';
 import { sharesToWeight, type SandboxLimits, type SandboxOverhead } from './limits.js';
@@ -117,18 +118,21 @@ export class CgroupManager {
     const mem = controllerRoot(layout, 'memory');
     const cpu = controllerRoot(layout, 'cpu');
     if (layout.version === 1) {
-      if (mem) await this.writeMemoryLimit(join(mem, path, 'memory.limit_in_bytes'), String(limits.memoryBytes ?? -1));
-      if (cpu) {
-        await writeControl(join(cpu, path, 'cpu.cfs_period_us'), String(limits.cpuPeriodUs));
-        await writeControl(join(cpu, path, 'cpu.cfs_quota_us'), String(limits.cpuQuotaUs ?? -1));
-        await writeControl(join(cpu, path, 'cpu.shares'), String(limits.cpuShares));
-      }
+      // Memory and CPU side by side (CreateContainer waits for them); the CPU quota's period before the quota.
+      const cpuWrites = async (root: string): Promise<void> => {
+        await writeControl(join(root, path, 'cpu.cfs_period_us'), String(limits.cpuPeriodUs));
+        await sideBySide([writeControl(join(root, path, 'cpu.cfs_quota_us'), String(limits.cpuQuotaUs ?? -1)), writeControl(join(root, path, 'cpu.shares'), String(limits.cpuShares))]);
+      };
+      await sideBySide([mem && this.writeMemoryLimit(join(mem, path, 'memory.limit_in_bytes'), String(limits.memoryBytes ?? -1)), cpu && cpuWrites(cpu)]);
       return;
     }
     const dir = join(layout.path, path);
-    await this.writeMemoryLimit(join(dir, 'memory.max'), limits.memoryBytes === undefined ? 'max' : String(limits.memoryBytes));
-    await writeControl(join(dir, 'cpu.max'), `${limits.cpuQuotaUs ?? 'max'} ${limits.cpuPeriodUs}`);
-    await writeControl(join(dir, 'cpu.weight'), String(sharesToWeight(limits.cpuShares)));
+    // Each write is a round trip to the threadpool, and CreateContainer waits for all three.
+    await sideBySide([
+      this.writeMemoryLimit(join(dir, 'memory.max'), limits.memoryBytes === undefined ? 'max' : String(limits.memoryBytes)),
+      writeControl(join(dir, 'cpu.max'), `${limits.cpuQuotaUs ?? 'max'} ${limits.cpuPeriodUs}`),
+      writeControl(join(dir, 'cpu.weight'), String(sharesToWeight(limits.cpuShares))),
+    ]);
   }
 
   private async writeMemoryLimit(file: string, value: string): Promise<void> {

@@ -159,11 +159,11 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
         const io = terminal ? containerIo(await opening) : undefined;
         await rt.driver.prepareContainer({ id, sandboxId: pod.id, bundleDir: rt.containerBundleDir(id), spec, terminal: io?.kind === 'tty' ? io : undefined, runscFlags: recordedRunscFlags(pod.annotations) });
       };
-      await sideBySide([holding, opening, create()]);
+      // The sandbox cgroup grows by this container's limits (the host cannot limit it alone); the record above already counts.
+      await sideBySide([holding, opening, create(), applyPodLimits(rt, pod)]);
       call.signal.throwIfAborted();
       rec.phase = 'created';
-      // The sandbox cgroup grows by this container's limits (the host cannot limit it alone).
-      await sideBySide([rt.containers.put(rec), applyPodLimits(rt, pod)]);
+      await rt.containers.put(rec);
     } catch (err) {
       await rollbackContainer(rt, rec);
       await applyPodLimits(rt, pod).catch((e: unknown) => rt.logger.error({ err: e, pod: podLabel(pod) }, 'rollback: restoring the sandbox cgroup limits failed'));
