@@ -2,7 +2,8 @@
  * The one typed wrapper over the runsc binary: global flags, one method per
  * subcommand, timeouts, and the mapping of runsc's failures to CriError.
  */
-import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import type { Launcher } from '../../common/index.js';
@@ -414,7 +415,8 @@ export class Runsc {
     // The reaper's children get no pipe back, so their error text always comes through --log.
     const redirected = reaper !== undefined || opts.stdio?.stderr !== undefined || opts.stdio?.stdout !== undefined;
     const errLog = redirected ? join(dirname(this.options.root), 'runsc-errors', `${id}.${subcommand}.${process.pid}.${++this.seq}.log`) : undefined;
-    if (errLog) await mkdir(dirname(errLog), { recursive: true });
+    // The error log is a small local file: direct calls, where the threadpool cost a round trip between threads for each step of every call.
+    if (errLog) mkdirSync(dirname(errLog), { recursive: true });
     const full = [...this.globalFlags(opts.network, opts.flags), ...(errLog ? [`--log=${errLog}`] : []), ...args];
     let file = this.options.binary;
     let argv = full;
@@ -446,8 +448,8 @@ export class Runsc {
     this.options.onCommand?.(subcommand, performance.now() - started, !r.timedOut && !r.isCanceled && (r.exitCode === 0 || (subcommand === 'wait' && stdout.trim() !== '')));
     let stderr = typeof r.stderr === 'string' ? r.stderr : '';
     if (errLog) {
-      stderr = `${stderr}\n${await readErrorLog(errLog)}`;
-      await rm(errLog, { force: true });
+      stderr = `${stderr}\n${readErrorLog(errLog)}`;
+      rmSync(errLog, { force: true });
     }
     if (r.timedOut) throw new RunscError('timeout', subcommand, id, `timed out after ${timeoutMs} ms${stderr ? `: ${trimStderr(stderr)}` : ''}`);
     if (r.isCanceled) throw new RunscError('cancelled', subcommand, id, 'cancelled');
@@ -510,8 +512,13 @@ function fdOption(v: number | 'pipe' | 'ignore'): Options['stdout'] {
 }
 
 /** The "msg" of each JSON line runsc's --log received. */
-async function readErrorLog(path: string): Promise<string> {
-  const text = await readFile(path, 'utf8').catch(() => '');
+function readErrorLog(path: string): string {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    // None when runsc ended before opening it: its exit status says enough.
+  }
   const msgs: string[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
