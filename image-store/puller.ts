@@ -167,8 +167,8 @@ export class Puller {
     const started = Date.now();
     let received = 0;
     let lastLog = started;
-    const res = await session.openBlob(desc.digest, signal);
-    await this.deps.blobs.ingest(desc.digest, desc.size, res.body, what, (n) => {
+    const body = await session.openBlob(desc.digest, signal);
+    await this.deps.blobs.ingest(desc.digest, desc.size, body, what, (n) => {
       received += n;
       if (Date.now() - lastLog >= PROGRESS_LOG_INTERVAL_MS) {
         lastLog = Date.now();

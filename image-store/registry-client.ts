@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { RegistryConfig } from '../daemon/config.js';
-import { CriError, GrpcStatus, failedPrecondition, notFound, permissionDenied, unauthenticated, unavailable } from '../cri-api/errors.js';
+import { CriError, GrpcStatus, failedPrecondition, internal, notFound, permissionDenied, unauthenticated, unavailable } from '../cri-api/errors.js';
 import type { Logger } from '../cri-api/logger.js';
+import { BulkBody } from './bulk-http.js';
 import { httpRequest, isTlsProtocolError, readBody, HttpNetworkError, type HttpResponse } from './registry-http.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './manifest.js';
 import { DEFAULT_DOMAIN, type ImageReference } from './reference.js';
@@ -162,17 +163,18 @@ export class RegistrySession {
     });
   }
 
-  /** Opens a blob for streaming; the caller verifies its digest while reading. */
-  async openBlob(digest: string, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  /** Opens a blob for draining; the caller verifies its digest while reading. */
+  async openBlob(digest: string, signal: AbortSignal | undefined): Promise<BulkBody> {
     const what = `blob ${digest} of ${this.repo}`;
     return this.tryEndpoints(this.preferred, what, async (endpoint) => {
-      const res = await this.send(endpoint, `/v2/${this.ref.path}/blobs/${digest}`, {}, signal, what);
+      const res = await this.send(endpoint, `/v2/${this.ref.path}/blobs/${digest}`, {}, signal, what, true);
       if (res.status === 404) {
         res.body.resume();
         throw notFound(`${what}: not found at ${endpoint.base.host}`);
       }
       await this.checkStatus(res, endpoint, what);
-      return res;
+      if (!(res.body instanceof BulkBody)) throw internal(`${what}: the answer from ${res.url.host} came without a drainable body`);
+      return res.body;
     });
   }
 
@@ -196,13 +198,13 @@ export class RegistrySession {
   }
 
   /** One request with the endpoint's authorization, answering one auth challenge. */
-  private async send(endpoint: Endpoint, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, what: string): Promise<HttpResponse> {
+  private async send(endpoint: Endpoint, path: string, headers: Record<string, string>, signal: AbortSignal | undefined, what: string, bulk = false): Promise<HttpResponse> {
     const request = async (): Promise<HttpResponse> => {
       const url = new URL(endpoint.base.pathname.replace(/\/$/, '') + path, endpoint.base);
       if (endpoint.authorization) this.checkTransport(url, endpoint, what);
       const h = endpoint.authorization ? { ...headers, Authorization: endpoint.authorization } : headers;
       try {
-        return await httpRequest(url, { headers: h, caFile: endpoint.caFile, idleTimeoutMs: this.opts.idleTimeoutMs, signal, what });
+        return await httpRequest(url, { headers: h, caFile: endpoint.caFile, idleTimeoutMs: this.opts.idleTimeoutMs, signal, what, bulk });
       } catch (err) {
         if (endpoint.httpFallback && isTlsProtocolError(err)) {
           endpoint.httpFallback = false;

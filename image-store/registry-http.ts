@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { CriError, GrpcStatus, deadlineExceeded, failedPrecondition, unavailable } from '../cri-api/errors.js';
+import { bulkGet } from './bulk-http.js';
 
 /** A response whose body has not been read yet: the caller consumes or discards it. */
 export interface HttpResponse {
@@ -25,18 +26,24 @@ export interface HttpRequestOptions {
   signal?: AbortSignal;
   /** What is being fetched, for error messages ("manifest of docker.io/library/busybox:latest"). */
   what: string;
+  /** A GET of a blob: read through one kept buffer, and the body can be drained (bulk-http.ts). */
+  bulk?: boolean;
 }
 
 const MAX_REDIRECTS = 5;
 const agents = new Map<string, https.Agent>();
 
+/** The CAs an https request trusts: the system's, plus the registry's own CA file. */
+function trusted(caFile: string | undefined): string[] | undefined {
+  // The extra CA adds to the system roots instead of replacing them.
+  return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
+}
+
 function httpsAgent(caFile: string | undefined): https.Agent {
   const key = caFile ?? '';
   let agent = agents.get(key);
   if (!agent) {
-    // The extra CA adds to the system roots instead of replacing them.
-    const ca = caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
-    agent = new https.Agent({ keepAlive: true, ca });
+    agent = new https.Agent({ keepAlive: true, ca: trusted(caFile) });
     agents.set(key, agent);
   }
   return agent;
@@ -112,6 +119,7 @@ export async function httpRequest(url: URL, opts: HttpRequestOptions): Promise<H
 }
 
 function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> {
+  if (opts.bulk && (opts.method ?? 'GET') === 'GET' && opts.body === undefined) return bulkRequest(url, opts);
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(opts.signal.reason);
@@ -140,6 +148,22 @@ function requestOnce(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> 
     });
     req.end(opts.body);
   });
+}
+
+async function bulkRequest(url: URL, opts: HttpRequestOptions): Promise<HttpResponse> {
+  try {
+    const res = await bulkGet(url, {
+      headers: { 'User-Agent': 'gvisor-cri', ...opts.headers },
+      ca: url.protocol === 'https:' ? trusted(opts.caFile) : undefined,
+      idleTimeoutMs: opts.idleTimeoutMs,
+      idleError: () => deadlineExceeded(`${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`),
+      signal: opts.signal,
+    });
+    return { ...res, url };
+  } catch (err) {
+    if (err instanceof Error && (err.name === 'CriError' || err.name === 'AbortError')) throw err;
+    throw describeNetworkError(err as NodeJS.ErrnoException, url);
+  }
 }
 
 /** The body as a stream that fails with DEADLINE_EXCEEDED when no byte arrives for `ms`. */

@@ -228,6 +228,23 @@ test('a corrupted blob fails the pull and stores nothing', async () => {
   assert.equal((await store.pull(img.ref)).id, img.configDigest);
 });
 
+test('a blob longer or shorter than its manifest says fails the pull as DATA_LOSS', async () => {
+  const img = await pushTestImage(registry.url, 'test/resized', { layers: [randomLayer(1, 'r.bin', true)] });
+  const data = registryBlobPath(registry, img.layerDigests[0]);
+  const genuine = await readFile(data);
+  const { store, stateDir } = await openStore();
+  try {
+    await writeFile(data, Buffer.concat([genuine, Buffer.alloc(4096, 1)]));
+    await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[0], 'more than'));
+    await writeFile(data, genuine.subarray(0, genuine.length - 4096));
+    await assert.rejects(store.pull(img.ref), isCode(status.DATA_LOSS, img.layerDigests[0], 'the manifest declares'));
+  } finally {
+    await writeFile(data, genuine);
+  }
+  assert.deepEqual(await readdir(join(stateDir, 'images/tmp')), []);
+  assert.equal((await store.pull(img.ref)).id, img.configDigest);
+});
+
 test('a corrupted upper layer fails the pull after the layer below unpacked early, and leaves no half-made snapshot', async () => {
   const img = await pushTestImage(registry.url, 'test/corrupt-upper', { layers: [{ entries: [{ path: 'low', content: 'bottom layer' }] }, randomLayer(2, 'up.bin', true)] });
   const restore = await corruptBlob(img.layerDigests[1]);
