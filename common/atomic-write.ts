@@ -9,9 +9,10 @@
  * - `durable` (fsync the file, rename, fsync the directory): files under the
  *   state dir that describe something a reboot does not undo, or that the
  *   user asked us to keep. Pod records (recovery must find a pod to release
- *   its CNI addresses), the image store's state file and its blobs (the
- *   state file names them), the CNI cache (DEL needs it to free addresses
- *   host-local keeps on disk), checkpoint archives (the user's data).
+ *   its CNI addresses), the image store's state file, the CNI cache (DEL
+ *   needs it to free addresses host-local keeps on disk), checkpoint
+ *   archives (the user's data). The store's blobs are written `atomic` and
+ *   synced before the state file names them (image-store/blobs.ts).
  * - `atomic` (rename only): files whose subject dies with the host, or that
  *   are rewritten from scratch at start-up, so losing the last write to a
  *   host crash costs nothing. Container records (a container does not
@@ -120,7 +121,8 @@ async function replace(target: string, writeSynced: (tmp: string) => Promise<voi
   if (opts.durability === 'durable') await fsyncPath(dirname(target), 'r');
 }
 
-async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
+/** fsync of a file or directory by path ('r+' for a file some systems refuse to sync read-only). */
+export async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
   const fh = await open(path, flags);
   try {
     await fh.sync();

@@ -1,5 +1,5 @@
 /** Small pieces every module shares: the atomic file write (with the daemon's fsync rule), the keyed lock, a concurrency limit, independent steps run side by side, and the launcher of short-lived tools. */
-export { isAtomicWriteTemp, replaceFileAtomic, writeFileAtomic, type AtomicWriteOptions, type Durability } from './atomic-write.js';
+export { fsyncPath, isAtomicWriteTemp, replaceFileAtomic, writeFileAtomic, type AtomicWriteOptions, type Durability } from './atomic-write.js';
 export { KeyedLock } from './keyed-lock.js';
 export { ConcurrencyLimit } from './concurrency-limit.js';
 export { sideBySide } from './side-by-side.js';

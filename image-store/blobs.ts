@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { replaceFileAtomic, writeFileAtomic } from '../common/index.js';
+import { fsyncPath, replaceFileAtomic, writeFileAtomic } from '../common/index.js';
 import { CriError, GrpcStatus } from '../cri-api/errors.js';
 import type { BulkBody } from './bulk-http.js';
 import { checkDigest } from './manifest.js';
@@ -23,8 +23,19 @@ async function writeAll(fh: FileHandle, bytes: Buffer): Promise<void> {
 /**
  * Content-addressed blobs under `<root>/sha256/<hex>`. A blob becomes visible
  * only once its bytes hashed to its name: downloads go to a temp file first.
+ *
+ * A blob is synced to disk after it is in place, while the pull goes on
+ * (its layer unpacks from the page cache), and durable() waits for those
+ * syncs, and syncs the directory, before a record names the blob. A blob no
+ * record names is removed when the store opens, so one a host crash left
+ * half-written is never taken for whole.
  */
 export class BlobStore {
+  /** Syncs of blob files started and not finished. */
+  private readonly syncing = new Map<string, Promise<void>>();
+  /** Blobs renamed into place since the directory was last synced. */
+  private readonly unsyncedNames = new Set<string>();
+
   constructor(
     private readonly root: string,
     private readonly tmpDir: string,
@@ -59,7 +70,36 @@ export class BlobStore {
   async putBytes(digest: string, bytes: Buffer, what: string): Promise<void> {
     const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
     if (actual !== digest) throw new CriError(GrpcStatus.DATA_LOSS, `${what}: content has digest ${actual}, expected ${digest}`);
-    await writeFileAtomic(this.path(digest), bytes, { durability: 'durable', tmpDir: this.tmpDir });
+    await writeFileAtomic(this.path(digest), bytes, { durability: 'atomic', tmpDir: this.tmpDir });
+    this.syncLater(digest);
+  }
+
+  /** Waits until these blobs (those written since start) and their names are on disk. */
+  async durable(digests: readonly string[]): Promise<void> {
+    await Promise.all(digests.map((d) => this.syncing.get(d)));
+    const names = digests.filter((d) => this.unsyncedNames.has(d));
+    if (names.length === 0) return;
+    await fsyncPath(join(this.root, 'sha256'), 'r');
+    for (const d of names) this.unsyncedNames.delete(d);
+  }
+
+  private syncLater(digest: string): void {
+    this.unsyncedNames.add(digest);
+    const path = this.path(digest);
+    const sync = fsyncPath(path, 'r+').then(
+      () => {
+        this.syncing.delete(digest);
+      },
+      async (err: unknown) => {
+        // Never leave a blob in place that may not be whole after a crash: the next pull fetches it again.
+        await rm(path, { force: true });
+        this.syncing.delete(digest);
+        throw err;
+      },
+    );
+    this.syncing.set(digest, sync);
+    // Reported by durable(), to the pull that needs the blob.
+    sync.catch(() => undefined);
   }
 
   /**
@@ -87,13 +127,14 @@ export class BlobStore {
       } finally {
         await fh.close();
       }
-    }, { durability: 'durable', tmpDir: this.tmpDir });
+    }, { durability: 'atomic', tmpDir: this.tmpDir });
+    this.syncLater(digest);
   }
 }
 
 /**
  * A download's bytes gathered into WRITE_BATCH-sized buffers that go out one
- * write each (one threadpool round trip per MiB, not per socket read). The
+ * write each (one threadpool round trip per batch, not per socket read). The
  * pieces it is given are only lent (bulk-http.ts), so they are copied; the
  * buffers are reused once written (by later downloads too), and add() asks
  * the sender to wait while two are queued.

@@ -59,7 +59,7 @@ export function bulkGet(url: URL, req: BulkRequest): Promise<BulkResponse> {
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const onread = { buffer, callback: (n: number): boolean => exchange.onRead(buffer.subarray(0, n)) };
-    // tls.connect takes onread as net.connect does (node >= 15), which @types/node does not declare.
+    // tls.connect takes onread as net.connect does; @types/node does not declare it.
     const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = { host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, ca: req.ca, ALPNProtocols: ['http/1.1'], onread };
     const socket = url.protocol === 'https:' ? tls.connect(secure) : net.connect({ host, port: Number(url.port || 80), onread });
     exchange.attach(socket, req);

@@ -116,6 +116,8 @@ export class Puller {
         throw err;
       }
 
+      // The record is durable: so must be every blob it names.
+      await this.deps.blobs.durable([...manifestDigests, m.config.digest, ...m.layers.map((l) => l.digest)]);
       const record = await this.deps.commit({ ref, name, topDigest: top.digest, manifestDigests, manifest: m, configFile, chains });
       log.info({ id: record.id, layers: m.layers.length, size: record.size, ms: Date.now() - started }, 'image pulled');
       return record;
