@@ -29,7 +29,7 @@ const SINGLE_HEADERS = new Set(['content-type', 'content-length', 'location', 'e
 export interface BulkRequest {
   headers: Record<string, string>;
   /** https only: the CAs to trust; undefined trusts the system's. */
-  ca?: string[];
+  secureContext?: tls.SecureContext;
   /** The request fails when the connection sees no traffic for this long. */
   idleTimeoutMs: number;
   idleError: () => Error;
@@ -60,7 +60,7 @@ export function bulkGet(url: URL, req: BulkRequest): Promise<BulkResponse> {
     const buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
     const onread = { buffer, callback: (n: number): boolean => exchange.onRead(buffer.subarray(0, n)) };
     // tls.connect takes onread as net.connect does; @types/node does not declare it.
-    const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = { host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, ca: req.ca, ALPNProtocols: ['http/1.1'], onread };
+    const secure: tls.ConnectionOptions & { onread: net.OnReadOpts } = { host, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host, secureContext: req.secureContext, ALPNProtocols: ['http/1.1'], onread };
     const socket = url.protocol === 'https:' ? tls.connect(secure) : net.connect({ host, port: Number(url.port || 80), onread });
     exchange.attach(socket, req);
     socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => socket.write(request));

@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { readFileSync } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { CriError, GrpcStatus, deadlineExceeded, failedPrecondition, unavailable } from '../cri-api/errors.js';
 import { bulkGet } from './bulk-http.js';
 
@@ -32,11 +32,26 @@ export interface HttpRequestOptions {
 
 const MAX_REDIRECTS = 5;
 const agents = new Map<string, https.Agent>();
+const contexts = new Map<string, SecureContext>();
 
 /** The CAs an https request trusts: the system's, plus the registry's own CA file. */
 function trusted(caFile: string | undefined): string[] | undefined {
   // The extra CA adds to the system roots instead of replacing them.
   return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
+}
+
+/**
+ * The TLS context of blob downloads from a registry with its own CA file,
+ * made once: each new one reads the file and parses every root certificate,
+ * and every blob is a new connection.
+ */
+function trustedContext(caFile: string): SecureContext {
+  let context = contexts.get(caFile);
+  if (!context) {
+    context = createSecureContext({ ca: trusted(caFile) });
+    contexts.set(caFile, context);
+  }
+  return context;
 }
 
 function httpsAgent(caFile: string | undefined): https.Agent {
@@ -154,7 +169,7 @@ async function bulkRequest(url: URL, opts: HttpRequestOptions): Promise<HttpResp
   try {
     const res = await bulkGet(url, {
       headers: { 'User-Agent': 'gvisor-cri', ...opts.headers },
-      ca: url.protocol === 'https:' ? trusted(opts.caFile) : undefined,
+      secureContext: url.protocol === 'https:' && opts.caFile ? trustedContext(opts.caFile) : undefined,
       idleTimeoutMs: opts.idleTimeoutMs,
       idleError: () => deadlineExceeded(`${opts.what}: no data from ${url.host} for ${Math.round(opts.idleTimeoutMs / 1000)}s, aborted`),
       signal: opts.signal,
