@@ -18,6 +18,7 @@ import type { RunscFeatures } from '../runsc/features.js';
 import type { Runsc } from '../runsc/runsc.js';
 import { SandboxDriver } from '../runsc/sandbox-driver.js';
 import type { InfraRootfs } from '../spec/infra-rootfs.js';
+import { ImageFileCache } from '../spec/path-mounts.js';
 import { StatsCollector } from '../stats/collector.js';
 import { containerEvent, EventBus, type ContainerEventType } from './events.js';
 import { ExitMonitor } from './exit-monitor.js';
@@ -71,6 +72,8 @@ export class PodRuntime {
   readonly daemonOomScoreAdj: number;
   /** Pod sandboxes' host cgroups (cgroups/). */
   readonly cgroups: CgroupManager;
+  /** Images' /etc/passwd and /etc/group, read once per snapshot. */
+  readonly imageFiles = new ImageFileCache();
   private readonly loggedOnce = new Set<string>();
 
   constructor(opts: PodRuntimeOptions, daemonOomScoreAdj: number, cgroups: CgroupManager) {

@@ -20,7 +20,7 @@ import { resolveCapabilities } from '../spec/capabilities.js';
 import { applyPodLimits } from './update-pod-sandbox-resources.js';
 import { appArmorProfileName, imageVolumeRequests, mapContainerConfig, mountRecords, seccompChoice, specResources } from '../spec/container-config.js';
 import { buildContainerSpec, type OciSeccomp } from '../spec/oci-spec.js';
-import { pathMounts, readImageFile, resolveInImage, submountsOf } from '../spec/path-mounts.js';
+import { pathMounts, resolveInImage, submountsOf } from '../spec/path-mounts.js';
 
 /**
  * Validates, resolves the image (or, for a checkpoint archive, hands over
@@ -68,7 +68,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
         throw invalidArgument(`${ctx}: seccomp profile ${choice.path} cannot be read: ${(err as Error).message}`);
       }
     }
-    const [imageVolumes, passwd, group] = await Promise.all([resolveImageVolumes(rt, config, ctx), readImageFile(rootfs, 'etc/passwd'), readImageFile(rootfs, 'etc/group')]);
+    const [imageVolumes, passwd, group] = await Promise.all([resolveImageVolumes(rt, config, ctx), rt.imageFiles.read(rootfs, 'etc/passwd'), rt.imageFiles.read(rootfs, 'etc/group')]);
     const mapped = mapContainerConfig({
       config,
       imageVolumes,
@@ -102,19 +102,21 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       noNewPrivileges: mapped.noNewPrivileges,
       seccompFilter,
     };
-    await rt.containers.put(rec);
+    // The image holds from now on, beside the record and everything after it: writing the store's holders file
+    // is the longest step here, and runsc sees the rootfs only at StartContainer. A failure waits for it, then undoes it.
+    const holding = (async () => {
+      await rt.opts.images.acquire(image.id, id);
+      for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
+    })();
+    holding.catch(() => undefined);
     try {
+      await rt.containers.put(rec);
       call.signal.throwIfAborted();
       const dir = rt.containerDir(id);
       await mkdir(dir, { recursive: true, mode: 0o700 });
       // A terminal's console socket opens now; other stdio goes to runsc
       // only at start, so the FIFOs and the log open while the bundle is made.
       const opening = rt.io.open(rec, 'create');
-      // The image holds (the store's fsync) while the bundle is made: runsc sees the rootfs only at StartContainer.
-      const holding = (async () => {
-        await rt.opts.images.acquire(image.id, id);
-        for (const [i, v] of imageVolumes) await rt.opts.images.acquire(v.imageRef, `${id}/image-volume-${i}`);
-      })();
       const create = async (): Promise<void> => {
         // containerd makes a missing host path a directory rather than failing.
         for (const m of mapped.mounts) {
@@ -165,6 +167,7 @@ export async function CreateContainer(rt: PodRuntime, req: CreateContainerReques
       rec.phase = 'created';
       await rt.containers.put(rec);
     } catch (err) {
+      await holding.catch(() => undefined);
       await rollbackContainer(rt, rec);
       await applyPodLimits(rt, pod).catch((e: unknown) => rt.logger.error({ err: e, pod: podLabel(pod) }, 'rollback: restoring the sandbox cgroup limits failed'));
       throw wrapError(err, ctx);

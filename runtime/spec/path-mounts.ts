@@ -112,6 +112,31 @@ function unescapeMountinfo(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(Number.parseInt(oct, 8)));
 }
 
+/**
+ * Files of image snapshots, read once. A snapshot's path names its chain id
+ * and its content never changes (a container writes to gVisor's overlay,
+ * not to the snapshot), so CreateContainer need not read an image's
+ * /etc/passwd and /etc/group again for each container: that was six
+ * threadpool round trips on the call's path. Only files found are kept, so
+ * a read that failed for a passing reason is made again next time.
+ */
+export class ImageFileCache {
+  private readonly files = new Map<string, string>();
+
+  constructor(private readonly maxEntries = 64) {}
+
+  async read(rootfs: string, rel: string): Promise<string | undefined> {
+    const key = `${rootfs}\0${rel}`;
+    const kept = this.files.get(key);
+    if (kept !== undefined) return kept;
+    const text = await readImageFile(rootfs, rel);
+    if (text === undefined) return undefined;
+    if (this.files.size >= this.maxEntries) this.files.delete(this.files.keys().next().value!);
+    this.files.set(key, text);
+    return text;
+  }
+}
+
 /** Reads a file of an image's rootfs, its links resolved inside the image (a hostile image must not make us read host files). */
 export async function readImageFile(rootfs: string, rel: string): Promise<string | undefined> {
   const found = await resolveInImage(rootfs, `/${rel}`);

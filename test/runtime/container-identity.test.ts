@@ -1,10 +1,14 @@
 // The pure halves of issue 15's settings (the end-to-end checks are in
 // test/daemon/conformance.test.ts): the process's groups under Merge and
-// Strict, recursive read-only volumes, user namespace requests.
+// Strict, recursive read-only volumes, user namespace requests, and the
+// image files (/etc/passwd, /etc/group) the user is resolved from.
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { resolveUser } from '../../runtime/spec/container-config.js';
-import { submountsOf } from '../../runtime/spec/path-mounts.js';
+import { ImageFileCache, submountsOf } from '../../runtime/spec/path-mounts.js';
 import { refuseUserNamespace } from '../../runtime/spec/user-namespace.js';
 import type { UserNamespace__Output } from '../../cri-api/generated/runtime/v1/UserNamespace.js';
 
@@ -46,5 +50,24 @@ test('user namespaces: NODE and POD without mappings pass; CONTAINER, TARGET and
       assert.match(err.message, message);
       return true;
     });
+  }
+});
+
+test('image files are read once per snapshot, links resolved inside it; a file not found is looked for again', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'image-files-'));
+  try {
+    await mkdir(join(root, 'etc'));
+    await writeFile(join(root, 'etc', 'passwd.real'), 'root:x:0:0::/root:/bin/sh\n');
+    await symlink('/etc/passwd.real', join(root, 'etc', 'passwd'));
+    const cache = new ImageFileCache();
+    assert.equal(await cache.read(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    assert.equal(await cache.read(root, 'etc/group'), undefined);
+    // Snapshots never change: the kept text answers even if the file changed under it.
+    await writeFile(join(root, 'etc', 'passwd.real'), 'changed\n');
+    assert.equal(await cache.read(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    await writeFile(join(root, 'etc', 'group'), 'root:x:0:\n');
+    assert.equal(await cache.read(root, 'etc/group'), 'root:x:0:\n');
+  } finally {
+    await rm(root, { recursive: true, force: true });
   }
 });
