@@ -30,20 +30,27 @@ export interface CaseOptions {
 
 const STEP_LIMIT_MS = 180_000;
 /**
- * Unmeasured relists after the fill. kubelet relists every second from the
- * start, so by the time a node holds 50 pods every process on the path (the
- * bench's own client too) runs it warm. With a single warm-up relist
- * whichever contender went first also paid for warming the bench's client:
- * 3.9x for gvisor-cri first, 0.68x with containerd first, back to back.
+ * Unmeasured relists after the fill, at least this many and for at least
+ * this long. kubelet relists every second from the start, so by the time a
+ * node holds 50 pods every process on the path (the bench's own client
+ * too) runs it warm. With a single warm-up relist whichever contender went
+ * first also paid for warming the bench's client: 3.9x for gvisor-cri
+ * first, 0.68x with containerd first, back to back. And the machine
+ * settles for seconds after the fill: in a probe, containerd's first 100
+ * relists after it took 20.4 ms at the median, the next 100 12.8, then 11-12.
  */
 const RELIST_WARMUP = 60;
+const RELIST_WARMUP_MS = 3000;
 /**
  * Measured relists per run. A relist takes milliseconds, and with 50 idle
  * sandboxes taking over half the machine (systrap's fast-path controller
- * wakes every 400 us in each) one relist's time swings 3x from one second
- * to the next: ten a run make the p50 a figure rather than a draw.
+ * wakes every 400 us in each) one relist's time swings from one second to
+ * the next: blocks of 100 back to back took 7 to 36 ms at the median. With
+ * ten a run a pass measured half a second, and a contender's figure was
+ * whichever phase of the machine that half second hit (one pass 8.1 ms,
+ * the other 14.8 for the same daemon in one run); fifty make it a figure.
  */
-const RELISTS_PER_RUN = 10;
+const RELISTS_PER_RUN = 50;
 
 class StepTimeout extends Error {}
 
@@ -228,7 +235,8 @@ export async function relistCase(rec: Recorder, contenders: readonly Contender[]
           const relister = new RelistClient(client.binary, c.criSocket, RPC_TIMEOUT_MS);
           try {
             const relist = () => relister.relist();
-            for (let w = 0; w < RELIST_WARMUP; w++) await bounded(relist).catch(() => undefined);
+            const warmUntil = Date.now() + RELIST_WARMUP_MS;
+            for (let w = 0; w < RELIST_WARMUP || Date.now() < warmUntil; w++) await bounded(relist).catch(() => undefined);
             for (let i = 0; i < runs * RELISTS_PER_RUN; i++) {
               if (opts.aborted() || Date.now() > opts.deadline) break;
               const r = await selfTimed(rec, c, step, relist);
