@@ -74,13 +74,19 @@ export class BlobStore {
     this.syncLater(digest);
   }
 
-  /** Waits until these blobs (those written since start) and their names are on disk. */
+  /**
+   * Waits until these blobs (those written since start) and their names are
+   * on disk. The directory's sync makes every name renamed into it before
+   * the sync durable, this call's or not: all of those are forgotten, so the
+   * names of blobs a failed pull left (removed later by the collector) are
+   * not kept until the daemon ends.
+   */
   async durable(digests: readonly string[]): Promise<void> {
     await Promise.all(digests.map((d) => this.syncing.get(d)));
-    const names = digests.filter((d) => this.unsyncedNames.has(d));
-    if (names.length === 0) return;
+    if (!digests.some((d) => this.unsyncedNames.has(d))) return;
+    const renamed = [...this.unsyncedNames];
     await fsyncPath(join(this.root, 'sha256'), 'r');
-    for (const d of names) this.unsyncedNames.delete(d);
+    for (const d of renamed) this.unsyncedNames.delete(d);
   }
 
   private syncLater(digest: string): void {
