@@ -20,6 +20,7 @@ import { Puller, raceAbort, sha256hex } from './puller.js';
 import { formatReference, parseReference } from './reference.js';
 import type { AuthCredentials } from './registry-client.js';
 import { SnapshotStore } from './snapshots.js';
+import { markTopDir } from './top-dir.js';
 
 export type { ImageRecord } from './image-records.js';
 
@@ -89,6 +90,9 @@ export class ImageStore {
     const store = new ImageStore(opts);
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { recursive: true });
+    // Snapshots are built in directories made here (top-dir.ts says why).
+    const notMarked = await markTopDir(store.tmpDir);
+    if (notMarked) store.logger.debug({ reason: notMarked }, 'snapshot builds are not spread over block groups');
     await store.blobs.init();
     await store.snapshots.init();
     await store.records.load();
