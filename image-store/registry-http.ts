@@ -34,21 +34,17 @@ const MAX_REDIRECTS = 5;
 const agents = new Map<string, https.Agent>();
 const contexts = new Map<string, SecureContext>();
 
-/** The CAs an https request trusts: the system's, plus the registry's own CA file. */
-function trusted(caFile: string | undefined): string[] | undefined {
-  // The extra CA adds to the system roots instead of replacing them.
-  return caFile ? [...rootCertificates, readFileSync(caFile, 'utf8')] : undefined;
-}
-
 /**
- * The TLS context of blob downloads from a registry with its own CA file,
- * made once: each new one reads the file and parses every root certificate,
- * and every blob is a new connection.
+ * The TLS context of requests to a registry with its own CA file, made once
+ * per file and shared by the keep-alive agent and blob downloads: each new
+ * one reads the file and parses every root certificate, and an agent given
+ * only `ca` made one per connection.
  */
 function trustedContext(caFile: string): SecureContext {
   let context = contexts.get(caFile);
   if (!context) {
-    context = createSecureContext({ ca: trusted(caFile) });
+    // The extra CA adds to the system roots instead of replacing them.
+    context = createSecureContext({ ca: [...rootCertificates, readFileSync(caFile, 'utf8')] });
     contexts.set(caFile, context);
   }
   return context;
@@ -58,7 +54,7 @@ function httpsAgent(caFile: string | undefined): https.Agent {
   const key = caFile ?? '';
   let agent = agents.get(key);
   if (!agent) {
-    agent = new https.Agent({ keepAlive: true, ca: trusted(caFile) });
+    agent = new https.Agent({ keepAlive: true, secureContext: caFile ? trustedContext(caFile) : undefined });
     agents.set(key, agent);
   }
   return agent;
