@@ -1,4 +1,6 @@
 // ImageService end to end: the real daemon over its socket, a real docker-registry on 127.0.0.1.
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -37,6 +39,8 @@ test('PullImage by tag, then ListImages, ImageStatus (verbose) and ImageFsInfo',
   assert.equal(fs.image_filesystems.length, 1);
   assert.ok(Number(fs.image_filesystems[0]!.used_bytes.value) > 0);
   assert.ok(fs.image_filesystems[0]!.fs_id.mountpoint.startsWith(daemon.stateDir));
+  // The daemon builds snapshots in a directory ext4 spreads over block groups (image-store/top-dir.ts).
+  assert.match(execFileSync('lsattr', ['-d', join(daemon.stateDir, 'images', 'tmp')], { encoding: 'utf8' }).split(' ')[0]!, /T/);
 });
 
 test('PullImage by digest and an unknown image status is empty, as kubelet expects', async () => {
