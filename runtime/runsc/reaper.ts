@@ -199,13 +199,19 @@ while (1) {
       next;
     }
     my ($id, $in, $out, $err, $mask, @argv) = @f;
+    # Stdio opens here, before the fork, so "S" means the child holds it: the daemon may then close
+    # its own end of a stdin FIFO without leaving the child blocked in open(2) or the input lost.
+    # Stdin non-blocking, as a FIFO with no writer must not stall this loop (the child clears it);
+    # outputs read-write, as the daemon's own fds were: a sandbox holding its output FIFO O_RDWR never sees EPIPE.
+    my @fds = (POSIX::open($in, O_RDONLY | O_NONBLOCK), POSIX::open($out, O_RDWR | O_APPEND), POSIX::open($err, O_RDWR | O_APPEND));
     start_child($id, sub {
       POSIX::_exit(125) if $mask ne '' && !mask_net_core($mask);
-      # Read-write, as the daemon's own fds were: a sandbox holding its output FIFO O_RDWR never sees EPIPE.
-      my @fds = (POSIX::open($in, O_RDONLY), POSIX::open($out, O_RDWR | O_APPEND), POSIX::open($err, O_RDWR | O_APPEND));
       for my $i (0 .. 2) { defined $fds[$i] && defined POSIX::dup2($fds[$i], $i) or POSIX::_exit(126); }
+      fcntl(STDIN, F_SETFL, fcntl(STDIN, F_GETFL, 0) & ~O_NONBLOCK) or POSIX::_exit(126);
+      POSIX::close($_) for grep { defined && $_ > 2 } @fds;
       exec { $argv[0] } @argv; POSIX::_exit(127);
     });
+    POSIX::close($_) for grep { defined } @fds;
   }
 }
 `;
@@ -244,6 +250,8 @@ export interface LaunchResult {
 interface Pending {
   pid?: number;
   resolve(r: LaunchResult): void;
+  /** Told once the child runs with its stdio open. */
+  started?: () => void;
   timer?: NodeJS.Timeout;
   timedOut: boolean;
   cancelled: boolean;
@@ -286,6 +294,7 @@ export class Reaper {
       if (!p) return;
       if (kind === 'S') {
         p.pid = Number(value);
+        p.started?.();
         // Its timeout passed (or its signal aborted) before the reaper said it started.
         if (p.timedOut || p.cancelled) killPid(p.pid);
         return;
@@ -337,10 +346,12 @@ export class Reaper {
    * same file). With `maskNetCoreIn` (a netns path) the command runs in a
    * private mount namespace where that netns's /proc/sys/net/core is an
    * empty tmpfs (gvisor.md "Kernel >= 6.x"); if that cannot be set up it
-   * does not run and exits MASK_FAILED_EXIT.
+   * does not run and exits MASK_FAILED_EXIT. `signal` SIGKILLs it;
+   * `started` is called once it runs with its stdio open (the reaper opens
+   * it before forking).
    */
-  launch(argv: readonly string[], stdio: LaunchStdio, timeoutMs: number, maskNetCoreIn?: string): Promise<LaunchResult> {
-    return this.start((id) => [id, stdio.stdin, stdio.stdout, stdio.stderr, maskNetCoreIn ?? '', ...argv], timeoutMs);
+  launch(argv: readonly string[], stdio: LaunchStdio, opts: { timeoutMs: number; maskNetCoreIn?: string; signal?: AbortSignal; started?: () => void }): Promise<LaunchResult> {
+    return this.start((id) => [id, stdio.stdin, stdio.stdout, stdio.stderr, opts.maskNetCoreIn ?? '', ...argv], opts.timeoutMs, opts.signal, opts.started);
   }
 
   /**
@@ -354,11 +365,11 @@ export class Reaper {
     return this.start((id) => ['C', id, files.stdin, files.stdout, files.stderr, vars, ...argv], timeoutMs, signal);
   }
 
-  private start(fields: (id: number) => Array<string | number>, timeoutMs: number, signal?: AbortSignal): Promise<LaunchResult> {
+  private start(fields: (id: number) => Array<string | number>, timeoutMs: number, signal?: AbortSignal, started?: () => void): Promise<LaunchResult> {
     if (!this.alive || signal?.aborted) return Promise.resolve({ exitCode: undefined, signal: undefined, timedOut: false, cancelled: signal?.aborted === true });
     const id = ++this.seq;
     return new Promise((resolve) => {
-      const p: Pending = { resolve, timedOut: false, cancelled: false };
+      const p: Pending = { resolve, started, timedOut: false, cancelled: false };
       if (timeoutMs > 0) {
         p.timer = setTimeout(() => {
           p.timedOut = true;
@@ -442,6 +453,11 @@ export class Reaper {
 /** What the line protocol cannot carry in a field. */
 const UNSENDABLE = /[\n\x1e\x1f]/;
 
+/** Whether the line protocol can carry these fields (launch's argv and paths). */
+export function sendable(fields: readonly string[]): boolean {
+  return !fields.some((f) => UNSENDABLE.test(f));
+}
+
 /**
  * The reaper as the Launcher of short tools (common/launcher.ts): forking
  * from the small perl process spares the daemon's event loop the fork of
@@ -470,7 +486,7 @@ export class ReaperLauncher implements Launcher {
   async run(req: CaptureRequest): Promise<CaptureResult> {
     const env = req.env ?? {};
     const fields = [req.file, ...req.args, ...Object.keys(env), ...Object.values(env)];
-    if (fields.some((f) => UNSENDABLE.test(f)) || Object.keys(env).some((k) => k.includes('='))) return runCaptured(req);
+    if (!sendable(fields) || Object.keys(env).some((k) => k.includes('='))) return runCaptured(req);
     const base = join(this.dir, `${process.pid}.${++this.seq}`);
     const files = { stdin: req.input === undefined ? '/dev/null' : `${base}.in`, stdout: `${base}.out`, stderr: `${base}.err` };
     try {

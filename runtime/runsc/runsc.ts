@@ -488,7 +488,7 @@ interface CallOutcome {
 /** Runs a call through the reaper; a daemon fd reaches it as a /proc path it reopens. */
 async function launchThrough(reaper: Reaper, argv: string[], stdio: RunscStdio | undefined, timeoutMs: number, maskNetCoreIn: string | undefined): Promise<CallOutcome> {
   const path = (v: number | 'pipe' | 'ignore' | undefined): string => (typeof v === 'number' ? `/proc/${process.pid}/fd/${v}` : '/dev/null');
-  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, timeoutMs, maskNetCoreIn);
+  const r = await reaper.launch(argv, { stdin: path(stdio?.stdin), stdout: path(stdio?.stdout), stderr: path(stdio?.stderr) }, { timeoutMs, maskNetCoreIn });
   const shortMessage = r.exitCode === undefined
     ? (r.signal ? `killed by signal ${r.signal}` : 'the reaper is gone')
     : maskNetCoreIn !== undefined && r.exitCode === MASK_FAILED_EXIT
