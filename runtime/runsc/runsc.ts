@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import type { Launcher } from '../../common/index.js';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
+import { startExec, type ExecProcess, type ExecStdio } from './exec-process.js';
 import { MASK_FAILED_EXIT, type Reaper } from './reaper.js';
 
 export type RunscNetwork = 'sandbox' | 'host' | 'none';
@@ -175,12 +176,8 @@ export interface RestoreOptions {
 export interface ExecOptions {
   /** A file holding the OCI process spec. */
   processFile: string;
-  detach?: boolean;
-  /** Host pid of the exec'd process's runsc (detach) is written here. */
-  pidFile?: string;
   /** The exec'd process's pid inside the sandbox, for `kill --pid`. */
   internalPidFile?: string;
-  consoleSocket?: string;
   /** Extra global flags of this call (a pod's runsc flags, gvisor-flags.ts). */
   flags?: readonly string[];
 }
@@ -307,28 +304,18 @@ export class Runsc {
   }
 
   /**
-   * (No detached variant: `exec --detach --process` fails in runsc 20240729
-   * with "a container-id is required".)
-   * Spawns `runsc exec` and hands back the running subprocess: attached, it
-   * lives as long as the exec'd process and exits with its code; detached it
-   * returns once the process started. The caller owns the subprocess.
+   * Starts an attached `runsc exec` of `opts.processFile`, which lives as
+   * long as the exec'd process and exits with its code, with the stdio the
+   * caller wants streamed (exec-process.ts: through the reaper when it runs,
+   * over FIFOs at `fifoBase`.in/.out/.err). The caller owns the process and
+   * disposes of it. (No detached variant: `exec --detach --process` fails in
+   * runsc 20240729 with "a container-id is required".)
    */
-  spawnExec(id: string, opts: ExecOptions, stdio: { stdin?: 'pipe' | 'ignore' | number; stdout?: 'pipe' | 'ignore' | number; stderr?: 'pipe' | 'ignore' | number } = {}): ResultPromise<{ reject: false; encoding: 'buffer' }> {
+  spawnExec(id: string, opts: ExecOptions, want: ExecStdio, fifoBase: string): Promise<ExecProcess> {
     const args = ['exec', `--process=${opts.processFile}`];
-    if (opts.detach) args.push('--detach');
-    if (opts.pidFile) args.push(`--pid-file=${opts.pidFile}`);
     if (opts.internalPidFile) args.push(`--internal-pid-file=${opts.internalPidFile}`);
-    if (opts.consoleSocket) args.push(`--console-socket=${opts.consoleSocket}`);
     args.push(id);
-    const options: Options = {
-      reject: false,
-      encoding: 'buffer',
-      stdin: fdOption(stdio.stdin ?? 'ignore') as Options['stdin'],
-      stdout: fdOption(stdio.stdout ?? 'pipe'),
-      stderr: fdOption(stdio.stderr ?? 'pipe'),
-      buffer: false,
-    };
-    return execa(this.options.binary, [...this.globalFlags(undefined, opts.flags), ...args], options) as unknown as ResultPromise<{ reject: false; encoding: 'buffer' }>;
+    return startExec({ binary: this.options.binary, args: [...this.globalFlags(undefined, opts.flags), ...args], want, fifoBase, reaper: this.options.reaper });
   }
 
   /** One-shot usage statistics of a container. */

@@ -13,6 +13,7 @@ import type { OciProcess, OciSpec } from '../spec/oci-spec.js';
 import { ANNOTATION_SANDBOX_ID, writeBundle } from '../spec/oci-spec.js';
 import { flagAnnotations, runscCallFlags } from './gvisor-flags.js';
 import { killExec } from './exec-kill.js';
+import type { ExecProcess } from './exec-process.js';
 import { isGone, RunscError, type Runsc, type RunscNetwork, type RunscState } from './runsc.js';
 import { SandboxControl, WaitUnanswered } from './sandbox-control.js';
 
@@ -405,13 +406,15 @@ export class SandboxDriver {
     const processFile = `${base}.json`;
     const internalPidFile = `${base}.pid`;
     await writeFile(processFile, JSON.stringify(process), { mode: 0o600 });
+    let sub: ExecProcess | undefined;
     try {
-      const sub = this.runsc.spawnExec(id, { processFile, internalPidFile, flags: runscCallFlags(runscFlags, 'exec') });
+      sub = await this.runsc.spawnExec(id, { processFile, internalPidFile, flags: runscCallFlags(runscFlags, 'exec') }, { stdin: false, stdout: true, stderr: true }, base);
       const stdout = collect(sub.stdout);
       const stderr = collect(sub.stderr);
       let timedOut = false;
       let cancelled = false;
-      const kill = (): void => void killExec(this.runsc, id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
+      const killHost = sub.kill;
+      const kill = (): void => void killExec(this.runsc, id, internalPidFile, killHost, this.logger);
       const timer = timeoutMs > 0 ? setTimeout(() => {
         timedOut = true;
         kill();
@@ -422,13 +425,13 @@ export class SandboxDriver {
       };
       if (signal?.aborted) onAbort();
       else signal?.addEventListener('abort', onAbort, { once: true });
-      const result = await sub;
+      const result = await sub.exited;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       const [out, err] = await Promise.all([stdout, stderr]);
       if (cancelled) return { exitCode: 137, stdout: out, stderr: err, timedOut, cancelled };
       if (!timedOut && result.exitCode === undefined) {
-        throw new RunscError('other', 'exec', id, result.shortMessage ?? 'runsc exec ended without a status');
+        throw new RunscError('other', 'exec', id, result.failure ?? `runsc exec ended without a status${result.signal ? ` (${result.signal})` : ''}`);
       }
       // runsc exec itself fails with 128 when it cannot exec at all.
       if (!timedOut && result.exitCode === 128 && /loading|sandbox|container/i.test(err.toString())) {
@@ -437,6 +440,7 @@ export class SandboxDriver {
       }
       return { exitCode: timedOut ? 137 : result.exitCode ?? 1, stdout: out, stderr: err, timedOut };
     } finally {
+      await sub?.dispose();
       await rm(processFile, { force: true });
       await rm(internalPidFile, { force: true });
     }
@@ -489,7 +493,7 @@ function withFlags(spec: OciSpec, runscFlags: Record<string, string> | undefined
 }
 
 /** Reads a stream to its end, keeping at most EXEC_SYNC_MAX_BYTES. */
-async function collect(stream: NodeJS.ReadableStream | null): Promise<Buffer> {
+async function collect(stream: NodeJS.ReadableStream | undefined): Promise<Buffer> {
   if (!stream) return Buffer.alloc(0);
   const parts: Buffer[] = [];
   let size = 0;

@@ -12,12 +12,14 @@ import net from 'node:net';
 import { constants as osc } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Duplex, Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Logger } from '../../cri-api/logger.js';
 import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, TerminalSize } from '../../stream/index.js';
 import { buildExecProcess } from '../spec/oci-spec.js';
 import { filteredArgs } from '../seccomp/exec-helper.js';
 import { recordedRunscFlags, runscCallFlags } from '../runsc/gvisor-flags.js';
 import { killExec } from '../runsc/exec-kill.js';
+import type { ExecProcess } from '../runsc/exec-process.js';
 import { Runsc } from '../runsc/runsc.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../records/store.js';
@@ -39,11 +41,13 @@ const POD_IP_DIAL_MS = 1_000;
 const DEFAULT_COLS = 80;
 const DEFAULT_ROWS = 24;
 
-/** Per-exec files: the process spec runsc reads, the in-sandbox pid it writes, its own log. */
+/** Per-exec files: the process spec runsc reads, the in-sandbox pid it writes, its own log, its stdio FIFOs. */
 interface ExecFiles {
   processFile: string;
   internalPidFile: string;
   logFile: string;
+  /** Prefix of the stdio FIFOs when the reaper runs the exec (runsc/exec-process.ts). */
+  fifoBase: string;
 }
 
 export class RuntimeStreamBackend implements StreamBackend {
@@ -77,7 +81,7 @@ export class RuntimeStreamBackend implements StreamBackend {
     const log = this.logger.child({ container: c.id, cmd: req.cmd[0], tty: req.tty });
     log.debug('exec started');
     try {
-      const files = { processFile, internalPidFile, logFile };
+      const files = { processFile, internalPidFile, logFile, fifoBase: base };
       const code = req.tty ? await this.execTerminal(c, files, io) : await this.execPiped(c, files, io);
       await this.checkRunscFailure(c, logFile);
       log.debug({ exitCode: code }, 'exec finished');
@@ -165,25 +169,33 @@ export class RuntimeStreamBackend implements StreamBackend {
     const internalPidFile = `${base}.pid`;
     const proc = buildExecProcess({ args: [busybox, 'nc', '127.0.0.1', String(port)], env: [], cwd: '/', user: { uid: 0, gid: 0 }, terminal: false, capabilities: [] });
     await writeFile(processFile, JSON.stringify(proc), { mode: 0o600 });
-    const sub = this.runsc.spawnExec(pod.id, { processFile, internalPidFile }, { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
-    let stderr = '';
-    sub.stderr?.on('data', (chunk: Buffer) => {
-      if (stderr.length < 4096) stderr += chunk.toString();
-    });
-    sub.stdin?.on('error', () => undefined);
-    conn.on('error', () => undefined);
-    if (sub.stdin) conn.pipe(sub.stdin);
-    sub.stdout?.pipe(conn);
-    const onAbort = (): void => void killExec(this.runsc, pod.id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
-    signal.addEventListener('abort', onAbort, { once: true });
+    let sub: ExecProcess | undefined;
     try {
-      const result = await sub;
-      if (result.exitCode !== 0 && !signal.aborted) {
-        throw new Error(`port-forward to port ${port} of pod ${pod.namespace}/${pod.name}: ${lastLine(stderr) || `relay exit code ${result.exitCode}`}`);
+      sub = await this.runsc.spawnExec(pod.id, { processFile, internalPidFile }, { stdin: true, stdout: true, stderr: true }, base);
+      let stderr = '';
+      sub.stderr?.on('data', (chunk: Buffer) => {
+        if (stderr.length < 4096) stderr += chunk.toString();
+      });
+      sub.stdin?.on('error', () => undefined);
+      conn.on('error', () => undefined);
+      if (sub.stdin) conn.pipe(sub.stdin);
+      // Settled once the relay's output is all in conn (not at its exit, which can come first).
+      const relayed = sub.stdout ? finished(sub.stdout).catch(() => undefined) : Promise.resolve();
+      sub.stdout?.pipe(conn);
+      const onAbort = (): void => void killExec(this.runsc, pod.id, internalPidFile, sub!.kill, this.logger);
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        const result = await sub.exited;
+        await relayed;
+        if (result.exitCode !== 0 && !signal.aborted) {
+          throw new Error(`port-forward to port ${port} of pod ${pod.namespace}/${pod.name}: ${lastLine(stderr) || result.failure || `relay exit code ${result.exitCode ?? result.signal}`}`);
+        }
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        if (sub.stdin) conn.unpipe(sub.stdin);
       }
     } finally {
-      signal.removeEventListener('abort', onAbort);
-      if (sub.stdin) conn.unpipe(sub.stdin);
+      await sub?.dispose();
       await rm(processFile, { force: true });
       await rm(internalPidFile, { force: true });
     }
@@ -193,11 +205,7 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   private async execPiped(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
     const { internalPidFile } = f;
-    const sub = this.execRunsc(f.logFile, c).spawnExec(c.id, { processFile: f.processFile, internalPidFile }, {
-      stdin: io.stdin ? 'pipe' : 'ignore',
-      stdout: io.stdout ? 'pipe' : 'ignore',
-      stderr: io.stderr ? 'pipe' : 'ignore',
-    });
+    const sub = await this.execRunsc(f.logFile, c).spawnExec(c.id, { processFile: f.processFile, internalPidFile }, { stdin: io.stdin !== undefined, stdout: io.stdout !== undefined, stderr: io.stderr !== undefined }, f.fifoBase);
     const outputs: Promise<void>[] = [];
     if (io.stdout && sub.stdout) outputs.push(pipeInto(sub.stdout, io.stdout));
     if (io.stderr && sub.stderr) outputs.push(pipeInto(sub.stderr, io.stderr));
@@ -206,15 +214,17 @@ export class RuntimeStreamBackend implements StreamBackend {
       sub.stdin.on('error', () => undefined);
       io.stdin.pipe(sub.stdin);
     }
-    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, () => sub.kill('SIGKILL'), this.logger);
+    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, sub.kill, this.logger);
     io.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      const result = await sub;
+      const result = await sub.exited;
       await Promise.all(outputs);
+      if (result.failure) throw new Error(`exec in container ${c.name} (${c.id.slice(0, 12)}): ${result.failure}`);
       return result.exitCode ?? signalExitCode(result.signal);
     } finally {
       io.signal.removeEventListener('abort', onAbort);
       if (io.stdin && sub.stdin) io.stdin.unpipe(sub.stdin);
+      await sub.dispose();
     }
   }
 

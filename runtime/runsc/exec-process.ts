@@ -1,0 +1,129 @@
+/**
+ * One attached `runsc exec` whose stdio the daemon streams. With the reaper
+ * running it is the reaper's child and its stdio are FIFOs made beside the
+ * exec's process file: node's spawn forks the daemon's whole address
+ * space, which on this project's VMs held the event loop 6-7 ms per exec
+ * (every ExecSync, streamed exec and port-forward relay), where the small
+ * perl process forks in well under one. Without the reaper, execa with pipes.
+ */
+import { closeSync, constants as fsc, openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { Socket } from 'node:net';
+import { constants as osc } from 'node:os';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { execa } from 'execa';
+import { sendable, type Reaper } from './reaper.js';
+
+export interface ExecStdio {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+}
+
+export interface ExecExit {
+  /** undefined when it died of a signal or never ran. */
+  exitCode: number | undefined;
+  signal: string | undefined;
+  /** Why there is no status at all (the reaper went away, the spawn failed). */
+  failure: string | undefined;
+}
+
+export interface ExecProcess {
+  readonly stdin: Writable | undefined;
+  readonly stdout: Readable | undefined;
+  readonly stderr: Readable | undefined;
+  /** Settles when runsc exec has exited; its output can still be draining then. */
+  readonly exited: Promise<ExecExit>;
+  /** SIGKILLs the host-side runsc exec (the process inside is killExec's job). */
+  kill(): void;
+  /** Removes what the exec left on disk (its FIFOs); after exit and drain. */
+  dispose(): Promise<void>;
+}
+
+export interface StartExecInput {
+  binary: string;
+  args: readonly string[];
+  want: ExecStdio;
+  /** Path prefix of the FIFOs (`.in`, `.out`, `.err`) when the reaper runs the exec. */
+  fifoBase: string;
+  reaper: Reaper | undefined;
+}
+
+export async function startExec(input: StartExecInput): Promise<ExecProcess> {
+  return input.reaper?.running && sendable([input.binary, ...input.args, input.fifoBase]) ? startThroughReaper(input, input.reaper) : startWithExeca(input);
+}
+
+function startWithExeca(input: StartExecInput): ExecProcess {
+  const { want } = input;
+  const sub = execa(input.binary, [...input.args], {
+    reject: false,
+    encoding: 'buffer',
+    buffer: false,
+    stdin: want.stdin ? 'pipe' : 'ignore',
+    stdout: want.stdout ? 'pipe' : 'ignore',
+    stderr: want.stderr ? 'pipe' : 'ignore',
+  });
+  return {
+    stdin: sub.stdin ?? undefined,
+    stdout: sub.stdout ?? undefined,
+    stderr: sub.stderr ?? undefined,
+    exited: sub.then((r) => ({ exitCode: r.exitCode, signal: r.signal, failure: r.exitCode === undefined && r.signal === undefined ? r.shortMessage : undefined })),
+    kill: () => void sub.kill('SIGKILL'),
+    dispose: async () => undefined,
+  };
+}
+
+async function startThroughReaper(input: StartExecInput, reaper: Reaper): Promise<ExecProcess> {
+  const { want, fifoBase } = input;
+  const paths = { stdin: `${fifoBase}.in`, stdout: `${fifoBase}.out`, stderr: `${fifoBase}.err` };
+  const used = (['stdin', 'stdout', 'stderr'] as const).filter((k) => want[k]);
+  const dispose = async (): Promise<void> => {
+    await Promise.all(used.map((k) => rm(paths[k], { force: true })));
+  };
+  // Daemon ends: direct calls (none of these opens blocks, see logs/log-pipe.ts). A writing
+  // end is held on each output FIFO until the exec exits: a reader with no writer sees EOF
+  // at once, and the reaper's child may not have opened its end yet.
+  const held: number[] = [];
+  const sockets: Socket[] = [];
+  try {
+    await Promise.all(used.map((k) => reaper.makeFifo(paths[k])));
+    const reader = (path: string): Socket => {
+      const s = new Socket({ fd: openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false });
+      sockets.push(s);
+      held.push(openSync(path, fsc.O_RDWR));
+      return s;
+    };
+    const stdout = want.stdout ? reader(paths.stdout) : undefined;
+    const stderr = want.stderr ? reader(paths.stderr) : undefined;
+    // The daemon's end of stdin is O_RDWR, so the pipe and what it holds live until the child has its
+    // own end; closing it is the exec's EOF. Input waits in `stdin` until then: a client that sends
+    // and closes at once must not close the FIFO before the child opened it.
+    const fifoIn = want.stdin ? new Socket({ fd: openSync(paths.stdin, fsc.O_RDWR), readable: false, writable: true }) : undefined;
+    if (fifoIn) sockets.push(fifoIn);
+    // EPIPE when the process exits before reading all its input: not an error.
+    fifoIn?.on('error', () => undefined);
+    const stdin = fifoIn ? new PassThrough() : undefined;
+    const killer = new AbortController();
+    const exited = reaper
+      .launch([input.binary, ...input.args], { stdin: want.stdin ? paths.stdin : '/dev/null', stdout: want.stdout ? paths.stdout : '/dev/null', stderr: want.stderr ? paths.stderr : '/dev/null' }, {
+        timeoutMs: 0,
+        signal: killer.signal,
+        started: () => stdin?.pipe(fifoIn!),
+      })
+      .then((r) => {
+        for (const fd of held.splice(0)) closeSync(fd);
+        fifoIn?.destroy();
+        return { exitCode: r.exitCode, signal: r.signal === undefined ? undefined : signalName(r.signal), failure: r.exitCode === undefined && r.signal === undefined ? 'the runsc reaper exited before runsc exec did' : undefined };
+      });
+    return { stdin, stdout, stderr, exited, kill: () => killer.abort(), dispose };
+  } catch (err) {
+    for (const fd of held) closeSync(fd);
+    for (const s of sockets) s.destroy();
+    await dispose();
+    throw err;
+  }
+}
+
+function signalName(n: number): string {
+  return Object.entries(osc.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
+}

@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { silentLogger } from '../../cri-api/logger.js';
+import { startExec, type ExecProcess } from '../../runtime/runsc/exec-process.js';
+import { Reaper } from '../../runtime/runsc/reaper.js';
+
+async function readAll(s: Readable | undefined): Promise<string> {
+  if (!s) return '';
+  let out = '';
+  for await (const chunk of s) out += (chunk as Buffer).toString();
+  return out;
+}
+
+/** Feeds `input` to stdin, then reads both outputs to their ends and the exit. */
+async function drive(p: ExecProcess, input: string): Promise<{ stdout: string; stderr: string; exitCode: number | undefined; signal: string | undefined }> {
+  p.stdin?.end(input);
+  const [stdout, stderr, exit] = await Promise.all([readAll(p.stdout), readAll(p.stderr), p.exited]);
+  return { stdout, stderr, exitCode: exit.exitCode, signal: exit.signal };
+}
+
+// The process runsc exec runs as (here a shell standing in for runsc): its stdio streamed, its exit, its kill.
+describe('startExec', () => {
+  let dir: string;
+  let reaper: Reaper;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'gvcri-exec-process-'));
+    const r = await Reaper.start(silentLogger);
+    assert.ok(r, 'the reaper runs here');
+    reaper = r;
+  });
+  after(async () => {
+    reaper.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  for (const via of ['reaper', 'execa'] as const) {
+    const start = (args: string[], base: string, want = { stdin: true, stdout: true, stderr: true }): Promise<ExecProcess> =>
+      startExec({ binary: '/bin/sh', args: ['-c', ...args], want, fifoBase: join(dir, base), reaper: via === 'reaper' ? reaper : undefined });
+
+    it(`streams stdin to stdout, stderr apart, and the exit code (${via})`, async () => {
+      const p = await start(['cat; echo oops >&2; exit 3'], `${via}-1`);
+      assert.deepEqual(await drive(p, 'hello\nworld\n'), { stdout: 'hello\nworld\n', stderr: 'oops\n', exitCode: 3, signal: undefined });
+      await p.dispose();
+      assert.deepEqual(await readdir(dir).then((names) => names.filter((n) => n.startsWith(`${via}-1`))), []);
+    });
+
+    it(`gives streams only for what is wanted; an unwanted stdin reads as empty (${via})`, async () => {
+      const p = await start(['wc -c; echo gone >&2'], `${via}-2`, { stdin: false, stdout: true, stderr: false });
+      assert.equal(p.stdin, undefined);
+      assert.equal(p.stderr, undefined);
+      assert.deepEqual(await drive(p, ''), { stdout: '0\n', stderr: '', exitCode: 0, signal: undefined });
+      await p.dispose();
+    });
+
+    it(`keeps output written just before the exit (${via})`, async () => {
+      const p = await start(['head -c 300000 /dev/zero'], `${via}-3`, { stdin: false, stdout: true, stderr: true });
+      const r = await drive(p, '');
+      assert.equal(r.stdout.length, 300000);
+      assert.equal(r.exitCode, 0);
+      await p.dispose();
+    });
+
+    it(`kill() ends it with SIGKILL (${via})`, async () => {
+      const p = await start(['exec sleep 60'], `${via}-4`);
+      p.kill();
+      assert.deepEqual(await drive(p, ''), { stdout: '', stderr: '', exitCode: undefined, signal: 'SIGKILL' });
+      await p.dispose();
+    });
+  }
+});
