@@ -429,7 +429,6 @@ export class SpdyConnection {
     this.pendingCreates.clear();
     this.pendingPings.clear();
     this.releaseDrainWaiters();
-    this.compressor.close();
     this.decompressor.close();
     this.resolveClosed();
   }

@@ -1,8 +1,9 @@
 // SPDY/3 header compression: one zlib stream per direction for the whole
 // connection, primed with the SPDY/3 dictionary, each block ended by a
 // Z_SYNC_FLUSH. Node's zlib streams are asynchronous and its synchronous
-// helpers close their context after one call, so each context serializes its
-// blocks through a promise chain: results come back strictly in call order.
+// helpers close their context after one call, so the inflating context
+// serializes its blocks through a promise chain: results come back strictly
+// in call order. Outgoing blocks are not compressed at all (see HeaderCompressor).
 
 import zlib from 'node:zlib';
 import { SPDY3_DICTIONARY } from './dictionary.js';
@@ -18,7 +19,7 @@ class ZlibContext {
   private failure: SpdyProtocolError | undefined;
   private failCurrent: ((err: Error) => void) | undefined;
 
-  constructor(private readonly z: zlib.Deflate | zlib.Inflate, private readonly what: string) {
+  constructor(private readonly z: zlib.Inflate, private readonly what: string) {
     // Paused mode, drained by hand: a 'data' listener can receive a block's
     // last bytes after the flush callback (when output was buffered), which
     // cut blocks in two and left SYN_STREAMs unanswered under load.
@@ -82,16 +83,38 @@ class ZlibContext {
   }
 }
 
-/** Compresses this side's outgoing header blocks. */
+/** zlib header: deflate, 32 KiB window, a preset dictionary (FDICT), then the SPDY/3 dictionary's Adler-32. */
+const ZLIB_HEADER = Buffer.from('78f9e3c6a7c2', 'hex');
+/** A stored block's length field is 16 bits. */
+const MAX_STORED = 0xffff;
+/** The empty stored block a Z_SYNC_FLUSH ends with. */
+const SYNC_FLUSH = Buffer.from('000000ffff', 'hex');
+
+/**
+ * Writes this side's outgoing header blocks as stored (uncompressed) deflate
+ * blocks of one zlib stream, each ended as a Z_SYNC_FLUSH ends it: what any
+ * SPDY peer's inflater reads, made at once on the event loop. Deflating
+ * went through zlib's thread: one round trip between threads per SYN_REPLY,
+ * which a client creating its streams one after another waited for each
+ * time, to save a few dozen bytes of a frame on loopback.
+ */
 export class HeaderCompressor {
-  private readonly ctx = new ZlibContext(zlib.createDeflate({ level: 9, dictionary: SPDY3_DICTIONARY }), 'compression');
+  private started = false;
 
   compress(block: Buffer): Promise<Buffer> {
-    return this.ctx.process(block);
-  }
-
-  close(): void {
-    this.ctx.close();
+    const parts: Buffer[] = [];
+    if (!this.started) parts.push(ZLIB_HEADER);
+    this.started = true;
+    for (let at = 0; at < block.length; at += MAX_STORED) {
+      const piece = block.subarray(at, at + MAX_STORED);
+      const head = Buffer.alloc(5);
+      // BFINAL 0, BTYPE 00 (stored), padded to the byte boundary; then LEN and its one's complement.
+      head.writeUInt16LE(piece.length, 1);
+      head.writeUInt16LE(~piece.length & 0xffff, 3);
+      parts.push(head, piece);
+    }
+    parts.push(SYNC_FLUSH);
+    return Promise.resolve(Buffer.concat(parts));
   }
 }
 
