@@ -79,7 +79,7 @@ export class OutputFifo {
     if (viaReaper) size = (await reaper.makeFifo(path, WANTED_PIPE_BYTES)) || undefined;
     else await makeFifo(path);
     // Reader first: a non-blocking O_RDONLY open of a FIFO never waits.
-    const reader = await openReader(path);
+    const reader = await openFifoReader(path);
     const writer = await openFd(path, fsc.O_RDWR);
     if (!viaReaper) size = await growPipe(path);
     if (size === undefined) logger?.warn({ fifo: path }, 'could not grow the log pipe; output waits in 64 KiB while the daemon is away');
@@ -90,7 +90,7 @@ export class OutputFifo {
   static async reattach(path: string): Promise<OutputFifo> {
     const st = await stat(path).catch(() => undefined);
     if (!st?.isFIFO()) throw internal(`reopen log FIFO ${path}: not a FIFO`);
-    return new OutputFifo(path, await openReader(path), undefined);
+    return new OutputFifo(path, await openFifoReader(path), undefined);
   }
 
   /** The descriptor runsc gets as the container's stream. */
@@ -113,11 +113,17 @@ export class OutputFifo {
   }
 }
 
-async function openReader(path: string): Promise<Readable> {
+/** The daemon's reading end of a FIFO: opened non-blocking (never waits), read through the event loop. */
+export async function openFifoReader(path: string): Promise<Socket> {
   const fd = await openFd(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
   // A net.Socket over the fd reads through libuv's event loop (no thread
   // blocked in read(2)), which is what a non-blocking FIFO needs.
   return new Socket({ fd, readable: true, writable: false });
+}
+
+/** An O_RDWR end of a FIFO as a stream to write: the open never waits, and the pipe lives while it is open. */
+export async function openFifoWriter(path: string): Promise<Socket> {
+  return new Socket({ fd: await openFd(path, fsc.O_RDWR), readable: false, writable: true });
 }
 
 /**
@@ -137,17 +143,15 @@ export class StdinFifo {
 
   static async create(path: string, reaper?: Reaper): Promise<StdinFifo> {
     await makeAnyFifo(path, reaper);
-    const keep = await openFd(path, fsc.O_RDWR);
-    // Does not block: the O_RDWR open above already counts as a writer.
+    const writable = await openFifoWriter(path);
+    // Does not block: the O_RDWR end above already counts as a writer.
     const containerEnd = await openFd(path, fsc.O_RDONLY);
-    const writable = new Socket({ fd: keep, readable: false, writable: true });
     return new StdinFifo(path, writable, containerEnd);
   }
 
   /** Reopens the writing end after a daemon restart (the container still reads). */
   static async reattach(path: string): Promise<StdinFifo> {
-    const keep = await openFd(path, fsc.O_RDWR);
-    return new StdinFifo(path, new Socket({ fd: keep, readable: false, writable: true }), undefined);
+    return new StdinFifo(path, await openFifoWriter(path), undefined);
   }
 
   /** The descriptor runsc gets as the container's stdin. */

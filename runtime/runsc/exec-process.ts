@@ -8,10 +8,11 @@
  */
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { constants as osc } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { execa } from 'execa';
+import { openFifoReader, openFifoWriter } from '../logs/log-pipe.js';
 import { sendable, type Reaper } from './reaper.js';
 
 export interface ExecStdio {
@@ -80,25 +81,25 @@ async function startThroughReaper(input: StartExecInput, reaper: Reaper): Promis
   const dispose = async (): Promise<void> => {
     await Promise.all(used.map((k) => rm(paths[k], { force: true })));
   };
-  // Daemon ends: direct calls (none of these opens blocks, see logs/log-pipe.ts). A writing
-  // end is held on each output FIFO until the exec exits: a reader with no writer sees EOF
-  // at once, and the reaper's child may not have opened its end yet.
+  // A writing end is held on each output FIFO until the exec exits (direct calls: opening a
+  // FIFO O_RDWR never waits): a reader with no writer sees EOF at once, and the reaper's child
+  // may not have opened its end yet.
   const held: number[] = [];
   const sockets: Socket[] = [];
   try {
     await Promise.all(used.map((k) => reaper.makeFifo(paths[k])));
-    const reader = (path: string): Socket => {
-      const s = new Socket({ fd: openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK), readable: true, writable: false });
+    const reader = async (path: string): Promise<Socket> => {
+      const s = await openFifoReader(path);
       sockets.push(s);
       held.push(openSync(path, fsc.O_RDWR));
       return s;
     };
-    const stdout = want.stdout ? reader(paths.stdout) : undefined;
-    const stderr = want.stderr ? reader(paths.stderr) : undefined;
+    const stdout = want.stdout ? await reader(paths.stdout) : undefined;
+    const stderr = want.stderr ? await reader(paths.stderr) : undefined;
     // The daemon's end of stdin is O_RDWR, so the pipe and what it holds live until the child has its
     // own end; closing it is the exec's EOF. Input waits in `stdin` until then: a client that sends
     // and closes at once must not close the FIFO before the child opened it.
-    const fifoIn = want.stdin ? new Socket({ fd: openSync(paths.stdin, fsc.O_RDWR), readable: false, writable: true }) : undefined;
+    const fifoIn = want.stdin ? await openFifoWriter(paths.stdin) : undefined;
     if (fifoIn) sockets.push(fifoIn);
     // EPIPE when the process exits before reading all its input: not an error.
     fifoIn?.on('error', () => undefined);
