@@ -5,8 +5,11 @@
  * share either. A network is claimed with an exclusive-create file named
  * after its slot under the host's temp dir, holding the claiming pid; it is
  * released when the process exits, and a claim whose process is gone
- * (a killed run) is taken over.
+ * (a killed run) is taken over. The bridge named after a slot belongs to
+ * the slot's holder: it is deleted when the slot is claimed (a killed run
+ * left it) and when its holder exits, so runs leave no bridges behind.
  */
+import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,6 +86,11 @@ function takeOver(path: string): boolean {
   }
 }
 
+/** Synchronous, as the exit hook must be; a missing bridge is what we want. */
+function deleteBridge(name: string): void {
+  spawnSync('ip', ['link', 'del', name], { stdio: 'ignore' });
+}
+
 function netOf(slot: number): TestNet {
   const prefix = `10.${200 + Math.floor(slot / 250)}.${slot % 250}`;
   return { slot, bridge: `gvt${slot}`, prefix, subnet: `${prefix}.0/24`, gateway: `${prefix}.1` };
@@ -104,11 +112,15 @@ export function allocateTestNet(key: string): TestNet {
     const path = join(CLAIMS_DIR, `slot-${slot}`);
     if (!createExclusive(path) && !takeOver(path)) continue;
     const net = netOf(slot);
+    deleteBridge(net.bridge);
     mine.set(key, net);
     if (!exitHookSet) {
       exitHookSet = true;
       process.on('exit', () => {
-        for (const n of mine.values()) rmSync(join(CLAIMS_DIR, `slot-${n.slot}`), { force: true });
+        for (const n of mine.values()) {
+          deleteBridge(n.bridge);
+          rmSync(join(CLAIMS_DIR, `slot-${n.slot}`), { force: true });
+        }
       });
     }
     return net;
