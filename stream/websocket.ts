@@ -65,10 +65,12 @@ export function decodeChannelMessage(framing: ChannelFraming, raw: Buffer, isBin
 /** A WebSocket carrying numbered channels; incoming data is routed by channel. */
 class ChannelSocket {
   private readonly inputs = new Map<number, Readable>();
+  /** Channels whose input ended: what still comes on them is dropped (a push after the end is an error). */
+  private readonly ended = new Set<number>();
 
   constructor(readonly ws: WebSocket, readonly framing: ChannelFraming, private readonly logger: Logger) {
     ws.on('message', (raw: Buffer, isBinary: boolean) => this.onMessage(raw, isBinary));
-    ws.on('close', () => { for (const input of this.inputs.values()) input.push(null); });
+    ws.on('close', () => this.closeInputs());
     ws.on('error', (err: Error) => logger.debug({ err: err.message }, 'websocket error'));
   }
 
@@ -99,7 +101,18 @@ class ChannelSocket {
   }
 
   closeInputs(): void {
-    for (const input of this.inputs.values()) input.push(null);
+    for (const channel of this.inputs.keys()) this.endInput(channel);
+  }
+
+  /**
+   * Ends a channel's input. The socket may be paused for it (its last data
+   * filled its buffer): an ended input is never read again, so it would stay
+   * paused, and the client's close frame would never be read.
+   */
+  private endInput(channel: number): void {
+    if (!this.ended.has(channel)) this.inputs.get(channel)?.push(null);
+    this.ended.add(channel);
+    if (this.ws.isPaused) this.ws.resume();
   }
 
   /** Closes with 1000 once everything queued is sent, and waits (bounded) for the close to complete. */
@@ -116,11 +129,11 @@ class ChannelSocket {
     const msg = decodeChannelMessage(this.framing, raw, isBinary);
     if (!msg) return;
     if ('closeChannel' in msg) {
-      this.inputs.get(msg.closeChannel)?.push(null);
+      this.endInput(msg.closeChannel);
       return;
     }
     const input = this.inputs.get(msg.channel);
-    if (!input) {
+    if (!input || this.ended.has(msg.channel)) {
       this.logger.debug({ channel: msg.channel }, 'dropping data on a channel nobody reads');
       return;
     }

@@ -94,6 +94,8 @@ export interface ExecClientResult {
   stderr: Buffer;
   /** Raw bytes of the error channel: JSON status for v4+, text before. */
   status: string;
+  /** The WebSocket close code (1000 for a clean close; 1006 when the server dropped the connection instead). */
+  closeCode?: number;
 }
 
 /** The metav1.Status a v4+ server writes. */
@@ -184,7 +186,7 @@ export function wsExec(url: string, opts: ExecClientOptions, protocol: string): 
       else if (msg.channel === 2) err.push(msg.data);
       else if (msg.channel === 3) status.push(msg.data);
     });
-    ws.on('close', () => resolve({ protocol: ws.protocol, stdout: Buffer.concat(out), stderr: Buffer.concat(err), status: Buffer.concat(status).toString('utf8') }));
+    ws.on('close', (code) => resolve({ protocol: ws.protocol, stdout: Buffer.concat(out), stderr: Buffer.concat(err), status: Buffer.concat(status).toString('utf8'), closeCode: code }));
   });
 }
 

@@ -48,6 +48,7 @@ test('exec cat round-trips 10 MiB of stdin exactly and ends on stdin EOF (SPDY a
 
   const ws = await wsExec(await s.execUrl(ctr, ['cat'], { stdin: true }), { stdin: data, stdout: true, stderr: true }, 'v5.channel.k8s.io');
   assert.equal(JSON.parse(ws.status).status, 'Success', ws.status);
+  assert.equal(ws.closeCode, 1000, 'the server read the client\'s close frame');
   assert.equal(ws.stdout.length, data.length);
   assert.ok(ws.stdout.equals(data), 'WebSocket bytes differ');
 });

@@ -52,6 +52,7 @@ for (const tr of transports) {
         assert.equal(r.stdout.length, input.length);
         assert.ok(r.stdout.equals(input), 'output differs from input');
         assert.equal(exitCodeOf(parseStatus(r)), 0);
+        if (tr.name.startsWith('WebSocket')) assert.equal(r.closeCode, 1000, 'the server closes cleanly');
       });
     }
 
