@@ -5,15 +5,25 @@
  * space, which on this project's VMs held the event loop 6-7 ms per exec
  * (every ExecSync, streamed exec and port-forward relay), where the small
  * perl process forks in well under one. Without the reaper, execa with pipes.
+ * An exec with a terminal runs on a pseudo-terminal the reaper makes and
+ * relays, as it does a tty container's console (reaper.ts TerminalFiles).
  */
 import { closeSync, constants as fsc, openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { Socket } from 'node:net';
 import { constants as osc } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { execa } from 'execa';
 import { openFifoReader, openFifoWriter } from '../logs/log-pipe.js';
 import { sendable, type Reaper } from './reaper.js';
+
+/**
+ * How long a terminal's output may go on after runsc exec exited. It ends
+ * by itself once every end of the terminal is closed; a process left
+ * running in the background that holds it would keep it open for good.
+ */
+const TERMINAL_DRAIN_MS = 2_000;
 
 export interface ExecStdio {
   stdin: boolean;
@@ -39,6 +49,37 @@ export interface ExecProcess {
   kill(): void;
   /** Removes what the exec left on disk (its FIFOs); after exit and drain. */
   dispose(): Promise<void>;
+}
+
+/** An attached `runsc exec` with a terminal: one output, input, a size. */
+export interface TerminalExecProcess {
+  /** What the terminal shows (the process's stdout and stderr alike); ends after the exit. */
+  readonly output: Readable;
+  /** Settles when runsc exec has exited; the output can still be draining then. */
+  readonly exited: Promise<ExecExit>;
+  /** Input typed into the terminal. */
+  write(chunk: Buffer): void;
+  /** The client's input ended: the terminal gets its end-of-input character. */
+  endInput(): void;
+  resize(cols: number, rows: number): void;
+  /** SIGKILLs the host-side runsc exec (the process inside is killExec's job). */
+  kill(): void;
+  /** Drops the terminal and removes its FIFOs; after exit. */
+  dispose(): Promise<void>;
+}
+
+export interface StartTerminalExecInput {
+  binary: string;
+  args: readonly string[];
+  /** Path prefix of the terminal's FIFOs (`.out`, `.in`, `.ctl`). */
+  fifoBase: string;
+  reaper: Reaper;
+  size: { cols: number; rows: number };
+}
+
+/** Whether the reaper can run this exec on a terminal of its own. */
+export function terminalExecPossible(reaper: Reaper | undefined, binary: string, args: readonly string[], fifoBase: string): reaper is Reaper {
+  return reaper?.running === true && sendable([binary, ...args, fifoBase]);
 }
 
 export interface StartExecInput {
@@ -120,6 +161,71 @@ async function startThroughReaper(input: StartExecInput, reaper: Reaper): Promis
   } catch (err) {
     for (const fd of held) closeSync(fd);
     for (const s of sockets) s.destroy();
+    await dispose();
+    throw err;
+  }
+}
+
+/**
+ * runsc exec with a terminal in its process spec takes its own stdio as
+ * the terminal (a console socket is only honoured with --detach, which
+ * 20240729 refuses with --process). So the reaper makes a pseudo-terminal,
+ * launches runsc exec on its slave, and relays the master between the
+ * FIFOs: output, input, and control lines that resize it or end its input.
+ * Once the reaper holds the output FIFO the daemon keeps no writing end of
+ * it, so the daemon's reader ends when the reaper lets the terminal go.
+ */
+export async function startTerminalExec(input: StartTerminalExecInput): Promise<TerminalExecProcess> {
+  const { fifoBase, reaper } = input;
+  const paths = { output: `${fifoBase}.out`, input: `${fifoBase}.in`, control: `${fifoBase}.ctl` };
+  const key = `exec-${basename(fifoBase)}`;
+  const sockets: Socket[] = [];
+  let held: number | undefined;
+  const release = (): void => {
+    if (held !== undefined) closeSync(held);
+    held = undefined;
+  };
+  const dispose = async (): Promise<void> => {
+    release();
+    reaper.closeTerminal(key);
+    for (const s of sockets) s.destroy();
+    await Promise.all(Object.values(paths).map((p) => rm(p, { force: true })));
+  };
+  try {
+    await Promise.all(Object.values(paths).map((p) => reaper.makeFifo(p)));
+    // A reader with no writer sees EOF at once: a writing end is held until the reaper has its own.
+    held = openSync(paths.output, fsc.O_RDWR);
+    const output = await openFifoReader(paths.output);
+    sockets.push(output);
+    const fifoIn = await openFifoWriter(paths.input);
+    const control = await openFifoWriter(paths.control);
+    sockets.push(fifoIn, control);
+    // A process that exits before reading all its input: EPIPE is not an error.
+    fifoIn.on('error', () => undefined);
+    control.on('error', () => undefined);
+    const say = (line: string): void => void control.write(`${line}\n`);
+    // Waits in the FIFO for the reaper: the size applies from the start.
+    say(`R ${input.size.cols} ${input.size.rows}`);
+    const tty = await reaper.openPty(key, { stdout: paths.output, stdin: paths.input, control: paths.control });
+    release();
+    const killer = new AbortController();
+    const exited = reaper.launchOnTerminal([input.binary, ...input.args], tty, { timeoutMs: 0, signal: killer.signal }).then((r) => {
+      if (!output.readableEnded && !output.destroyed) {
+        const drain = setTimeout(() => reaper.closeTerminal(key), TERMINAL_DRAIN_MS);
+        output.once('close', () => clearTimeout(drain));
+      }
+      return { exitCode: r.exitCode, signal: r.signal === undefined ? undefined : signalName(r.signal), failure: r.exitCode === undefined && r.signal === undefined ? 'the runsc reaper exited before runsc exec did' : undefined };
+    });
+    return {
+      output,
+      exited,
+      write: (chunk) => void fifoIn.write(chunk),
+      endInput: () => say('E'),
+      resize: (cols, rows) => say(`R ${cols} ${rows}`),
+      kill: () => killer.abort(),
+      dispose,
+    };
+  } catch (err) {
     await dispose();
     throw err;
   }

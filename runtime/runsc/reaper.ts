@@ -61,6 +61,23 @@ sub term_open {
   return '';
 }
 
+# A terminal made here, for an exec: runsc exec takes its own stdio as the terminal, so its console
+# cannot come over a socket. Relayed as term_open's; the answer is the slave's path.
+sub term_pty {
+  my ($id, $out, $in, $ctl) = @_;
+  my %t = (ob => '', ib => '', cb => '');
+  sysopen(my $m, '/dev/ptmx', O_RDWR | O_NOCTTY | O_NONBLOCK) or return (undef, "open /dev/ptmx: $!");
+  # TIOCSPTLCK (unlock the slave), then TIOCGPTN (its number).
+  my ($unlock, $n) = (pack('i', 0), pack('i', 0));
+  ioctl($m, 0x40045431, $unlock) && ioctl($m, 0x80045430, $n) or return (undef, "pty: $!");
+  sysopen(my $o, $out, O_RDWR | O_NONBLOCK) or return (undef, "open $out: $!");
+  sysopen(my $c, $ctl, O_RDWR | O_NONBLOCK) or return (undef, "open $ctl: $!");
+  if ($in ne '') { sysopen(my $i, $in, O_RDWR | O_NONBLOCK) or return (undef, "open $in: $!"); $t{i} = $i; }
+  @t{qw(m o c)} = ($m, $o, $c);
+  $term{$id} = \%t;
+  return ('/dev/pts/' . unpack('i', $n), '');
+}
+
 sub term_close {
   my ($id) = @_;
   my $t = delete $term{$id} or return;
@@ -183,6 +200,22 @@ while (1) {
     my @f = split /\x1f/, $1, -1;
     if ($f[0] eq 'T') { my $err = term_open(@f[1 .. 5]); print $err eq '' ? "L $f[1]\n" : "F $f[1] $err\n"; next; }
     if ($f[0] eq 'U') { term_close($f[1]); next; }
+    if ($f[0] eq 'P') { my ($tty, $err) = term_pty(@f[1 .. 4]); print defined $tty ? "M $f[1] $tty\n" : "F $f[1] $err\n"; next; }
+    if ($f[0] eq 'Y') {
+      # A command on a terminal term_pty made: its session's controlling terminal, so that the
+      # terminal's own signals (^C) reach it, as runsc exec forwards them into the sandbox.
+      my (undef, $id, $tty, @argv) = @f;
+      my $fd = POSIX::open($tty, O_RDWR | O_NOCTTY);
+      start_child($id, sub {
+        defined $fd && POSIX::setsid() or POSIX::_exit(126);
+        for my $i (0 .. 2) { defined POSIX::dup2($fd, $i) or POSIX::_exit(126); }
+        POSIX::close($fd) if $fd > 2;
+        ioctl(STDIN, 0x540E, 0) or POSIX::_exit(126);
+        exec { $argv[0] } @argv; POSIX::_exit(127);
+      });
+      POSIX::close($fd) if defined $fd;
+      next;
+    }
     if ($f[0] eq 'M') { my $size = make_fifo(@f[2, 3]); print defined $size ? "M $f[1] $size\n" : "F $f[1] $!\n"; next; }
     # A pipe's buffer dies with its last open fd: held until the FIFO is unlinked.
     if ($f[0] eq 'H') { for my $p (@f[1 .. $#f]) { next if $held{$p}; my $h; $held{$p} = $h if sysopen($h, $p, O_RDONLY | O_NONBLOCK); } next; }
@@ -355,6 +388,14 @@ export class Reaper {
   }
 
   /**
+   * Runs argv as the reaper's child on the terminal `tty` (a slave openPty
+   * made) as its stdio and controlling terminal, in a session of its own.
+   */
+  launchOnTerminal(argv: readonly string[], tty: string, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<LaunchResult> {
+    return this.start((id) => ['Y', id, tty, ...argv], opts.timeoutMs, opts.signal);
+  }
+
+  /**
    * Runs a short tool as the reaper's child with `env` set on top of the
    * reaper's environment (the daemon's): stdin from a file, stdout and
    * stderr into files the reaper creates (truncating). No field may hold a
@@ -399,6 +440,17 @@ export class Reaper {
     if (!this.alive) return Promise.reject(new Error('the runsc reaper is gone'));
     if (this.answers.has(key)) return Promise.reject(new Error(`terminal ${key} is already being opened`));
     return this.ask(key, ['T', key, files.consoleSocket, files.stdout, files.stdin ?? '', files.control]).then(() => undefined);
+  }
+
+  /**
+   * Has the reaper make a pseudo-terminal and relay it as openTerminal does
+   * a console (`files`, without the socket), until its last slave end
+   * closes. Resolves to the slave's path, for launchOnTerminal.
+   */
+  openPty(key: string, files: Omit<TerminalFiles, 'consoleSocket'>): Promise<string> {
+    if (!this.alive) return Promise.reject(new Error('the runsc reaper is gone'));
+    if (this.answers.has(key)) return Promise.reject(new Error(`terminal ${key} is already being opened`));
+    return this.ask(key, ['P', key, files.stdout, files.stdin ?? '', files.control]);
   }
 
   /**

@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import type { Launcher } from '../../common/index.js';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
-import { startExec, type ExecProcess, type ExecStdio } from './exec-process.js';
+import { startExec, startTerminalExec, terminalExecPossible, type ExecProcess, type ExecStdio, type TerminalExecProcess } from './exec-process.js';
 import { MASK_FAILED_EXIT, type Reaper } from './reaper.js';
 
 export type RunscNetwork = 'sandbox' | 'host' | 'none';
@@ -312,10 +312,27 @@ export class Runsc {
    * runsc 20240729 with "a container-id is required".)
    */
   spawnExec(id: string, opts: ExecOptions, want: ExecStdio, fifoBase: string): Promise<ExecProcess> {
-    const args = ['exec', `--process=${opts.processFile}`];
+    return startExec({ binary: this.options.binary, args: this.execArgs(id, opts), want, fifoBase, reaper: this.options.reaper });
+  }
+
+  /**
+   * As spawnExec, for a process with a terminal: runsc exec runs on a
+   * pseudo-terminal the reaper makes and relays (exec-process.ts, FIFOs at
+   * `fifoBase`). Undefined without a reaper: the caller then makes the
+   * terminal itself.
+   */
+  async spawnTerminalExec(id: string, opts: ExecOptions, fifoBase: string, size: { cols: number; rows: number }): Promise<TerminalExecProcess | undefined> {
+    const args = this.execArgs(id, opts);
+    const { reaper, binary } = this.options;
+    if (!terminalExecPossible(reaper, binary, args, fifoBase)) return undefined;
+    return startTerminalExec({ binary, args, fifoBase, reaper, size });
+  }
+
+  private execArgs(id: string, opts: ExecOptions): string[] {
+    const args = [...this.globalFlags(undefined, opts.flags), 'exec', `--process=${opts.processFile}`];
     if (opts.internalPidFile) args.push(`--internal-pid-file=${opts.internalPidFile}`);
     args.push(id);
-    return startExec({ binary: this.options.binary, args: [...this.globalFlags(undefined, opts.flags), ...args], want, fifoBase, reaper: this.options.reaper });
+    return args;
   }
 
   /** One-shot usage statistics of a container. */

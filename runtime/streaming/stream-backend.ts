@@ -229,7 +229,36 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   private async execTerminal(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
-    // runsc with process.terminal and no --console-socket takes its own stdio as the terminal.
+    const { internalPidFile } = f;
+    const term = await this.execRunsc(f.logFile, c).spawnTerminalExec(c.id, { processFile: f.processFile, internalPidFile }, f.fifoBase, { cols: DEFAULT_COLS, rows: DEFAULT_ROWS });
+    if (!term) return this.execInPty(c, f, io);
+    const output = io.stdout ? pipeInto(term.output, io.stdout) : finished(term.output.resume()).catch(() => undefined);
+    const onInput = (chunk: Buffer): void => term.write(chunk);
+    const onEnd = (): void => term.endInput();
+    io.stdin?.on('data', onInput);
+    io.stdin?.once('end', onEnd);
+    let done = false;
+    if (io.resize) void this.followSizes(c, io.resize, () => done, (s) => term.resize(s.width, s.height));
+    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, term.kill, this.logger);
+    io.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const result = await term.exited;
+      await output;
+      if (result.failure) throw new Error(`exec in container ${c.name} (${c.id.slice(0, 12)}): ${result.failure}`);
+      return result.exitCode ?? signalExitCode(result.signal);
+    } finally {
+      done = true;
+      io.signal.removeEventListener('abort', onAbort);
+      io.stdin?.off('data', onInput);
+      io.stdin?.off('end', onEnd);
+      // Keeps reading (and dropping) whatever the client still sends, so its stream ends.
+      io.stdin?.resume();
+      await term.dispose();
+    }
+  }
+
+  /** Without the reaper: runsc exec's own stdio is the terminal, a pty node-pty makes (and forks the daemon for). */
+  private async execInPty(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
     const pty = await loadPty(c);
     const { internalPidFile } = f;
     const args = [...this.execRunsc(f.logFile, c).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${internalPidFile}`, c.id];

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { exitCodeOf, isUpgrade, parseStatus, spdyExec, spdyUpgrade, wsExec } from '../helpers/stream-client.js';
 import { fdCount, makeStreamWorld, runscProcesses, type StreamWorld } from '../helpers/runtime-stream.js';
 import { eventually } from '../helpers/wait.js';
+import { silentLogger } from '../../cri-api/logger.js';
+import { Exec, Runsc, RuntimeStreamBackend } from '../../runtime/index.js';
+import { StreamServer } from '../../stream/index.js';
 
 let s: StreamWorld;
 let ctr: string;
@@ -88,6 +93,57 @@ test('a TTY exec reads EOF when the client closes its stdin', async () => {
   const r = await spdyExec(await s.execUrl(ctr, ['cat'], { tty: true, stdin: true }), { tty: true, stdin: Buffer.from('abc\n') });
   assert.equal(parseStatus(r).status, 'Success', r.status);
   assert.match(r.stdout.toString(), /abc\r\n/);
+});
+
+test('a TTY exec ends with its exit code and all its output, and leaves no file or descriptor behind', async () => {
+  const warm = await spdyExec(await s.execUrl(ctr, ['true'], { tty: true }), { tty: true, stdout: true });
+  assert.equal(parseStatus(warm).status, 'Success', warm.status);
+  const fds = fdCount();
+  for (let i = 0; i < 5; i++) {
+    const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', `seq 1 2000; echo end-${i}; exit 3`], { tty: true }), { tty: true, stdout: true });
+    assert.equal(exitCodeOf(parseStatus(r)), 3, r.status);
+    const text = r.stdout.toString();
+    assert.match(text, /^1\r\n2\r\n/);
+    assert.ok(text.endsWith(`2000\r\nend-${i}\r\n`), text.slice(-50));
+  }
+  const workDir = join(dirname(s.w.runsc.options.root), 'stream');
+  await eventually(async () => runscProcesses(s.w.runsc.options.root, 'exec').length === 0 && fdCount() <= fds + 2 && readdirSync(workDir).length === 0, 10_000, `no runsc exec, descriptors back near ${fds} (now ${fdCount()}), and no files left in ${workDir}`);
+});
+
+test('^C typed into a TTY exec interrupts its process', async () => {
+  const stdin = new PassThrough();
+  let out = '';
+  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'trap "echo got-int; exit 9" INT; echo ready; while true; do sleep 0.1; done'], { tty: true, stdin: true }), {
+    tty: true,
+    stdin,
+    onStdout: (c) => {
+      out += c.toString();
+      if (out.includes('ready') && !stdin.writableEnded) stdin.end('\x03');
+    },
+  });
+  assert.equal(exitCodeOf(parseStatus(r)), 9, `${r.status} ${out}`);
+  assert.match(out, /got-int/);
+});
+
+test('a TTY exec whose background child keeps the terminal open still ends', async () => {
+  const r = await spdyExec(await s.execUrl(ctr, ['sh', '-c', 'sleep 60 & echo fg-done'], { tty: true }), { tty: true, stdout: true });
+  assert.equal(parseStatus(r).status, 'Success', r.status);
+  assert.match(r.stdout.toString(), /fg-done\r\n/);
+});
+
+test('without the reaper, a TTY exec gets a terminal of its own', async () => {
+  const runsc = new Runsc({ ...s.w.runsc.options, reaper: undefined, launcher: undefined });
+  const backend = new RuntimeStreamBackend({ rt: s.w.rt, runsc, busybox: s.w.infra.busybox, logger: silentLogger });
+  const server = await StreamServer.start({ address: '127.0.0.1', port: 0, backend, logger: silentLogger });
+  try {
+    const ctx = { logger: silentLogger, signal: new AbortController().signal };
+    const { url } = await Exec(s.w.rt, server, { container_id: ctr, cmd: ['sh', '-c', 'busybox stty size; exit 4'], tty: true, stdin: false, stdout: true, stderr: false, audit_request_id: '' }, ctx);
+    const r = await spdyExec(url!, { tty: true, stdout: true });
+    assert.equal(exitCodeOf(parseStatus(r)), 4, r.status);
+    assert.match(r.stdout.toString(), /^\d+ \d+\r\n$/);
+  } finally {
+    await server.close();
+  }
 });
 
 test('an abandoned exec is killed in the sandbox', async () => {
