@@ -100,7 +100,7 @@ class ChannelSocket {
     this.inputs.set(channel, input);
   }
 
-  closeInputs(): void {
+  private closeInputs(): void {
     for (const channel of this.inputs.keys()) this.endInput(channel);
   }
 
@@ -115,8 +115,13 @@ class ChannelSocket {
     if (this.ws.isPaused) this.ws.resume();
   }
 
-  /** Closes with 1000 once everything queued is sent, and waits (bounded) for the close to complete. */
+  /**
+   * Ends every input (which resumes a socket paused for one of them, so the
+   * client's close frame is read), closes with 1000 once everything queued
+   * is sent, and waits (bounded) for the close to complete.
+   */
   async closeNormally(): Promise<void> {
+    this.closeInputs();
     if (this.ws.readyState === this.ws.CLOSED) return;
     const closed = new Promise<void>((resolve) => this.ws.once('close', () => resolve()));
     if (this.ws.readyState === this.ws.OPEN) this.ws.close(1000);
@@ -193,7 +198,6 @@ export class WebSocketExecSession implements Session {
     await Promise.all([settleWritable(io.stdout), settleWritable(io.stderr)]);
     const status = this.channels.framing.jsonStatus ? v4Status(outcome) : legacyStatus(outcome);
     if (status) await new Promise<void>((resolve) => this.channels.send(Channel.ERROR, status, () => resolve()));
-    this.channels.closeInputs();
     await this.channels.closeNormally();
   }
 }
