@@ -11,7 +11,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { constants as osc } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { Duplex, Readable, Writable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from '../../cri-api/logger.js';
 import type { AttachRequest, ExecRequest, ExecResult, StreamBackend, StreamIO, TerminalSize } from '../../stream/index.js';
@@ -19,7 +19,7 @@ import { buildExecProcess } from '../spec/oci-spec.js';
 import { filteredArgs } from '../seccomp/exec-helper.js';
 import { recordedRunscFlags, runscCallFlags } from '../runsc/gvisor-flags.js';
 import { killExec } from '../runsc/exec-kill.js';
-import type { ExecProcess } from '../runsc/exec-process.js';
+import type { ExecExit, ExecProcess, TerminalExecProcess } from '../runsc/exec-process.js';
 import { Runsc } from '../runsc/runsc.js';
 import type { PodRuntime } from '../core/pod-runtime.js';
 import type { ContainerRecord, SandboxRecord } from '../records/store.js';
@@ -230,8 +230,8 @@ export class RuntimeStreamBackend implements StreamBackend {
 
   private async execTerminal(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
     const { internalPidFile } = f;
-    const term = await this.execRunsc(f.logFile, c).spawnTerminalExec(c.id, { processFile: f.processFile, internalPidFile }, f.fifoBase, { cols: DEFAULT_COLS, rows: DEFAULT_ROWS });
-    if (!term) return this.execInPty(c, f, io);
+    const size = { cols: DEFAULT_COLS, rows: DEFAULT_ROWS };
+    const term = (await this.execRunsc(f.logFile, c).spawnTerminalExec(c.id, { processFile: f.processFile, internalPidFile }, f.fifoBase, size)) ?? (await this.execInPty(c, f, size));
     const output = io.stdout ? pipeInto(term.output, io.stdout) : finished(term.output.resume()).catch(() => undefined);
     const onInput = (chunk: Buffer): void => term.write(chunk);
     const onEnd = (): void => term.endInput();
@@ -258,35 +258,30 @@ export class RuntimeStreamBackend implements StreamBackend {
   }
 
   /** Without the reaper: runsc exec's own stdio is the terminal, a pty node-pty makes (and forks the daemon for). */
-  private async execInPty(c: ContainerRecord, f: ExecFiles, io: StreamIO): Promise<number> {
+  private async execInPty(c: ContainerRecord, f: ExecFiles, size: { cols: number; rows: number }): Promise<TerminalExecProcess> {
     const pty = await loadPty(c);
-    const { internalPidFile } = f;
-    const args = [...this.execRunsc(f.logFile, c).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${internalPidFile}`, c.id];
-    const term = pty.spawn(this.runsc.options.binary, args, { cols: DEFAULT_COLS, rows: DEFAULT_ROWS, cwd: '/', encoding: null });
+    const args = [...this.execRunsc(f.logFile, c).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${f.internalPidFile}`, c.id];
+    const term = pty.spawn(this.runsc.options.binary, args, { cols: size.cols, rows: size.rows, cwd: '/', encoding: null });
+    const output = new PassThrough();
     term.onData((data: string | Buffer) => {
-      const chunk = typeof data === 'string' ? Buffer.from(data) : data;
-      if (io.stdout && !io.stdout.destroyed && !io.stdout.writableEnded) io.stdout.write(chunk);
+      if (!output.writableEnded) output.write(typeof data === 'string' ? Buffer.from(data) : data);
     });
-    const exited = new Promise<number>((resolve) => term.onExit((e) => resolve(e.signal ? 128 + e.signal : e.exitCode)));
-    const onInput = (chunk: Buffer): void => term.write(chunk);
-    // The client closed its stdin: a terminal's end of input is its EOF character.
-    const onEnd = (): void => term.write('\x04');
-    io.stdin?.on('data', onInput);
-    io.stdin?.once('end', onEnd);
-    let done = false;
-    if (io.resize) void this.followSizes(c, io.resize, () => done, (s) => term.resize(s.width, s.height));
-    const onAbort = (): void => void killExec(this.runsc, c.id, internalPidFile, () => term.kill('SIGKILL'), this.logger);
-    io.signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      return await exited;
-    } finally {
-      done = true;
-      io.signal.removeEventListener('abort', onAbort);
-      io.stdin?.off('data', onInput);
-      io.stdin?.off('end', onEnd);
-      // Keeps reading (and dropping) whatever the client still sends, so its stream ends.
-      io.stdin?.resume();
-    }
+    const exited = new Promise<ExecExit>((resolve) =>
+      term.onExit((e) => {
+        output.end();
+        resolve({ exitCode: e.signal ? 128 + e.signal : e.exitCode, signal: undefined, failure: undefined });
+      }),
+    );
+    return {
+      output,
+      exited,
+      write: (chunk) => term.write(chunk),
+      // A terminal's end of input is its EOF character.
+      endInput: () => term.write('\x04'),
+      resize: (cols, rows) => term.resize(cols, rows),
+      kill: () => term.kill('SIGKILL'),
+      dispose: async () => undefined,
+    };
   }
 
   /**

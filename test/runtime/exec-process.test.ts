@@ -22,21 +22,21 @@ async function drive(p: ExecProcess, input: string): Promise<{ stdout: string; s
   return { stdout, stderr, exitCode: exit.exitCode, signal: exit.signal };
 }
 
+let dir: string;
+let reaper: Reaper;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'gvcri-exec-process-'));
+  const r = await Reaper.start(silentLogger);
+  assert.ok(r, 'the reaper runs here');
+  reaper = r;
+});
+after(async () => {
+  reaper.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
 // The process runsc exec runs as (here a shell standing in for runsc): its stdio streamed, its exit, its kill.
 describe('startExec', () => {
-  let dir: string;
-  let reaper: Reaper;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gvcri-exec-process-'));
-    const r = await Reaper.start(silentLogger);
-    assert.ok(r, 'the reaper runs here');
-    reaper = r;
-  });
-  after(async () => {
-    reaper.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
   for (const via of ['reaper', 'execa'] as const) {
     const start = (args: string[], base: string, want = { stdin: true, stdout: true, stderr: true }): Promise<ExecProcess> =>
       startExec({ binary: '/bin/sh', args: ['-c', ...args], want, fifoBase: join(dir, base), reaper: via === 'reaper' ? reaper : undefined });
@@ -75,19 +75,6 @@ describe('startExec', () => {
 
 // The same with a terminal the reaper makes: the process's session and controlling terminal, sized, relayed.
 describe('startTerminalExec', () => {
-  let dir: string;
-  let reaper: Reaper;
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'gvcri-exec-tty-'));
-    const r = await Reaper.start(silentLogger);
-    assert.ok(r, 'the reaper runs here');
-    reaper = r;
-  });
-  after(async () => {
-    reaper.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-
   const start = (script: string, base: string): Promise<TerminalExecProcess> =>
     startTerminalExec({ binary: '/bin/sh', args: ['-c', script], fifoBase: join(dir, base), reaper, size: { cols: 91, rows: 17 } });
 
