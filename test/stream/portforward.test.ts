@@ -7,6 +7,7 @@ import { SpdyConnection } from '../../stream/spdy/connection.js';
 import { HostBackend } from '../helpers/stream-host-backend.js';
 import { collect, isUpgrade, spdyForward, spdyUpgrade, wsUrl } from '../helpers/stream-client.js';
 import { startTestServer } from '../helpers/stream-server.js';
+import { eventually } from '../helpers/wait.js';
 
 const PAYLOAD = randomBytes(5 * 1024 * 1024);
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -105,6 +106,42 @@ describe('port-forward over SPDY', () => {
     const error = await conn.createStream({ streamtype: ['error'], port: ['80'], requestid: ['9'] });
     error.end();
     assert.equal((await collect(error)).toString(), 'timed out waiting for streams');
+    await conn.shutdown(2000);
+  });
+
+  it('a connection whose upload ended while it held the socket back does not stall the others', async (t) => {
+    // The pod side of the first connection reads nothing until the client has sent all 8 MiB and its end, so the
+    // server holds the SPDY socket back for it; then it reads everything and stays open. A second connection
+    // must still get through: an upload that ended is never read again, so it must not keep the socket held.
+    let first: net.Socket | undefined;
+    let received = 0;
+    let ended = false;
+    const target = net.createServer((sock) => {
+      sock.on('error', () => undefined);
+      if (first) return void sock.pipe(sock);
+      first = sock;
+      sock.pause();
+      sock.on('data', (c: Buffer) => (received += c.length));
+      sock.on('end', () => (ended = true));
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      first?.destroy();
+      return new Promise<void>((resolve) => target.close(() => resolve()));
+    });
+    const port = (target.address() as net.AddressInfo).port;
+    const server = await startTestServer(t, new HostBackend());
+    const conn = await spdyPortForward(server.getPortForwardUrl({ podSandboxId: 'pod1', ports: [] }));
+    const upload = randomBytes(8 * 1024 * 1024);
+    const a = await spdyForward(conn, port, 0);
+    await new Promise<void>((resolve) => a.data.end(upload, () => resolve()));
+    await eventually(async () => first !== undefined, 10_000, 'the first connection to reach the pod side');
+    first!.resume();
+    await eventually(async () => ended && received === upload.length, 10_000, `the whole upload and its end at the pod side (${received} bytes so far)`);
+    const b = await spdyForward(conn, port, 1);
+    b.data.end(Buffer.from('ping'));
+    assert.equal((await collect(b.data)).toString(), 'ping');
+    first!.end();
     await conn.shutdown(2000);
   });
 
