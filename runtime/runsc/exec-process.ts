@@ -16,7 +16,7 @@ import { constants as osc } from 'node:os';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { execa } from 'execa';
 import { openFifoReader, openFifoWriter } from '../logs/log-pipe.js';
-import { sendable, type Reaper } from './reaper.js';
+import { sendable, type LaunchResult, type Reaper } from './reaper.js';
 
 /**
  * How long a terminal's output may go on after runsc exec exited. It ends
@@ -77,8 +77,8 @@ export interface StartTerminalExecInput {
   size: { cols: number; rows: number };
 }
 
-/** Whether the reaper can run this exec on a terminal of its own. */
-export function terminalExecPossible(reaper: Reaper | undefined, binary: string, args: readonly string[], fifoBase: string): reaper is Reaper {
+/** Whether the reaper can run this exec: it runs, and its line protocol can carry the command and FIFO paths. */
+export function reaperCanRun(reaper: Reaper | undefined, binary: string, args: readonly string[], fifoBase: string): reaper is Reaper {
   return reaper?.running === true && sendable([binary, ...args, fifoBase]);
 }
 
@@ -92,7 +92,7 @@ export interface StartExecInput {
 }
 
 export async function startExec(input: StartExecInput): Promise<ExecProcess> {
-  return input.reaper?.running && sendable([input.binary, ...input.args, input.fifoBase]) ? startThroughReaper(input, input.reaper) : startWithExeca(input);
+  return reaperCanRun(input.reaper, input.binary, input.args, input.fifoBase) ? startThroughReaper(input, input.reaper) : startWithExeca(input);
 }
 
 function startWithExeca(input: StartExecInput): ExecProcess {
@@ -155,7 +155,7 @@ async function startThroughReaper(input: StartExecInput, reaper: Reaper): Promis
       .then((r) => {
         for (const fd of held.splice(0)) closeSync(fd);
         fifoIn?.destroy();
-        return { exitCode: r.exitCode, signal: r.signal === undefined ? undefined : signalName(r.signal), failure: r.exitCode === undefined && r.signal === undefined ? 'the runsc reaper exited before runsc exec did' : undefined };
+        return exitOf(r);
       });
     return { stdin, stdout, stderr, exited, kill: () => killer.abort(), dispose };
   } catch (err) {
@@ -214,7 +214,7 @@ export async function startTerminalExec(input: StartTerminalExecInput): Promise<
         const drain = setTimeout(() => reaper.closeTerminal(key), TERMINAL_DRAIN_MS);
         output.once('close', () => clearTimeout(drain));
       }
-      return { exitCode: r.exitCode, signal: r.signal === undefined ? undefined : signalName(r.signal), failure: r.exitCode === undefined && r.signal === undefined ? 'the runsc reaper exited before runsc exec did' : undefined };
+      return exitOf(r);
     });
     return {
       output,
@@ -229,6 +229,11 @@ export async function startTerminalExec(input: StartTerminalExecInput): Promise<
     await dispose();
     throw err;
   }
+}
+
+/** A reaper launch's result as an exec's exit. */
+function exitOf(r: LaunchResult): ExecExit {
+  return { exitCode: r.exitCode, signal: r.signal === undefined ? undefined : signalName(r.signal), failure: r.exitCode === undefined && r.signal === undefined ? 'the runsc reaper exited before runsc exec did' : undefined };
 }
 
 function signalName(n: number): string {

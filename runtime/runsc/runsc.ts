@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { execa, type Options, type ResultPromise } from 'execa';
 import type { Launcher } from '../../common/index.js';
 import { CriError, GrpcStatus } from '../../cri-api/errors.js';
-import { startExec, startTerminalExec, terminalExecPossible, type ExecProcess, type ExecStdio, type TerminalExecProcess } from './exec-process.js';
+import { reaperCanRun, startExec, startTerminalExec, type ExecProcess, type ExecStdio, type TerminalExecProcess } from './exec-process.js';
 import { MASK_FAILED_EXIT, type Reaper } from './reaper.js';
 
 export type RunscNetwork = 'sandbox' | 'host' | 'none';
@@ -324,11 +324,12 @@ export class Runsc {
   async spawnTerminalExec(id: string, opts: ExecOptions, fifoBase: string, size: { cols: number; rows: number }): Promise<TerminalExecProcess | undefined> {
     const args = this.execArgs(id, opts);
     const { reaper, binary } = this.options;
-    if (!terminalExecPossible(reaper, binary, args, fifoBase)) return undefined;
+    if (!reaperCanRun(reaper, binary, args, fifoBase)) return undefined;
     return startTerminalExec({ binary, args, fifoBase, reaper, size });
   }
 
-  private execArgs(id: string, opts: ExecOptions): string[] {
+  /** The whole argv (global flags included) of an attached `runsc exec` of `opts.processFile`. */
+  execArgs(id: string, opts: ExecOptions): string[] {
     const args = [...this.globalFlags(undefined, opts.flags), 'exec', `--process=${opts.processFile}`];
     if (opts.internalPidFile) args.push(`--internal-pid-file=${opts.internalPidFile}`);
     args.push(id);

@@ -260,7 +260,7 @@ export class RuntimeStreamBackend implements StreamBackend {
   /** Without the reaper: runsc exec's own stdio is the terminal, a pty node-pty makes (and forks the daemon for). */
   private async execInPty(c: ContainerRecord, f: ExecFiles, size: { cols: number; rows: number }): Promise<TerminalExecProcess> {
     const pty = await loadPty(c);
-    const args = [...this.execRunsc(f.logFile, c).globalFlags(), 'exec', `--process=${f.processFile}`, `--internal-pid-file=${f.internalPidFile}`, c.id];
+    const args = this.execRunsc(f.logFile, c).execArgs(c.id, { processFile: f.processFile, internalPidFile: f.internalPidFile });
     const term = pty.spawn(this.runsc.options.binary, args, { cols: size.cols, rows: size.rows, cwd: '/', encoding: null });
     const output = new PassThrough();
     term.onData((data: string | Buffer) => {
